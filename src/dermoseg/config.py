@@ -1,0 +1,81 @@
+"""Training configurations: YAML files under ``configs/``, merged over the defaults below.
+
+The defaults are the single place where a setting has a value when a config file is silent; every other module
+receives its settings from the merged configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "name": "codec",
+    "task": "segmentation",
+    "seed": 2018,
+    "data": {"root": "../shared/data", "dataset": "isic2018", "image_size": 256, "num_workers": 0,
+             "train_subset": None},
+    "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
+    "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},
+    "trainer": {"epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+                "precision": "32-true", "num_threads": None, "max_time_minutes": None},
+    "augment": {"enabled": True, "flip": True, "rotate_limit": 180, "scale": 0.1, "elastic_p": 0.15,
+                "grid_p": 0.15, "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
+                                                  "hue": 0.02, "p": 0.5}},
+    "preprocess": {"enabled": False},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, not YAML, or has a key of the wrong kind; the message names it."""
+
+
+def _merge(base: dict, override: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key in out and isinstance(out[key], dict) and out[key] is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict[str, Any]:
+    """Read a YAML configuration and merge it over :data:`DEFAULTS`.
+
+    Parameters
+    ----------
+    path : YAML file, or None for the defaults alone.
+    overrides : a nested mapping applied last (used by the sweep command for grid cells).
+
+    Returns
+    -------
+    The merged configuration (a new dict).
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or not a YAML mapping, or a section has the wrong type.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+        cfg = _merge(cfg, data, str(path))
+    if overrides:
+        cfg = _merge(cfg, overrides, "overrides")
+    return cfg

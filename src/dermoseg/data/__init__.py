@@ -1,0 +1,1 @@
+"""Dataset layouts, fixed splits and transforms."""

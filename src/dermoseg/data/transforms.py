@@ -1,0 +1,73 @@
+"""Resizing, normalisation and augmentation (paper abstract and §3: "rotated and deformed").
+
+Augmentation is composed from albumentations, which moves the image and its mask with the same geometric
+transform; colour jitter touches the image only. The same :func:`to_tensor` normalisation is used by training
+and inference, so a model always sees inputs prepared the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 RGB image to (size, size, 3) uint8 (area interpolation when shrinking,
+    bilinear when enlarging). The aspect ratio is not kept, as in the squashed ISIC training images."""
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize an (H, W) bool mask to (size, size) bool (nearest neighbour on the area-averaged mask)."""
+    m = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return m >= 0.5
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB → (3, H, W) float32, ImageNet mean/std normalised."""
+    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def build_augmentation(cfg: Mapping[str, Any] | None) -> A.Compose | None:
+    """Training augmentation from the config's ``augment`` section.
+
+    Keys (all optional): ``flip`` (bool, horizontal and vertical flips, p=0.5 each), ``rotate_limit``
+    (degrees, random rotation in ±limit, reflect border), ``scale`` (± relative zoom), ``elastic_p`` and
+    ``grid_p`` (probabilities of elastic and grid deformation), ``color_jitter`` (mapping with brightness,
+    contrast, saturation, hue, p). ``None`` or ``{enabled: false}`` gives no augmentation.
+
+    Returns
+    -------
+    An albumentations pipeline taking ``image=(H, W, 3) uint8`` and ``mask=(H, W) uint8``, or None.
+    """
+    if not cfg or not cfg.get("enabled", True):
+        return None
+    ops: list[A.BasicTransform] = []
+    if cfg.get("flip", True):
+        ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    rotate, scale = float(cfg.get("rotate_limit", 0)), float(cfg.get("scale", 0))
+    if rotate or scale:
+        ops.append(A.Affine(rotate=(-rotate, rotate), scale=(1 - scale, 1 + scale), border_mode=cv2.BORDER_REFLECT_101, p=0.8))
+    deform = []
+    if cfg.get("elastic_p", 0):
+        deform.append(A.ElasticTransform(alpha=30, sigma=6, border_mode=cv2.BORDER_REFLECT_101, p=1.0))
+    if cfg.get("grid_p", 0):
+        deform.append(A.GridDistortion(num_steps=5, distort_limit=0.2, border_mode=cv2.BORDER_REFLECT_101, p=1.0))
+    if deform:
+        ops.append(A.OneOf(deform, p=float(cfg.get("elastic_p", 0)) + float(cfg.get("grid_p", 0))))
+    jitter = cfg.get("color_jitter")
+    if jitter:
+        ops.append(A.ColorJitter(brightness=jitter.get("brightness", 0.1), contrast=jitter.get("contrast", 0.1),
+                                 saturation=jitter.get("saturation", 0.1), hue=jitter.get("hue", 0.02),
+                                 p=jitter.get("p", 0.5)))
+    return A.Compose(ops)

@@ -1,0 +1,57 @@
+"""Segmentation models: the paper's codec on two encoders, and the U-Net baseline.
+
+:func:`build_model` is the one place that turns a model configuration into a network, used by training,
+inference and the ``info`` command alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from dermoseg.models.deeplab import ASPP, Codec
+from dermoseg.models.encoders import MobileNetV2Encoder, PaperEncoder, PretrainedWeightsError
+from dermoseg.models.unet import UNet
+
+ARCHITECTURES = ("codec", "unet")
+ENCODERS = ("paper", "mobilenet_v2")
+
+
+def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn.Module:
+    """Build a segmentation network from its configuration.
+
+    Parameters
+    ----------
+    config : keys ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2"),
+        ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for
+        mobilenet_v2); for U-Net ``width`` (32).
+    pretrained : overrides ``config["pretrained"]``; inference passes False because the trained weights
+        replace ImageNet's anyway.
+
+    Returns
+    -------
+    A module mapping ``(N, 3, H, W)`` float32 to ``(N, 1, H, W)`` lesion logits.
+
+    Raises
+    ------
+    ValueError
+        For an unknown architecture or encoder.
+    """
+    arch = config.get("architecture", "codec")
+    if arch == "unet":
+        return UNet(width=int(config.get("width", 32)))
+    if arch != "codec":
+        raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
+    name = config.get("encoder", "mobilenet_v2")
+    use_pretrained = bool(config.get("pretrained", name == "mobilenet_v2")) if pretrained is None else pretrained
+    if name == "paper":
+        encoder = PaperEncoder(width=int(config.get("encoder_width", 512)))
+    elif name == "mobilenet_v2":
+        encoder = MobileNetV2Encoder(pretrained=use_pretrained, output_stride=int(config.get("output_stride", 16)))
+    else:
+        raise ValueError(f"unknown encoder '{name}' (choose from {', '.join(ENCODERS)})")
+    return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)))
+
+
+__all__ = ["ASPP", "Codec", "UNet", "PaperEncoder", "MobileNetV2Encoder", "PretrainedWeightsError", "build_model"]
