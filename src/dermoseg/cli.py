@@ -1,0 +1,197 @@
+"""The ``dermoseg`` command: subcommands only (parse, call, report). All logic lives in the library modules.
+
+Exit status: 0 on success, 1 when some inputs of a batch failed (the others were processed), 2 on a usage or
+input error that stopped the command (the message names the file and the problem, without a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DATA_ROOT_DEFAULT = "../shared/data"
+EPILOG = "Research tool, not a medical device."
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as 'error: <message>', exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------- segment
+def _add_segment(sub) -> None:
+    p = sub.add_parser("segment", help="segment lesions in images (the main job)",
+                       description="Segment the lesion in each dermoscopic image. Writes DIR/<stem>_segmentation.png "
+                       "(0/255, ISIC 2018 naming, the input's size), DIR/<stem>_overlay.jpg and DIR/results.csv. "
+                       "Bad files are reported and skipped; exit status 1 if any failed.", epilog=EPILOG)
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    p.add_argument("--threshold", type=float, default=0.5, help="lesion probability threshold (default 0.5)")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3x slower)")
+    pre = p.add_mutually_exclusive_group()
+    pre.add_argument("--preprocess", dest="preprocess", action="store_true", default=None,
+                     help="remove black frame and hair before segmenting")
+    pre.add_argument("--no-preprocess", dest="preprocess", action="store_false",
+                     help="segment the raw image (default: what the model file says)")
+    p.set_defaults(func=_run_segment)
+
+
+def _run_segment(args) -> int:
+    from dermoseg.inference import load_model
+    from dermoseg.segment import segment_files
+    if not 0.0 < args.threshold < 1.0:
+        raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    model = load_model(args.model)
+    report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess)
+    print(f"segmented {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
+    return report.exit_code
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score masks against ground truth (ISIC 2018 metrics)",
+                       description="Either compare two folders of masks (--pred and --truth), or run a model on a "
+                       "dataset (--dataset isic2018 --split val, or --dataset ph2). Reports pixel accuracy, Dice, "
+                       "Jaccard, ISIC 2018 thresholded Jaccard, sensitivity and specificity (masks binarised at "
+                       "> 128, metrics per image, then averaged); writes per_image.csv and summary.json.")
+    p.add_argument("--pred", type=Path, help="folder of predicted masks (e.g. the output of 'dermoseg segment')")
+    p.add_argument("--truth", type=Path, help="folder of ground-truth masks (searched recursively)")
+    p.add_argument("--model", type=Path, help="model file for --dataset (default: the shipped model)")
+    p.add_argument("--dataset", choices=["isic2018", "ph2"], help="evaluate a model on this dataset")
+    p.add_argument("--split", choices=["train", "val", "all"], default="val",
+                   help="part of the committed ISIC split (default val; PH2 is always all 200)")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--out", type=Path, help="folder for per_image.csv and summary.json")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--preprocess", dest="preprocess", action="store_true", default=None, help="clean images first")
+    p.add_argument("--no-preprocess", dest="preprocess", action="store_false", help="do not clean images")
+    p.add_argument("--save-masks", action="store_true", help="also write the predicted masks under OUT/masks/")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from dermoseg import evaluation
+    if args.dataset:
+        if args.pred or args.truth:
+            raise CommandError("use either --dataset or --pred/--truth, not both")
+        from dermoseg.inference import load_model
+        samples = evaluation.dataset_samples(args.dataset, args.data_root, args.split)
+        _, summary = evaluation.evaluate_model(load_model(args.model), samples, args.out, tta=args.tta,
+                                               preprocess=args.preprocess, save_masks=args.save_masks)
+    elif args.pred and args.truth:
+        rows, summary = evaluation.evaluate_dirs(args.pred, args.truth)
+        if args.out:
+            evaluation.write_report(args.out, rows, summary)
+    else:
+        raise CommandError("give --pred and --truth, or --dataset")
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- train
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML config",
+                       description="Train with Lightning from configs/NAME.yaml: a checkpoint every epoch "
+                       "(OUT/checkpoints/last.ckpt and best.ckpt), per-epoch metrics in OUT/metrics.csv, and the "
+                       "best epoch exported as OUT/model.pt (usable with --model).")
+    p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument("--data-root", type=Path, help="override the config's data root")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from dermoseg.config import load_config
+    overrides = {"data": {"root": str(args.data_root)}} if args.data_root else None
+    cfg = load_config(args.config, overrides)
+    out = args.out or Path("runs") / cfg["name"]
+    if cfg.get("task", "segmentation") == "classification":
+        from dermoseg.classification.training import train_classifier
+        path = train_classifier(cfg, out, resume=args.resume)
+    else:
+        from dermoseg.training import train
+        path = train(cfg, out, resume=args.resume)
+    print(f"trained model written to {Path(path).resolve()}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ info
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="parameter count and multiply-accumulates of a model",
+                       description="Print parameters and MACs of a model (a model file, or a config's model) at a "
+                       "given input size.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
+                   help="input size in pixels (default: the model's training size)")
+    p.set_defaults(func=_run_info)
+
+
+def _run_info(args) -> int:
+    from dermoseg.models import build_model
+    from dermoseg.models.complexity import count_macs, count_parameters
+    if args.config:
+        from dermoseg.config import load_config
+        cfg = load_config(args.config)
+        network, size, name = build_model(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
+        model_cfg = cfg["model"]
+    else:
+        from dermoseg.inference import load_model
+        m = load_model(args.model)
+        network, size, name, model_cfg = m.network, m.image_size, str(m.path), m.info
+    h, w = args.size or (size, size)
+    if h < 1 or w < 1:
+        raise CommandError(f"--size must be positive, got {h} {w}")
+    macs = count_macs(network, h, w)
+    print(f"model: {name}")
+    print(f"parameters: {count_parameters(network):,}")
+    print(f"multiply-accumulates at {h}x{w}: {macs:,} ({macs / 1e9:.3f} GMAC)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ main
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dermoseg import __version__
+    parser = argparse.ArgumentParser(
+        prog="dermoseg", description="Dermoscopic image cleaning, lesion segmentation, measurement and diagnosis "
+        "(Lalitha & Vijayalakshmi 2024, reproduced and extended).", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"dermoseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dermoseg`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from dermoseg.config import ConfigError
+    from dermoseg.data.datasets import DatasetError
+    from dermoseg.data.splits import SplitError
+    from dermoseg.evaluation import EvaluationError
+    from dermoseg.inference import ModelFileError
+    from dermoseg.io import ImageReadError
+    from dermoseg.models.encoders import PretrainedWeightsError
+    known = (CommandError, ConfigError, DatasetError, SplitError, EvaluationError, ModelFileError, ImageReadError,
+             PretrainedWeightsError, FileNotFoundError, NotADirectoryError, PermissionError)
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
