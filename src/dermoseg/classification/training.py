@@ -1,0 +1,350 @@
+"""Training the lesion classifier on HAM10000 with Lightning (issue 5; method.md rows 3, 4 and 11).
+
+Mirrors :mod:`dermoseg.training`: a data module on the committed split (``splits/ham10000.csv``, grouped by
+``lesion_id``, stratified by class), a task (model, class-weighted cross-entropy, AdamW with warm-up and cosine
+decay), and a run driver that checkpoints every epoch (``last.ckpt`` and the best by validation balanced
+accuracy), resumes, logs per-epoch metrics to ``metrics.csv``, then fits the temperature on the validation split
+and exports a small model file that :func:`dermoseg.classification.diagnose.load_classifier` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from dermoseg.classification.metrics import balanced_accuracy
+from dermoseg.classification.model import build_classifier, input_tensor, prepare_image
+from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
+from dermoseg.data.splits import HAM_SPLIT, read_split, select
+from dermoseg.data.transforms import build_augmentation
+from dermoseg.io import read_image, read_mask
+
+FORMAT = "dermoseg-classifier-1"
+# Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
+# classification config inherits (architecture, aspp_rates, dice loss...) are dropped so the run records only
+# what it used.
+MODEL_KEYS = ("encoder", "pretrained", "dropout", "mask_mode", "crop_margin", "freeze_stages")
+LOSS_KEYS = ("class_weight_power", "label_smoothing")
+
+
+def classifier_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a merged config with the ``model`` and ``loss`` sections reduced to the classifier's keys."""
+    out = dict(cfg)
+    out["model"] = {k: v for k, v in cfg.get("model", {}).items() if k in MODEL_KEYS}
+    out["loss"] = {k: v for k, v in cfg.get("loss", {}).items() if k in LOSS_KEYS}
+    return out
+
+
+def mask_path_for(mask_dir: str | Path, image_id: str) -> Path:
+    """``mask_dir/<image_id>_segmentation.png``, the name ``dermoseg segment`` writes (ISIC 2018 naming)."""
+    return Path(mask_dir) / f"{image_id}_segmentation.png"
+
+
+class CachedClassificationDataset(Dataset):
+    """Images prepared once by :func:`prepare_image` and kept in memory as uint8 (5984 HAM images at 224² are
+    about 900 MB), augmented on the fly.
+
+    Items: ``(x (C, S, S) float32, label int64)`` with C = 3, or 4 for ``mask_mode="channel"``.
+    """
+
+    def __init__(self, samples, size: int, mask_mode: str = "none", mask_dir: str | Path | None = None,
+                 margin: float = 0.2, augment=None, desc: str = "loading"):
+        self.augment = augment
+        self.labels = np.array([s.label for s in samples], dtype=np.int64)
+        channels = 4 if mask_mode == "channel" else 3
+        self.images = np.empty((len(samples), size, size, channels), np.uint8)
+        if mask_mode != "none" and mask_dir is None:
+            raise ValueError(f"mask_mode '{mask_mode}' needs data.mask_dir (masks from 'dermoseg segment')")
+        for i, s in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
+            image = read_image(s.image_path)
+            mask = read_mask(mask_path_for(mask_dir, s.image_id), threshold=128) if mask_mode != "none" else None
+            self.images[i] = prepare_image(image, size, mask, mask_mode, margin)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        if self.augment is not None:
+            if image.shape[2] == 4:  # the mask channel moves with the image, colour jitter leaves it alone
+                out = self.augment(image=np.ascontiguousarray(image[..., :3]), mask=image[..., 3])
+                image = np.concatenate([out["image"], out["mask"][..., None]], axis=2)
+            else:
+                image = self.augment(image=image)["image"]
+        return input_tensor(image), torch.tensor(self.labels[i])
+
+
+class ClassificationData(L.LightningDataModule):
+    """HAM10000 with the committed lesion-grouped split; ``train_subset`` (an int) keeps n train images of a
+    seeded shuffle (for timing runs)."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        self.train_set = self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        data, model = self.cfg["data"], self.cfg["model"]
+        samples = load_ham10000(Path(data["root"]) / "ham10000")
+        split = read_split(data.get("split") or HAM_SPLIT)
+        train, val = select(samples, split, "train"), select(samples, split, "val")
+        if data.get("train_subset"):
+            order = np.random.default_rng(self.cfg["seed"]).permutation(len(train))
+            train = [train[i] for i in sorted(order[: int(data["train_subset"])])]
+            val = val[: max(50, int(data["train_subset"]) // 4)]
+        size, mode = int(data["image_size"]), model.get("mask_mode", "none")
+        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", 0.2)))
+        self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"]),
+                                                     desc="train set", **kw)
+        self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        workers = int(self.cfg["data"].get("num_workers", 0))
+        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle,
+                          num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float = 1.0) -> torch.Tensor:
+    """Cross-entropy class weights w_c ∝ (N / (K · n_c))^power, normalised so that Σ_c n_c w_c = N.
+
+    ``power = 1`` weights every class equally in the loss (the balanced-accuracy objective); 0 is unweighted.
+
+    Parameters
+    ----------
+    labels : (N,) int training labels; num_classes : K; power : ≥ 0.
+
+    Returns
+    -------
+    (K,) float32 tensor.
+
+    Raises
+    ------
+    ValueError
+        If a class has no training example (its weight would be infinite) or ``power`` < 0.
+    """
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+    if (counts == 0).any():
+        raise ValueError(f"classes without training examples: {[HAM_CLASSES[i] for i in np.flatnonzero(counts == 0)]}")
+    if power < 0:
+        raise ValueError(f"class weight power must be >= 0, got {power}")
+    w = (counts.sum() / (num_classes * counts)) ** power
+    w *= counts.sum() / float((counts * w).sum())
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class ClassificationTask(L.LightningModule):
+    """Classifier + class-weighted cross-entropy + AdamW. Logs per epoch ``train_loss``, ``val_loss``
+    (weighted), ``val_nll`` (unweighted), ``val_balanced_accuracy`` (ISIC 2018 Task 3 metric) and ``lr``."""
+
+    def __init__(self, cfg: dict[str, Any], weights: torch.Tensor | None = None):
+        super().__init__()
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = cfg
+        # channels_last roughly halves CPU step time for depthwise-separable networks (dermoseg.training).
+        self.model = build_classifier(cfg["model"]).to(memory_format=torch.channels_last)
+        self.register_buffer("class_weight", weights if weights is not None else torch.ones(len(HAM_CLASSES)))
+        self.label_smoothing = float(cfg["loss"].get("label_smoothing", 0.0))
+        self._val_logits: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y, weight=self.class_weight, label_smoothing=self.label_smoothing)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        n = x.shape[0]
+        self.log("val_loss", nn.functional.cross_entropy(logits, y, weight=self.class_weight), on_step=False,
+                 on_epoch=True, batch_size=n)
+        self.log("val_nll", nn.functional.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=n)
+        self._val_logits.append(logits.detach().float().cpu())
+        self._val_labels.append(y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_logits:
+            return
+        logits, labels = torch.cat(self._val_logits).numpy(), torch.cat(self._val_labels).numpy()
+        self._val_logits, self._val_labels = [], []
+        self.log("val_balanced_accuracy", balanced_accuracy(labels, logits), prog_bar=True)
+
+    def configure_optimizers(self):
+        opt = self.cfg["optimizer"]
+        if opt.get("name", "adamw") not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer '{opt['name']}' (adam or adamw)")
+        cls = torch.optim.AdamW if opt.get("name", "adamw") == "adamw" else torch.optim.Adam
+        optimizer = cls(self.parameters(), lr=float(opt["lr"]), weight_decay=float(opt.get("weight_decay", 0.0)))
+        if opt.get("scheduler", "cosine") != "cosine":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(float(opt.get("warmup_epochs", 0)) * total / max(1, int(self.cfg["trainer"]["epochs"])))
+
+        def factor(step: int) -> float:  # linear warm-up, then cosine decay to 0 over the planned steps
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
+    """Train the classifier, then calibrate and export its best epoch (highest ``val_balanced_accuracy``).
+
+    Parameters
+    ----------
+    cfg : merged configuration with ``task: classification`` (see ``configs/classifier_mobilenet_v2.yaml``).
+    out_dir : run folder; gets ``checkpoints/`` (``last.ckpt`` every epoch, and ``best.ckpt``), ``metrics.csv``
+        (one row per epoch), ``config.yaml``, and the exported ``model.pt`` + ``model.json``.
+    resume : continue from ``checkpoints/last.ckpt`` if it exists (same config).
+
+    Returns
+    -------
+    Path of the exported ``model.pt``.
+
+    Raises
+    ------
+    dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
+        If the HAM10000 folder or the split is missing or disagrees with the data.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = classifier_config(cfg)
+    L.seed_everything(int(cfg["seed"]), workers=True)
+    tcfg = cfg["trainer"]
+    if tcfg.get("num_threads"):
+        torch.set_num_threads(int(tcfg["num_threads"]))
+    import yaml
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    data = ClassificationData(cfg)
+    data.setup()
+    weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"].get("class_weight_power", 1.0)))
+    task = ClassificationTask(cfg, weights)
+    ckpt_dir = out_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_balanced_accuracy", mode="max",
+                           save_top_k=1, save_last=True, every_n_epochs=1)
+    logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
+    trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+                        strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
+                        callbacks=[best, TQDMProgressBar(refresh_rate=10)], log_every_n_steps=10,
+                        deterministic=False, max_time=max_time, num_sanity_val_steps=0)
+    last = ckpt_dir / "last.ckpt"
+    start = time.time()
+    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    elapsed = time.time() - start
+    from dermoseg.training import git_commit
+    best_path = Path(best.best_model_path or last)
+    return export_classifier(best_path, out_dir / "model.pt", data.val_set, extra={
+        "train_seconds_this_session": round(elapsed, 1),
+        "best_val_balanced_accuracy": float(best.best_model_score or float("nan")),
+        "epochs_completed": int(trainer.current_epoch), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "commit": git_commit()})
+
+
+@torch.inference_mode()
+def predict_logits(network: nn.Module, batch: torch.Tensor, tta: bool = True) -> torch.Tensor:
+    """Logits of a batch, averaged over the four flips (identity, horizontal, vertical, both) when ``tta``.
+
+    Parameters
+    ----------
+    network : a :class:`LesionClassifier` in eval mode.
+    batch : (N, C, S, S) float32 prepared inputs (:func:`input_tensor`).
+
+    Returns
+    -------
+    (N, 7) float32 logits.
+    """
+    x = batch.contiguous(memory_format=torch.channels_last)
+    if not tta:
+        return network(x)
+    views = (x, x.flip(3), x.flip(2), x.flip(2, 3))
+    return torch.stack([network(v.contiguous(memory_format=torch.channels_last)) for v in views]).mean(0)
+
+
+def dataset_logits(network: nn.Module, dataset: CachedClassificationDataset, tta: bool = True,
+                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 7) float64 logits and (N,) int labels of every item of an unaugmented cached dataset."""
+    out = []
+    for i in range(0, len(dataset), batch_size):
+        batch = torch.stack([dataset[j][0] for j in range(i, min(len(dataset), i + batch_size))])
+        out.append(predict_logits(network, batch, tta).double().numpy())
+    return np.concatenate(out), dataset.labels.copy()
+
+
+def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedClassificationDataset | None = None,
+                      extra: dict | None = None, half: bool = True, tta: bool = True) -> Path:
+    """Turn a Lightning checkpoint into a small inference file, with the temperature fitted on the validation split.
+
+    Parameters
+    ----------
+    checkpoint : Lightning ``.ckpt`` of a :class:`ClassificationTask`.
+    out : output ``.pt``; a ``.json`` with the config and info is written beside it.
+    val_set : the unaugmented validation set; if given, the temperature T is fitted by NLL on its (TTA) logits
+        (:func:`dermoseg.classification.calibration.fit_temperature`) and the validation balanced accuracy and
+        ECE before/after are recorded; otherwise T = 1.
+    extra : more ``info`` entries (training time, commit...).
+    half : store the weights as float16 (half the size; loaded back as float32).
+    tta : whether inference averages the four flips (the calibration is fitted for that choice).
+
+    Returns
+    -------
+    The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``.
+    """
+    from dermoseg.classification import calibration
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ckpt["hyper_parameters"]["cfg"]
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    info = {"checkpoint_epoch": int(ckpt.get("epoch", -1)), **(extra or {})}
+    temperature = 1.0
+    if val_set is not None:
+        network = build_classifier(cfg["model"], pretrained=False)
+        network.load_state_dict(state)
+        network.eval().to(memory_format=torch.channels_last)
+        logits, labels = dataset_logits(network, val_set, tta)
+        temperature = calibration.fit_temperature(logits, labels)
+        info.update({"val_images": int(len(labels)), "val_balanced_accuracy_tta": balanced_accuracy(labels, logits),
+                     "val_nll_before": calibration.nll(logits, labels),
+                     "val_nll_after": calibration.nll(logits, labels, temperature),
+                     "val_ece_before": calibration.expected_calibration_error(calibration.probabilities(logits), labels),
+                     "val_ece_after": calibration.expected_calibration_error(
+                         calibration.probabilities(logits, temperature), labels)})
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
+              "tta": bool(tta), "train_config": cfg}
+    payload = {"format": FORMAT, "config": config, "state_dict": state, "temperature": float(temperature), "info": info}
+    out = Path(out)
+    tmp = out.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(out)
+    out.with_suffix(".json").write_text(json.dumps({"config": config, "temperature": temperature, "info": info},
+                                                   indent=2, default=str), encoding="utf-8")
+    return out
