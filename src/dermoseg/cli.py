@@ -155,8 +155,66 @@ def _run_info(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- sweep
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="train and evaluate every cell of a grid or list of runs (Table 1, ablations)",
+                       description="Train and evaluate every cell of a sweep file (a training config with a 'grid:' "
+                       "of dotted keys to value lists, or a 'cells:' list; see configs/table1_grid.yaml). Writes "
+                       "one CSV row per cell to RESULTS/<name>.csv and the logs and evaluations to "
+                       "RESULTS/runs/<name>/<cell>/. Resumable: finished cells are skipped, interrupted ones resume.")
+    p.add_argument("--config", required=True, type=Path, help="sweep YAML file")
+    p.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells")
+    p.add_argument("--dry-run", action="store_true", help="list the cells that would run, train nothing")
+    p.add_argument("--data-root", type=Path, help="override every cell's data root")
+    p.set_defaults(func=_run_sweep)
+
+
+def _run_sweep(args) -> int:
+    from dermoseg.experiments.sweep import load_sweep, run_sweep
+    sweep = load_sweep(args.config, args.data_root)
+    records = run_sweep(sweep, only=args.only, dry_run=args.dry_run, data_root=args.data_root)
+    results = Path(sweep.options["results_dir"]) / f"{sweep.name}.csv"
+    print(f"{len(records)} of {len(sweep.cells)} cells finished; results in {results.resolve()}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write the reproduction report (Markdown + PNG) from committed results",
+                       description="Write RESULTS/README.md and RESULTS/figures/*.png from the committed logs and "
+                       "evaluations under RESULTS (no training; inputs that are missing are named in the report). "
+                       "--import first copies a finished training run (its metrics.csv, model size and the "
+                       "evaluations written by 'dermoseg evaluate --out EVAL_ROOT/NAME/<set> --save-masks', "
+                       "<set> being isic2018_val or ph2).")
+    p.add_argument("--config", type=Path, default=Path("configs/report.yaml"), help="report layout and paper figures "
+                   "(default configs/report.yaml)")
+    p.add_argument("--results", type=Path, help="results folder (default: the config's results_dir)")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT),
+                   help=f"data folder, for the overlay sheets of the worst cases (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="NAME=RUN_DIR",
+                   help="copy finished runs into RESULTS/runs/NAME before writing the report")
+    p.add_argument("--eval-root", type=Path, default=Path("runs/eval"),
+                   help="where the imported runs' evaluations are, as EVAL_ROOT/NAME/<set> (default runs/eval)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    from dermoseg.experiments.collect import import_run
+    from dermoseg.experiments.report import load_report_config, write_report
+    spec = load_report_config(args.config)
+    results = args.results or Path(spec["results_dir"])
+    for item in args.imports:
+        name, sep, run_dir = item.partition("=")
+        if not sep or not name or not run_dir:
+            raise CommandError(f"--import expects NAME=RUN_DIR, got '{item}'")
+        print(f"imported {import_run(name, run_dir, results, eval_root=args.eval_root)}")
+    out = write_report(spec, results, args.data_root)
+    print(f"report written to {out.resolve()}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info]
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     from dermoseg.evaluation import EvaluationError
     from dermoseg.inference import ModelFileError
     from dermoseg.io import ImageReadError
+    from dermoseg.experiments.collect import CollectError
+    from dermoseg.experiments.logs import LogError
     from dermoseg.models.encoders import PretrainedWeightsError
-    known = (CommandError, ConfigError, DatasetError, SplitError, EvaluationError, ModelFileError, ImageReadError,
+    known = (CommandError, CollectError, LogError, ConfigError, DatasetError, SplitError, EvaluationError, ModelFileError, ImageReadError,
              PretrainedWeightsError, FileNotFoundError, NotADirectoryError, PermissionError)
     try:
         return int(args.func(args) or 0)

@@ -1,0 +1,227 @@
+"""Evaluation of trained runs and the committed results layout that :mod:`dermoseg.experiments.report` reads.
+
+Layout under the results folder (``docs/results`` by default)::
+
+    runs/<run>/run.json                     settings, size (parameters, MACs), wall times, provenance
+    runs/<run>/metrics.csv                  the per-epoch training log (Lightning CSVLogger), copied
+    runs/<run>/eval/<set>/summary.json      mean metrics over the set (dermoseg.metrics.summarize)
+    runs/<run>/eval/<set>/per_image.csv     one row per image (optional)
+    runs/<run>/eval/<set>/worst/<id>_segmentation.png   predicted masks of the worst images (0/255 PNG)
+
+``<run>`` may contain ``/`` (``table1_grid/e10_b4_lr0.01``). ``<set>`` is ``isic2018_val`` or ``ph2``. Nothing
+here stores data images or model weights: only logs, figures and small predicted masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermoseg.io import read_image, read_mask, write_image, write_text
+from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
+from dermoseg.segment import rows_to_csv
+
+EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
+
+
+class CollectError(ValueError):
+    """A run folder or evaluation output is missing or malformed; the message names the path."""
+
+
+@dataclass
+class LoadedSet:
+    """An evaluation set decoded once and kept in memory, so that many models can be scored without re-reading
+    the files. ``images[i]`` is (H, W, 3) uint8 RGB at the file's own size, ``truths[i]`` the (H, W) bool
+    ground truth (any non-zero pixel is lesion, as :func:`dermoseg.evaluation.evaluate_model` reads it)."""
+
+    name: str
+    ids: list[str]
+    images: list[np.ndarray]
+    truths: list[np.ndarray]
+
+
+def load_eval_set(name: str, data_root: str | Path) -> LoadedSet:
+    """Decode an evaluation set: ``isic2018_val`` (the committed split's validation part), ``isic2018_train`` or
+    ``ph2`` (all 200 images).
+
+    Raises
+    ------
+    CollectError
+        For an unknown set name. Loader errors (:class:`dermoseg.data.datasets.DatasetError`,
+        :class:`dermoseg.io.ImageReadError`) pass through and name the file.
+    """
+    from dermoseg.evaluation import dataset_samples
+    if name not in EVAL_SETS:
+        raise CollectError(f"unknown evaluation set '{name}' (choose from {', '.join(EVAL_SETS)})")
+    dataset, split = EVAL_SETS[name]
+    samples = dataset_samples(dataset, data_root, split)
+    ids, images, truths = [], [], []
+    for s in samples:
+        image, truth = read_image(s.image_path), read_mask(s.mask_path, 0)
+        if image.shape[:2] != truth.shape:
+            raise CollectError(f"{s.mask_path}: mask size {truth.shape[::-1]} differs from image {image.shape[1::-1]}")
+        ids.append(s.image_id)
+        images.append(image)
+        truths.append(truth)
+    return LoadedSet(name, ids, images, truths)
+
+
+def evaluate_loaded(model, data: LoadedSet, threshold: float = 0.5) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, np.ndarray]]:
+    """Score a model on a decoded set, with the same steps as :func:`dermoseg.evaluation.evaluate_model`
+    (optional cleaning as the model file says, :func:`~dermoseg.inference.predict_probability` at the model's
+    size and back to the image's, :func:`~dermoseg.inference.probability_to_mask`, per-image metrics at the
+    image's own size, mean over images), so that the figures equal those of ``dermoseg evaluate``.
+
+    Parameters
+    ----------
+    model : a :class:`dermoseg.inference.SegmentationModel`.
+    data : from :func:`load_eval_set`.
+
+    Returns
+    -------
+    (per-image rows with ``image_id`` and every metric, summary of means with ``images`` and
+    ``failures_jaccard_below_0.65``, {image_id: (H, W) bool predicted mask}).
+    """
+    from dermoseg.inference import predict_probability, probability_to_mask
+    cleaner = None
+    if model.preprocess.get("enabled"):
+        from dermoseg.preprocess import clean_image
+        cleaner = lambda im: clean_image(im, model.preprocess).image  # noqa: E731
+    rows, masks = [], {}
+    for image_id, image, truth in zip(data.ids, data.images, data.truths):
+        prob = predict_probability(model, cleaner(image) if cleaner else image)
+        mask = probability_to_mask(prob, threshold)
+        masks[image_id] = mask
+        rows.append({"image_id": image_id, **image_metrics(mask, truth)})
+    return rows, summarize(rows), masks
+
+
+def worst_ids(rows: list[dict[str, Any]], n: int, key: str = "dice") -> list[str]:
+    """Ids of the ``n`` images with the lowest ``key`` (ties broken by id), worst first."""
+    return [r["image_id"] for r in sorted(rows, key=lambda r: (float(r[key]), str(r["image_id"])))[:max(0, n)]]
+
+
+def write_eval(out_dir: str | Path, rows: list[dict[str, Any]], summary: dict[str, Any],
+               masks: dict[str, np.ndarray] | None = None, n_worst: int = 0, per_image: bool = True) -> Path:
+    """Write one evaluation in the committed layout: ``summary.json``, optionally ``per_image.csv`` and the
+    predicted masks of the ``n_worst`` lowest-Dice images as ``worst/<id>_segmentation.png`` (0/255)."""
+    out_dir = Path(out_dir)
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if per_image:
+        write_text(out_dir / "per_image.csv", rows_to_csv(rows, ["image_id", *METRIC_NAMES]))
+    if n_worst and masks:
+        worst = out_dir / "worst"
+        if worst.is_dir():
+            shutil.rmtree(worst)
+        for image_id in worst_ids(rows, n_worst):
+            write_image(worst / f"{image_id}_segmentation.png", masks[image_id])
+    return out_dir
+
+
+def read_per_image(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``per_image.csv`` (metric columns as floats).
+
+    Raises
+    ------
+    CollectError
+        If the file is missing or has no ``image_id``/``dice`` columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CollectError(f"{path}: per-image results not found")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "image_id" not in reader.fieldnames or "dice" not in reader.fieldnames:
+            raise CollectError(f"{path}: not a per_image.csv (needs image_id and dice columns)")
+        rows = []
+        for row in reader:
+            out: dict[str, Any] = {"image_id": row["image_id"]}
+            for k, v in row.items():
+                if k != "image_id" and v not in (None, ""):
+                    try:
+                        out[k] = float(v)
+                    except ValueError:
+                        out[k] = v
+            rows.append(out)
+    return rows
+
+
+def model_size(network, image_size: int) -> dict[str, int]:
+    """``{"parameters": trainable parameters, "macs": multiply-accumulates of one forward pass at
+    image_size × image_size}`` (:mod:`dermoseg.models.complexity`)."""
+    from dermoseg.models.complexity import count_macs, count_parameters
+    return {"parameters": int(count_parameters(network)), "macs": int(count_macs(network, image_size, image_size))}
+
+
+def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst: int = 12,
+               label: str | None = None, eval_root: str | Path | None = "runs/eval") -> Path:
+    """Copy a finished training run and its evaluations into the committed results layout.
+
+    Parameters
+    ----------
+    name : run name under ``results_dir/runs/`` (e.g. ``codec_mobilenet_v2``).
+    run_dir : the training folder: ``metrics.csv``, ``model.pt`` and ``model.json`` (from
+        :func:`dermoseg.training.train`), and ``eval/<set>/`` folders written by ``dermoseg evaluate --out``
+        (``per_image.csv``, ``summary.json``, and with ``--save-masks`` a ``masks/`` folder from which the
+        ``n_worst`` lowest-Dice masks are kept).
+    results_dir : the committed results folder (``docs/results``).
+    eval_root : where ``dermoseg evaluate --out`` wrote, as ``<eval_root>/<name>/<set>/``; used instead of
+        ``run_dir/eval`` when that folder exists (so that a running training folder need not be written to).
+
+    Returns
+    -------
+    The folder written (``results_dir/runs/<name>``).
+
+    Raises
+    ------
+    CollectError
+        If ``run_dir`` has no ``metrics.csv`` or no ``model.pt``.
+    """
+    from dermoseg.inference import load_model
+    run_dir, dest = Path(run_dir), Path(results_dir) / "runs" / name
+    for needed in ("metrics.csv", "model.pt"):
+        if not (run_dir / needed).is_file():
+            raise CollectError(f"{run_dir / needed}: not found (is the run finished?)")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "metrics.csv", dest / "metrics.csv")
+    model = load_model(run_dir / "model.pt")
+    meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8")) if (run_dir / "model.json").is_file() else {}
+    train_cfg = meta.get("config", {}).get("train_config", {})
+    info = meta.get("info", {})
+    evals = {}
+    eval_base = Path(eval_root) / name if eval_root is not None and (Path(eval_root) / name).is_dir() else run_dir / "eval"
+    for eval_dir in sorted(p for p in eval_base.glob("*") if p.is_dir()) if eval_base.is_dir() else []:
+        if not (eval_dir / "summary.json").is_file():
+            continue
+        summary = json.loads((eval_dir / "summary.json").read_text(encoding="utf-8"))
+        out = dest / "eval" / eval_dir.name
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(eval_dir / "summary.json", out / "summary.json")
+        if (eval_dir / "per_image.csv").is_file():
+            shutil.copyfile(eval_dir / "per_image.csv", out / "per_image.csv")
+            if n_worst and (eval_dir / "masks").is_dir():
+                if (out / "worst").is_dir():
+                    shutil.rmtree(out / "worst")
+                (out / "worst").mkdir()
+                for image_id in worst_ids(read_per_image(eval_dir / "per_image.csv"), n_worst):
+                    src = eval_dir / "masks" / f"{image_id}_segmentation.png"
+                    if src.is_file():
+                        shutil.copyfile(src, out / "worst" / src.name)
+        evals[eval_dir.name] = summary
+    record = {
+        "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",
+        "config": train_cfg, "image_size": model.image_size, **model_size(model.network, model.image_size),
+        "train_wall_s": info.get("train_seconds_this_session"), "epochs_completed": info.get("epochs_completed"),
+        "checkpoint": f"best (epoch {info.get('checkpoint_epoch', '?')}, highest val_dice)",
+        "machine": info.get("machine"), "commit": info.get("commit"), "eval": evals,
+        "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_text(dest / "run.json", json.dumps(record, indent=2) + "\n")
+    return dest

@@ -1,0 +1,293 @@
+"""Sweeps (grid expansion, resumable runs), training-log parsing and the report, on small synthetic inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermoseg.experiments import sweep as sw
+from dermoseg.experiments.logs import best_epoch, read_epoch_log
+from dermoseg.experiments.report import load_report_config, model_key, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------- grid and sweeps
+def test_expand_grid_order_names_and_count():
+    cells = sw.expand_grid({"trainer.epochs": [10, 20, 40], "trainer.batch_size": [4, 8], "optimizer.lr": [0.01, 0.05]},
+                           {"trainer.epochs": "e", "trainer.batch_size": "b", "optimizer.lr": "lr"})
+    assert len(cells) == 12
+    assert [n for n, _ in cells[:4]] == ["e10_b4_lr0.01", "e10_b4_lr0.05", "e10_b8_lr0.01", "e10_b8_lr0.05"]
+    assert cells[-1] == ("e40_b8_lr0.05", {"trainer.epochs": 40, "trainer.batch_size": 8, "optimizer.lr": 0.05})
+    assert len({n for n, _ in cells}) == 12
+
+
+@pytest.mark.parametrize("grid", [{}, {"trainer.epochs": []}, {"trainer.epochs": 10}])
+def test_expand_grid_rejects_empty(grid):
+    with pytest.raises(sw.SweepError):
+        sw.expand_grid(grid)
+
+
+def test_table1_grid_config_is_the_papers_setting_at_reduced_size():
+    sweep = sw.load_sweep(REPO / "configs" / "table1_grid.yaml")
+    assert len(sweep.cells) == 12
+    for c in sweep.cells:
+        cfg = c.config
+        assert cfg["model"]["encoder"] == "paper" and cfg["model"]["aspp_rates"] == [3, 3, 6]
+        assert cfg["loss"]["name"] == "weighted_dice" and cfg["optimizer"]["name"] == "adam"
+        assert cfg["optimizer"]["scheduler"] == "none"
+        assert cfg["trainer"]["epochs"] == c.settings["trainer.epochs"]
+        assert cfg["trainer"]["batch_size"] == c.settings["trainer.batch_size"]
+        assert cfg["optimizer"]["lr"] == c.settings["optimizer.lr"]
+        assert cfg["data"]["image_size"] < 256 and cfg["data"]["train_subset"]
+        assert cfg["name"] == f"table1_grid/{c.name}"
+    # continuing: the 40-epoch cell starts from the 20-epoch cell with the same batch size and learning rate
+    done = {c.name: {} for c in sweep.cells if c.config["trainer"]["epochs"] < 40}
+    cell = next(c for c in sweep.cells if c.name == "e40_b8_lr0.05")
+    assert sw._predecessor(cell, done, sweep).name == "e20_b8_lr0.05"
+
+
+def test_comparison_cells_differ_in_one_thing_only():
+    sweep = sw.load_sweep(REPO / "configs" / "comparison.yaml")
+    by = {c.name: _flat(c.config) for c in sweep.cells}
+    base = by["codec_paper"]
+    for name, flat in by.items():
+        diff = {k for k in set(base) | set(flat) if base.get(k) != flat.get(k)} - {"name"}
+        declared = set(next(c for c in sweep.cells if c.name == name).settings)
+        assert diff <= declared, (name, diff - declared)
+    # identical budget, data, augmentation and loss for codec and U-Net
+    for key in ("data.image_size", "data.train_subset", "trainer.epochs", "trainer.batch_size", "optimizer.lr", "loss.name", "seed"):
+        assert by["unet"][key] == base[key]
+    # a cosine schedule is never "continued" from a shorter run
+    assert sw._predecessor(sweep.cells[1], {c.name: {} for c in sweep.cells}, sweep) is None
+
+
+def test_load_sweep_rejects_both_grid_and_cells(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("grid: {trainer.epochs: [1]}\ncells: [{name: a}]\n")
+    with pytest.raises(sw.SweepError):
+        sw.load_sweep(p)
+
+
+def _fake_training(monkeypatch, calls):
+    """Replace training, export, loading and scoring by stand-ins that write what the real ones write."""
+    import dermoseg.experiments.collect as collect
+    import dermoseg.inference as inference
+    import dermoseg.training as training
+
+    def fake_train(cfg, out_dir, resume=False):
+        out_dir = Path(out_dir)
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        ckpt = out_dir / "checkpoints" / "last.ckpt"
+        start = int(ckpt.read_text()) if resume and ckpt.is_file() else 0
+        calls.append((cfg["name"], resume, start))
+        mode = "a" if start else "w"
+        with (out_dir / "metrics.csv").open(mode) as fh:
+            if not start:
+                fh.write("epoch,step,train_loss,train_dice,train_pixel_accuracy,val_loss,val_dice,val_pixel_accuracy\n")
+            for e in range(start, cfg["trainer"]["epochs"]):
+                fh.write(f"{e},{e},,,,0.5,{0.5 + 0.01 * e},0.9\n{e},{e},0.4,0.6,0.91,,,\n")
+        ckpt.write_text(str(cfg["trainer"]["epochs"]))
+        return out_dir / "model.pt"
+
+    class FakeModel:
+        network = None
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(training, "export_model", lambda ckpt, out, extra=None: Path(out))
+    monkeypatch.setattr(inference, "load_model", lambda path=None: FakeModel())
+    monkeypatch.setattr(collect, "model_size", lambda net, size: {"parameters": 1, "macs": 2})
+    summary = {"pixel_accuracy": 0.9, "dice": 0.8, "jaccard": 0.7, "thresholded_jaccard": 0.6, "sensitivity": 0.8,
+               "specificity": 0.95, "images": 1, "failures_jaccard_below_0.65": 0}
+    monkeypatch.setattr(collect, "evaluate_loaded", lambda model, data: (
+        [{"image_id": "x", **{k: summary[k] for k in ("pixel_accuracy", "dice", "jaccard", "thresholded_jaccard", "sensitivity", "specificity")}}],
+        summary, {"x": np.zeros((2, 2), bool)}))
+    monkeypatch.setattr(collect, "load_eval_set", lambda name, root: name)
+
+
+def test_run_sweep_trains_each_cell_once_continues_shorter_cells_and_writes_csv(tmp_path, monkeypatch):
+    calls = []
+    _fake_training(monkeypatch, calls)
+    p = tmp_path / "g.yaml"
+    p.write_text(f"""
+name: g
+optimizer: {{scheduler: none}}
+grid: {{trainer.epochs: [2, 4], optimizer.lr: [0.01, 0.05]}}
+grid_names: {{trainer.epochs: e}}
+sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, evaluate: [isic2018_val]}}
+""")
+    sweep = sw.load_sweep(p)
+    records = sw.run_sweep(sweep, log=lambda s: None)
+    assert [r["cell"] for r in records] == ["e2_lr0.01", "e2_lr0.05", "e4_lr0.01", "e4_lr0.05"]
+    # the 4-epoch cells resumed from epoch 2 of the matching 2-epoch cell
+    assert [(c[1], c[2]) for c in calls] == [(False, 0), (False, 0), (True, 2), (True, 2)]
+    assert records[2]["continued_from"] == "e2_lr0.01"
+    assert [r["epoch"] for r in read_epoch_log(tmp_path / "results" / "runs" / "g" / "e4_lr0.01" / "metrics.csv")] == [1, 2, 3, 4]
+    with (tmp_path / "results" / "g.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and rows[0]["isic2018_val_dice"] == "0.8" and rows[3]["continued_from"] == "e2_lr0.05"
+    # a second invocation skips every finished cell
+    calls.clear()
+    assert len(sw.run_sweep(sw.load_sweep(p), log=lambda s: None)) == 4
+    assert calls == []
+    meta = json.loads((tmp_path / "results" / "g.meta.json").read_text())
+    assert len(meta["invocations"]) == 1  # an invocation that trained nothing is not recorded
+
+
+# --------------------------------------------------------------------------------------------------- logs
+def test_read_epoch_log_merges_lightning_rows(tmp_path):
+    p = tmp_path / "metrics.csv"
+    p.write_text("epoch,step,train_dice,train_loss,train_pixel_accuracy,val_dice,val_loss,val_pixel_accuracy\n"
+                 "0,9,,,,0.70,0.4,0.90\n0,9,0.6,0.5,0.88,,,\n1,19,,,,0.75,0.3,0.92\n1,19,0.7,0.4,0.90,,,\n")
+    recs = read_epoch_log(p)
+    assert [r["epoch"] for r in recs] == [1, 2]
+    assert recs[0]["val_dice"] == pytest.approx(0.70) and recs[0]["train_dice"] == pytest.approx(0.6)
+    assert best_epoch(recs)["epoch"] == 2
+
+
+# ------------------------------------------------------------------------------------------------- report
+def _write_run(root: Path, name: str, arch: str, dice: float, with_eval: bool = True):
+    d = root / "runs" / name
+    d.mkdir(parents=True)
+    model = {"architecture": arch, "encoder": "paper"}
+    cfg = {"model": model, "data": {"image_size": 64, "train_subset": 8}, "loss": {"name": "weighted_dice"},
+           "optimizer": {"scheduler": "none"}}
+    (d / "run.json").write_text(json.dumps({"run": name, "label": name, "config": cfg, "image_size": 64,
+                                            "parameters": 1000 if arch == "codec" else 5000, "macs": 2e9, "checkpoint": "last"}))
+    (d / "metrics.csv").write_text("epoch,step,train_loss,train_dice,train_pixel_accuracy,val_loss,val_dice,val_pixel_accuracy\n"
+                                   f"0,1,,,,0.5,{dice - 0.1},0.9\n0,1,0.6,0.5,0.85,,,\n1,2,,,,0.4,{dice},0.92\n1,2,0.5,0.6,0.9,,,\n")
+    if with_eval:
+        for s in ("isic2018_val", "ph2"):
+            e = d / "eval" / s
+            e.mkdir(parents=True)
+            (e / "summary.json").write_text(json.dumps({"pixel_accuracy": 0.9, "dice": dice, "jaccard": dice - 0.1,
+                                                        "thresholded_jaccard": dice - 0.2, "sensitivity": 0.8,
+                                                        "specificity": 0.9, "images": 3, "failures_jaccard_below_0.65": 1}))
+            (e / "per_image.csv").write_text("image_id,dice,jaccard\nA,0.9,0.8\nB,0.5,0.4\nC,%s,%s\n" % (dice, dice - 0.1))
+
+
+def test_report_from_synthetic_logs_writes_tables_figures_and_names_what_is_missing(tmp_path):
+    root = tmp_path / "results"
+    _write_run(root, "comparison/codec_paper", "codec", 0.85)
+    _write_run(root, "comparison/unet", "unet", 0.80)
+    _write_run(root, "comparison/codec_mobilenet_v2", "codec", 0.88, with_eval=False)
+    (root / "table1_grid.csv").write_text("cell,epochs,batch_size,lr,isic2018_val_dice,ph2_pixel_accuracy,train_wall_cumulative_s\n"
+                                          "e10_b4_lr0.01,10,4,0.01,0.7,0.9,10\ne20_b4_lr0.01,20,4,0.01,0.75,0.91,20\n")
+    (root / "throughput.json").write_text(json.dumps({"results": [{"key": "unet@64", "train_img_s": 3.0, "infer_img_s": 9.0}]}))
+    spec = load_report_config(REPO / "configs" / "report.yaml")
+    out = write_report(spec, root, data_root=tmp_path / "no_data_here")
+    text = out.read_text()
+    # the main table has both reduced-budget models with their numbers; the shipped codec is named missing
+    assert "0.850" in text and "0.800" in text
+    assert "`codec_mobilenet_v2`" in text.split("## Missing inputs")[1]
+    assert "evaluation of `comparison/codec_mobilenet_v2`" in text
+    # throughput matched by model kind and size
+    assert "9.0" in text
+    # codec vs U-Net claim computed from the synthetic numbers (Dice +0.050)
+    assert "+0.050" in text
+    # best grid cell and only-2-of-12 warning
+    assert "Best cell by isic2018_val_dice: **e20_b4_lr0.01**" in text
+    assert "Only 2 of the 12 cells" in text
+    figs = {p.name for p in (root / "figures").glob("*.png")}
+    assert {"curves_codec_vs_unet.png", "dice_distribution.png", "table1_grid.png"} <= figs
+    # no data folder: no overlay sheet, and the report says why
+    assert not any(f.startswith("worst_") for f in figs)
+    assert "overlay sheet of `comparison/codec_paper`" in text
+
+
+def test_report_on_empty_folder_degrades(tmp_path):
+    spec = load_report_config(REPO / "configs" / "report.yaml")
+    text = write_report(spec, tmp_path / "empty", data_root=None).read_text()
+    assert "## Missing inputs" in text and "table1_grid.csv" in text and "_missing_" in text
+
+
+def test_model_key():
+    assert model_key({"architecture": "unet", "width": 32}, 128) == "unet@128"
+    assert model_key({"architecture": "codec", "encoder": "paper"}, 64) == "codec-paper@64"
+
+
+# ------------------------------------------------------------------------------------- cached evaluation
+def test_evaluate_loaded_equals_evaluate_model(isic_samples):
+    import torch
+
+    from dermoseg.evaluation import evaluate_model
+    from dermoseg.experiments.collect import LoadedSet, evaluate_loaded
+    from dermoseg.inference import SegmentationModel
+    from dermoseg.io import read_image, read_mask
+    from dermoseg.models import build_model
+    torch.manual_seed(0)
+    net = build_model({"architecture": "codec", "encoder": "paper", "encoder_width": 32}, pretrained=False).eval()
+    with torch.no_grad():
+        net.head.bias.fill_(0.3)  # so that some pixels are predicted lesion
+    model = SegmentationModel(net, 32, {}, Path("none.pt"), {})
+    samples = isic_samples[:3]
+    data = LoadedSet("t", [s.image_id for s in samples], [read_image(s.image_path) for s in samples],
+                     [read_mask(s.mask_path, 0) for s in samples])
+    rows_a, summ_a = evaluate_model(model, samples)
+    rows_b, summ_b, masks = evaluate_loaded(model, data)
+    assert summ_a == summ_b
+    assert set(masks) == {s.image_id for s in samples}
+
+
+# ------------------------------------------------------------------------------ import and overlay sheet
+def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
+    import torch
+
+    from dermoseg.experiments.collect import import_run
+    from dermoseg.io import write_image
+    from dermoseg.models import build_model
+    run = tmp_path / "run"
+    run.mkdir()
+    model_cfg = {"architecture": "codec", "encoder": "paper", "encoder_width": 32}
+    net = build_model(model_cfg, pretrained=False)
+    cfg = {"model": model_cfg, "image_size": 32, "preprocess": {"enabled": False}, "train_config": {"model": model_cfg}}
+    torch.save({"format": "dermoseg-segmentation-1", "config": cfg, "state_dict": net.state_dict(),
+                "info": {"train_seconds_this_session": 12.5, "epochs_completed": 3}}, run / "model.pt")
+    (run / "model.json").write_text(json.dumps({"config": cfg, "info": {"train_seconds_this_session": 12.5, "epochs_completed": 3}}))
+    (run / "metrics.csv").write_text("epoch,step,val_dice\n0,1,0.5\n")
+    ev = tmp_path / "eval" / "shipped" / "isic2018_val"
+    (ev / "masks").mkdir(parents=True)
+    (ev / "summary.json").write_text(json.dumps({"dice": 0.7}))
+    (ev / "per_image.csv").write_text("image_id,dice,jaccard\nA,0.9,0.8\nB,0.2,0.1\nC,0.5,0.4\n")
+    for i in "ABC":
+        write_image(ev / "masks" / f"{i}_segmentation.png", np.ones((4, 4), bool))
+    dest = import_run("shipped", run, tmp_path / "results", n_worst=2, eval_root=tmp_path / "eval")
+    rec = json.loads((dest / "run.json").read_text())
+    assert rec["parameters"] == sum(p.numel() for p in net.parameters()) and rec["macs"] > 0
+    assert rec["train_wall_s"] == 12.5 and rec["eval"]["isic2018_val"]["dice"] == 0.7
+    assert sorted(p.name for p in (dest / "eval" / "isic2018_val" / "worst").iterdir()) == ["B_segmentation.png", "C_segmentation.png"]
+    assert (dest / "metrics.csv").read_text().startswith("epoch")
+
+
+def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root):
+    from dermoseg.evaluation import dataset_samples
+    from dermoseg.io import read_mask, write_image
+    root = tmp_path / "results"
+    _write_run(root, "comparison/unet", "unet", 0.8)
+    samples = dataset_samples("isic2018", data_root, "val")[:3]
+    ev = root / "runs" / "comparison" / "unet" / "eval" / "isic2018_val"
+    lines = ["image_id,dice,jaccard"]
+    for k, s in enumerate(samples):
+        truth = read_mask(s.mask_path, 0)
+        write_image(ev / "worst" / f"{s.image_id}_segmentation.png", np.roll(truth, 20 * (k + 1), axis=1))
+        lines.append(f"{s.image_id},{0.5 + 0.1 * k},{0.4 + 0.1 * k}")
+    (ev / "per_image.csv").write_text("\n".join(lines) + "\n")
+    spec = load_report_config(REPO / "configs" / "report.yaml")
+    spec["worst_cases"] = {"set": "isic2018_val", "count": 12, "runs": ["comparison/unet"]}
+    text = write_report(spec, root, data_root=data_root).read_text()
+    assert (root / "figures" / "worst_comparison__unet.png").stat().st_size > 10_000
+    assert "](figures/worst_comparison__unet.png)" in text
