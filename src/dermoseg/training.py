@@ -23,7 +23,7 @@ from tqdm import tqdm
 from dermoseg.data.datasets import load_isic2018_task1
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation, resize_image, resize_mask, to_tensor
-from dermoseg.io import read_image, read_mask
+from dermoseg.io import read_image, read_mask, write_text
 from dermoseg.losses import get_loss
 from dermoseg.models import build_model
 
@@ -58,9 +58,17 @@ class CachedSegmentationDataset(Dataset):
         return to_tensor(image), torch.from_numpy(mask.astype(np.float32))[None]
 
 
+def _subset(samples: list, n: int | None, seed: int) -> list:
+    """The first ``n`` samples of a seeded shuffle, in their original order (all of them if ``n`` is None)."""
+    if not n:
+        return samples
+    order = np.random.default_rng(seed).permutation(len(samples))
+    return [samples[i] for i in sorted(order[: int(n)])]
+
+
 class SegmentationData(L.LightningDataModule):
-    """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``train_subset`` (an int)
-    keeps the first n train ids of a seeded shuffle, for the reduced Table 1 grid."""
+    """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``data.train_subset`` and
+    ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid."""
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
@@ -74,9 +82,8 @@ class SegmentationData(L.LightningDataModule):
         samples = load_isic2018_task1(Path(data["root"]) / "isic2018_task1")
         split = read_split(ISIC_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
-        if data.get("train_subset"):
-            order = np.random.default_rng(self.cfg["seed"]).permutation(len(train))
-            train = [train[i] for i in sorted(order[: int(data["train_subset"])])]
+        train = _subset(train, data.get("train_subset"), self.cfg["seed"])
+        val = _subset(val, data.get("val_subset"), self.cfg["seed"])
         preprocess = None
         if self.cfg.get("preprocess", {}).get("enabled"):
             from dermoseg.preprocess import clean_image
@@ -191,7 +198,7 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_dice", mode="max", save_top_k=1,
                            save_last=True, every_n_epochs=1)
-    logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
                         strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
@@ -201,11 +208,35 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start
+    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
     best_path = Path(best.best_model_path or last)
     return export_model(best_path, out_dir / "model.pt", extra={
         "train_seconds_this_session": round(elapsed, 1), "best_val_dice": float(best.best_model_score or float("nan")),
         "epochs_completed": int(trainer.current_epoch), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "commit": git_commit()})
+
+
+def merge_epoch_metrics(log_dir: Path, out: Path) -> Path:
+    """Merge the per-session Lightning CSV logs (``logs/version_*/metrics.csv``) into one row per epoch.
+
+    Lightning writes train and validation figures of an epoch on separate rows, and a resumed run starts a new
+    log; this keeps, for each epoch, the latest session's values of every column. Written atomically.
+    """
+    import pandas as pd
+
+    frames = []
+    for i, f in enumerate(sorted(log_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))):
+        df = pd.read_csv(f)
+        df["_session"] = i
+        frames.append(df)
+    if not frames:
+        return out
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["epoch"].notna()]
+    merged = df.sort_values("_session").groupby("epoch").last().drop(columns=["_session"], errors="ignore")
+    merged = merged.reset_index().sort_values("epoch")
+    write_text(out, merged.to_csv(index=False))
+    return out
 
 
 def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:
