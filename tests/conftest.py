@@ -1,0 +1,28 @@
+"""Shared fixtures: the real data in ../shared/data (tests fail, not skip, when it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    assert DATA_ROOT.is_dir(), f"real data expected at {DATA_ROOT} (../shared/data beside the checkout)"
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def isic_samples(data_root):
+    from dermoseg.data.datasets import load_isic2018_task1
+    return load_isic2018_task1(data_root / "isic2018_task1")
+
+
+@pytest.fixture(scope="session")
+def ph2_samples(data_root):
+    from dermoseg.data.datasets import load_ph2
+    return load_ph2(data_root / "ph2")

@@ -1,0 +1,106 @@
+"""``dermoseg segment`` end to end on real images with the shipped model, and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermoseg.cli import main
+from dermoseg.data.splits import ISIC_SPLIT, read_split, select
+from dermoseg.inference import load_model, predict_probability, probability_to_mask
+from dermoseg.io import read_image, read_mask
+from dermoseg.metrics import dice, confusion
+
+DICE_BAR = 0.80  # mean over the few real images below; the shipped model averages about 0.9 on the full sets
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_segment_real_isic_and_ph2_images_end_to_end(tmp_path, isic_samples, ph2_samples):
+    val = select(isic_samples, read_split(ISIC_SPLIT), "val")[:3] + ph2_samples[:3]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for s in val:
+        shutil.copy(s.image_path, inputs)
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    assert main(["segment", str(inputs), "--out", str(tmp_path / "out")]) == 0
+    rows = {r["image_id"]: r for r in _rows(tmp_path / "out" / "results.csv")}
+    assert set(rows) == {s.image_id for s in val}
+    scores = []
+    for s in val:
+        mask_file = tmp_path / "out" / f"{s.image_id}_segmentation.png"
+        pred = np.asarray(Image.open(mask_file))
+        truth = read_mask(s.mask_path)
+        assert pred.shape == truth.shape and set(np.unique(pred)) <= {0, 255}
+        assert (tmp_path / "out" / f"{s.image_id}_overlay.jpg").is_file()
+        assert int(rows[s.image_id]["lesion_area_px"]) == int((pred > 128).sum())
+        scores.append(dice(confusion(pred > 128, truth)))
+    assert np.mean(scores) > DICE_BAR, scores
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before  # inputs untouched
+
+
+def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, isic_samples, capsys):
+    good = tmp_path / "in" / "good.jpg"
+    good.parent.mkdir()
+    shutil.copy(isic_samples[0].image_path, good)
+    (tmp_path / "in" / "zero.jpg").write_bytes(b"")
+    (tmp_path / "in" / "text.jpg").write_text("this is not an image")
+    (tmp_path / "in" / "truncated.jpg").write_bytes(isic_samples[1].image_path.read_bytes()[:3000])
+    code = main(["segment", str(tmp_path / "in"), str(tmp_path / "missing_folder"), "--out", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    for name in ("zero.jpg", "text.jpg", "truncated.jpg", "missing_folder"):
+        assert name in err
+    assert "Traceback" not in err
+    failures = _rows(tmp_path / "out" / "failures.csv")
+    assert len(failures) == 4
+    assert [r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")] == ["good"]
+
+
+def test_large_grayscale_rgba_and_16bit_inputs(tmp_path, ph2_samples):
+    model = load_model()
+    image = read_image(ph2_samples[0].image_path)
+    big = np.asarray(Image.fromarray(image).resize((6000, 4000), Image.BILINEAR))
+    prob = predict_probability(model, big)
+    assert prob.shape == (4000, 6000) and prob.dtype == np.float32
+    truth = np.asarray(Image.fromarray(read_mask(ph2_samples[0].mask_path)).resize((6000, 4000), Image.NEAREST))
+    assert dice(confusion(probability_to_mask(prob), truth)) > 0.7
+    Image.fromarray(image[..., 1]).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]), "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(image[..., 1].astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    assert main(["segment", str(tmp_path / "*.png"), "--out", str(tmp_path / "out")]) == 0
+    assert len(_rows(tmp_path / "out" / "results.csv")) == 3
+
+
+def test_refuses_to_overwrite_inputs(tmp_path, isic_samples):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].mask_path, folder / "a_segmentation.png")
+    shutil.copy(isic_samples[0].image_path, folder / "a.jpg")
+    before = (folder / "a_segmentation.png").read_bytes()
+    main(["segment", str(folder / "a.jpg"), str(folder / "a_segmentation.png"), "--out", str(folder)])
+    assert (folder / "a_segmentation.png").read_bytes() == before
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["segment", "x.jpg", "--out", str(tmp_path), "--model", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt: model file not found" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("not a model")
+    assert main(["segment", "x.jpg", "--out", str(tmp_path), "--model", str(tmp_path / "junk.pt")]) == 2
+    assert main(["evaluate", "--pred", str(tmp_path / "p"), "--truth", str(tmp_path / "t")]) == 2
+    assert "prediction folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["segment", "evaluate", "train", "info"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert len(capsys.readouterr().out) > 200
