@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dermoseg.data.datasets import load_isic2018_task1
+from dermoseg.data.datasets import DatasetError, load_isic2018_task1
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation, resize_image, resize_mask, to_tensor
 from dermoseg.io import read_image, read_mask, write_text
@@ -42,7 +42,8 @@ class CachedSegmentationDataset(Dataset):
         for i, s in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
             image, mask = read_image(s.image_path), read_mask(s.mask_path)
             if image.shape[:2] != mask.shape:
-                raise ValueError(f"{s.mask_path}: mask {mask.shape} does not match image {image.shape[:2]} of {s.image_path}")
+                raise DatasetError(f"{s.mask_path}: mask size {mask.shape[::-1]} differs from image {s.image_path} "
+                                   f"{image.shape[1::-1]}")
             if preprocess is not None:
                 image = preprocess(image)
             self.images[i], self.masks[i] = resize_image(image, size), resize_mask(mask, size)
