@@ -35,6 +35,13 @@ def _add_segment(sub) -> None:
                      help="remove black frame and hair before segmenting")
     pre.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                      help="segment the raw image (default: what the model file says)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="add the top class and the seven calibrated class probabilities to results.csv "
+                   "(research tool, not a medical device)")
+    p.add_argument("--classifier", type=Path, default=None, help="classifier file for --diagnose "
+                   "(default: the shipped classifier)")
+    p.add_argument("--mm-per-pixel", type=float, default=None, metavar="MM",
+                   help="pixel size of the input images in mm, for the lesion diameter in mm")
     p.set_defaults(func=_run_segment)
 
 
@@ -43,8 +50,16 @@ def _run_segment(args) -> int:
     from dermoseg.segment import segment_files
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.mm_per_pixel is not None and not args.mm_per_pixel > 0:
+        raise CommandError(f"--mm-per-pixel must be > 0, got {args.mm_per_pixel}")
+    from dermoseg.classification.diagnose import load_classifier, segment_columns
+    classifier = load_classifier(args.classifier) if args.diagnose else None
+    if classifier is not None:
+        from dermoseg.classification import DISCLAIMER
+        print(DISCLAIMER)
     model = load_model(args.model)
-    report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess)
+    report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
+                           extra_columns=segment_columns(classifier, args.mm_per_pixel))
     print(f"segmented {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
     return report.exit_code
 
@@ -213,8 +228,79 @@ def _run_report(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- diagnose
+def _add_diagnose(sub) -> None:
+    p = sub.add_parser("diagnose", help="lesion class probabilities (ISIC 2018 Task 3 format); research tool",
+                       description="Classify each dermoscopic image into the seven ISIC 2018 Task 3 classes. Writes "
+                       "DIR/predictions.csv (header image,MEL,NV,BCC,AKIEC,BKL,DF,VASC; one row per file stem; "
+                       "calibrated probabilities summing to 1; the format 'isic-challenge-scoring classification' "
+                       "reads) and DIR/README.txt. Bad files are reported and skipped; exit status 1 if any failed.",
+                       epilog=EPILOG)
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
+    p.add_argument("--segmentation-model", type=Path, default=None,
+                   help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+    p.set_defaults(func=_run_diagnose)
+
+
+def _run_diagnose(args) -> int:
+    from dermoseg.classification import DISCLAIMER
+    from dermoseg.classification.diagnose import diagnose_files, load_classifier
+    model = load_classifier(args.model)
+    segmenter = None
+    if model.mask_mode != "none":
+        from dermoseg.inference import load_model
+        segmenter = load_model(args.segmentation_model)
+    print(DISCLAIMER)
+    report = diagnose_files(args.inputs, args.out, model, segmenter)
+    print(f"classified {len(report.rows)} image(s), {len(report.failures)} failed; "
+          f"predictions in {(report.out_dir / 'predictions.csv').resolve()}")
+    return report.exit_code
+
+
+# ------------------------------------------------------------------------------------- evaluate-diagnosis
+def _add_evaluate_diagnosis(sub) -> None:
+    p = sub.add_parser("evaluate-diagnosis", help="score the classifier: HAM10000 validation split and PH2",
+                       description="On the committed HAM10000 split: balanced multi-class accuracy (ISIC 2018 Task 3), "
+                       "per-class sensitivity/specificity/AUC, melanoma-vs-rest AUC, ECE before/after temperature "
+                       "scaling; writes OUT/ham10000_<split>/ (predictions.csv, truth.csv, per_class.csv, "
+                       "summary.json, confusion_matrix.png, reliability.png). On PH2: melanoma vs nevus AUC and "
+                       "sensitivity at 90% specificity in OUT/ph2/.", epilog=EPILOG)
+    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
+    p.add_argument("--segmentation-model", type=Path, default=None,
+                   help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+    p.add_argument("--dataset", choices=["ham10000", "ph2", "both"], default="both", help="what to score (default both)")
+    p.add_argument("--split", choices=["train", "val", "all"], default="val", help="HAM10000 split part (default val)")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--out", type=Path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N HAM10000 images (quick checks)")
+    p.set_defaults(func=_run_evaluate_diagnosis)
+
+
+def _run_evaluate_diagnosis(args) -> int:
+    from dermoseg.classification import evaluation
+    from dermoseg.classification.diagnose import load_classifier
+    model = load_classifier(args.model)
+    segmenter = None
+    if model.mask_mode != "none":
+        from dermoseg.inference import load_model
+        segmenter = load_model(args.segmentation_model)
+    if args.limit is not None and args.limit < 1:
+        raise CommandError(f"--limit must be >= 1, got {args.limit}")
+    results = {}
+    if args.dataset in ("ham10000", "both"):
+        results[f"ham10000_{args.split}"] = evaluation.evaluate_ham10000(
+            model, args.data_root, args.out / f"ham10000_{args.split}", args.split, segmenter, args.limit)
+    if args.dataset in ("ph2", "both"):
+        results["ph2"] = evaluation.evaluate_ph2(model, args.data_root, args.out / "ph2", segmenter)
+    print(json.dumps(results, indent=2))
+    print(f"reports in {args.out.resolve()}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report]
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -221,8 +221,10 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     Parameters
     ----------
     cfg : merged configuration with ``task: classification`` (see ``configs/classifier_mobilenet_v2.yaml``).
-    out_dir : run folder; gets ``checkpoints/`` (``last.ckpt`` every epoch, and ``best.ckpt``), ``metrics.csv``
-        (one row per epoch), ``config.yaml``, and the exported ``model.pt`` + ``model.json``.
+    out_dir : run folder; gets ``checkpoints/`` (``last.ckpt`` every epoch, and ``best.ckpt``), ``logs/``
+        (Lightning's CSV log of each session), ``metrics.csv`` (one row per epoch, sessions merged by
+        :func:`dermoseg.training.merge_epoch_metrics`), ``config.yaml``, and the exported ``model.pt`` +
+        ``model.json``.
     resume : continue from ``checkpoints/last.ckpt`` if it exists (same config).
 
     Returns
@@ -250,7 +252,7 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_balanced_accuracy", mode="max",
                            save_top_k=1, save_last=True, every_n_epochs=1)
-    logger = CSVLogger(save_dir=str(out_dir), name="", version="")
+    logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
                         strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
@@ -260,7 +262,8 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start
-    from dermoseg.training import git_commit
+    from dermoseg.training import git_commit, merge_epoch_metrics
+    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
     best_path = Path(best.best_model_path or last)
     return export_classifier(best_path, out_dir / "model.pt", data.val_set, extra={
         "train_seconds_this_session": round(elapsed, 1),
