@@ -291,3 +291,16 @@ def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_pat
     text = write_report(spec, root, data_root=data_root).read_text()
     assert (root / "figures" / "worst_comparison__unet.png").stat().st_size > 10_000
     assert "](figures/worst_comparison__unet.png)" in text
+
+
+def test_run_sweep_starts_no_cell_after_the_deadline(tmp_path, monkeypatch):
+    import time
+    calls = []
+    _fake_training(monkeypatch, calls)
+    p = tmp_path / "g.yaml"
+    p.write_text(f"name: g\ngrid: {{trainer.epochs: [1, 2]}}\n"
+                 f"sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, evaluate: [ph2]}}\n")
+    assert sw.run_sweep(sw.load_sweep(p), log=lambda s: None, deadline=time.time() - 1) == []
+    assert calls == []
+    meta = json.loads((tmp_path / "results" / "g.meta.json").read_text())
+    assert meta["invocations"][0]["cells_skipped_for_deadline"] == ["epochs1", "epochs2"]

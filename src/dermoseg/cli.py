@@ -181,13 +181,22 @@ def _add_sweep(sub) -> None:
     p.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells")
     p.add_argument("--dry-run", action="store_true", help="list the cells that would run, train nothing")
     p.add_argument("--data-root", type=Path, help="override every cell's data root")
+    p.add_argument("--deadline", metavar="HH:MM", help="start no cell predicted to end after this local time today")
     p.set_defaults(func=_run_sweep)
 
 
 def _run_sweep(args) -> int:
     from dermoseg.experiments.sweep import load_sweep, run_sweep
+    deadline = None
+    if args.deadline:
+        import datetime as dt
+        try:
+            hh, mm = (int(x) for x in args.deadline.split(":"))
+            deadline = dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+        except ValueError:
+            raise CommandError(f"--deadline expects HH:MM, got '{args.deadline}'") from None
     sweep = load_sweep(args.config, args.data_root)
-    records = run_sweep(sweep, only=args.only, dry_run=args.dry_run, data_root=args.data_root)
+    records = run_sweep(sweep, only=args.only, dry_run=args.dry_run, data_root=args.data_root, deadline=deadline)
     results = Path(sweep.options["results_dir"]) / f"{sweep.name}.csv"
     print(f"{len(records)} of {len(sweep.cells)} cells finished; results in {results.resolve()}")
     return 0

@@ -107,6 +107,7 @@ class Results:
         self._runs: dict[str, dict | None] = {}
 
     def note_missing(self, what: str) -> None:
+        """Record a missing input once (listed at the end of the report)."""
         if what not in self.missing:
             self.missing.append(what)
 
@@ -338,6 +339,7 @@ def budget(rec: Mapping[str, Any]) -> str:
     return (f"{data.get('image_size')} px, {images} ISIC training images, {tr.get('epochs')} epochs, batch "
             f"{tr.get('batch_size')}, {opt.get('name', 'adam')} lr {opt.get('lr')} ({opt.get('scheduler', 'none')} "
             f"schedule), loss {cfg.get('loss', {}).get('name')}, model: {rec.get('checkpoint', '?')} epoch"
+            + (f", per-epoch validation curve on {data['val_subset']} validation images" if data.get("val_subset") else "")
             + (f", {float(wall) / 60:.1f} min training" if wall else ""))
 
 
@@ -346,6 +348,8 @@ def _throughput_index(tp: Mapping[str, Any] | None) -> dict[str, dict]:
 
 
 def section_main(spec, res: Results, tp_index: dict[str, dict]) -> str:
+    """Markdown: how each main-table run was trained, the table per evaluation set (metrics, size, CPU
+    throughput), the paper's claims and the literature figures. Missing runs appear as ``_missing_`` rows."""
     main = spec["main_table"]
     out = ["## Main table: codec vs U-Net", ""]
     if not main.get("runs"):
@@ -438,6 +442,7 @@ def section_claims(spec, res: Results) -> str:
 
 
 def section_curves(spec, res: Results, fig_dir: Path) -> str:
+    """Markdown and ``figures/<file>`` for each configured curve figure (:func:`plot_curves`)."""
     out = ["## Training and validation curves (paper Figs. 7–9)", ""]
     for c in spec.get("curves") or []:
         logs = {}
@@ -457,6 +462,7 @@ def section_curves(spec, res: Results, fig_dir: Path) -> str:
 
 
 def section_distributions(spec, res: Results, fig_dir: Path) -> str:
+    """Markdown table (median, 10th percentile, failures) and box plots of per-image Dice."""
     d = spec.get("distributions")
     out = ["## Per-image Dice and failures (Jaccard < 0.65)", ""]
     if not d:
@@ -485,6 +491,8 @@ def section_distributions(spec, res: Results, fig_dir: Path) -> str:
 
 
 def section_worst(spec, res: Results, fig_dir: Path, data_root: str | Path | None) -> str:
+    """Overlay sheets of the worst cases from the committed ``worst/`` masks and the data folder's images and
+    truths; keeps an already committed sheet (and says so) when the data folder is absent."""
     w = spec.get("worst_cases")
     out = ["## The worst validation cases", ""]
     if not w:
@@ -531,6 +539,7 @@ def section_worst(spec, res: Results, fig_dir: Path, data_root: str | Path | Non
 
 
 def section_ablations(spec, res: Results) -> str:
+    """Markdown: one row per ablation, A and B side by side with B − A, per evaluation set."""
     a = spec.get("ablations")
     out = ["## Ablations (one shared reduced budget; each row changes one thing)", ""]
     if not a:
@@ -555,6 +564,8 @@ def section_ablations(spec, res: Results) -> str:
 
 
 def section_grid(spec, res: Results, fig_dir: Path) -> str:
+    """Markdown and figure for the Table 1 grid: the reduced setting, the best cell, every cell beside the
+    paper's train and test accuracy."""
     g = spec.get("grid")
     out = ["## Table 1 grid (epochs × batch size × learning rate)", ""]
     if not g:
@@ -585,7 +596,8 @@ def section_grid(spec, res: Results, fig_dir: Path) -> str:
         cfg = first["config"]
         out.append(f"Reduced size: {cfg['data']['image_size']}×{cfg['data']['image_size']} px, "
                    f"{cfg['data'].get('train_subset') or 'all'} training images (fixed seeded subset of the ISIC "
-                   f"training split), model after the last epoch ({first.get('checkpoint')}), encoder "
+                   f"training split), per-epoch validation curve on {cfg['data'].get('val_subset') or 'all'} validation "
+                   f"images, model after the last epoch ({first.get('checkpoint')}), encoder "
                    f"`{cfg['model'].get('encoder')}`, ASPP {cfg['model'].get('aspp_rates')}, loss `{cfg['loss']['name']}`, "
                    f"Adam, schedule `{cfg['optimizer'].get('scheduler')}`. Scored on the whole ISIC validation split and "
                    "all of PH2 at each image's own size.")
@@ -606,6 +618,7 @@ def section_grid(spec, res: Results, fig_dir: Path) -> str:
 
 
 def section_provenance(spec, res: Results) -> str:
+    """Markdown: commands run by hand, sweep invocations (start, end, wall seconds, cells) and throughput."""
     out = ["## How these numbers were made: commands, wall times, reductions", ""]
     tp = res.json_file(spec["throughput"]) if spec.get("throughput") else None
     manual = res.csv_rows(spec["manual_runs"]) if spec.get("manual_runs") else None

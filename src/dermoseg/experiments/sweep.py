@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import yaml
 
 from dermoseg.config import ConfigError, load_config
@@ -376,8 +377,13 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
     return record
 
 
+def _epochs_to_train(cell: Cell, done: dict[str, dict], sweep: Sweep) -> int:
+    pred = _predecessor(cell, done, sweep)
+    return int(cell.config["trainer"]["epochs"]) - (int(pred.config["trainer"]["epochs"]) if pred else 0)
+
+
 def run_sweep(sweep: Sweep, only: list[str] | None = None, dry_run: bool = False, data_root: str | Path | None = None,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = print, deadline: float | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of a sweep in order and keep the results CSV up to date.
 
     Parameters
@@ -386,6 +392,10 @@ def run_sweep(sweep: Sweep, only: list[str] | None = None, dry_run: bool = False
     only : cell names to run (default all); finished cells are always kept in the CSV.
     dry_run : list what would run, train nothing.
     data_root : data folder for evaluation (default: the first cell's ``data.root``).
+    deadline : a time (seconds since the epoch) by which every started cell should have finished; a cell is
+        not started when the cells already run in this invocation predict it would end later (seconds per
+        epoch trained, plus evaluation), and none is started after it. Skipped cells are logged and stay
+        unfinished (a later invocation runs them).
 
     Returns
     -------
@@ -429,10 +439,23 @@ def run_sweep(sweep: Sweep, only: list[str] | None = None, dry_run: bool = False
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cells_run": [],
                   "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     start = time.time()
+    per_epoch: list[float] = []
+    eval_walls: list[float] = []
+    invocation["cells_skipped_for_deadline"] = []
     try:
         for c in todo:
+            if deadline is not None:
+                n = _epochs_to_train(c, done, sweep)
+                guess = (float(np.mean(per_epoch)) * n + float(np.mean(eval_walls))) if per_epoch else 0.0
+                if time.time() + guess > deadline:
+                    log(f"[{c.name}] skipped: would end after the deadline (estimated {guess / 60:.1f} min)")
+                    invocation["cells_skipped_for_deadline"].append(c.name)
+                    continue
             log(f"[{c.name}] training {c.settings}")
             done[c.name] = run_cell(c, sweep, eval_sets, done, log)
+            n = _epochs_to_train(c, {k: v for k, v in done.items() if k != c.name}, sweep)
+            per_epoch.append(float(done[c.name]["train_wall_s"]) / max(1, n))
+            eval_walls.append(float(done[c.name]["eval_wall_s"]))
             invocation["cells_run"].append(c.name)
             write_results_csv(results_csv, [done[n] for n in names if n in done])
     finally:
