@@ -330,3 +330,32 @@ def test_segment_adds_measurements_and_diagnosis_columns(tmp_path, val_few, caps
     assert "compactness" in header and "p_MEL" not in header and "diameter_mm" in header
     assert main(["segment", str(inputs), "--out", str(tmp_path / "seg3"), "--model", str(seg),
                  "--mm-per-pixel", "-1"]) == 2
+
+
+def test_mask_channel_classifier_trains_and_needs_masks(tmp_path, data_root, ham):
+    """The mask ablation's plumbing: masks read from a folder of <id>_segmentation.png, a 4-channel network,
+    and inference that refuses to run without masks."""
+    from dermoseg.classification.diagnose import classify, diagnose_files
+    from dermoseg.classification.training import train_classifier
+    from dermoseg.config import load_config
+    from dermoseg.io import read_image, write_image
+    mask_dir = tmp_path / "masks"
+    disc = np.zeros((224, 224), bool)
+    disc[(np.arange(224)[:, None] - 112) ** 2 + (np.arange(224)[None] - 112) ** 2 < 80 ** 2] = True
+    write_image(mask_dir / "template.png", disc)
+    png = (mask_dir / "template.png").read_bytes()
+    for s in ham:
+        (mask_dir / f"{s.image_id}_segmentation.png").write_bytes(png)
+    cfg = load_config(REPO / "configs" / "classifier_mobilenet_v2_crop.yaml", {
+        "data": {"root": str(data_root), "image_size": 64, "train_subset": 300, "mask_dir": str(mask_dir)},
+        "model": {"mask_mode": "channel", "freeze_stages": 8},
+        "trainer": {"epochs": 1, "batch_size": 32, "max_time_minutes": None}})
+    model = load_classifier(train_classifier(cfg, tmp_path / "run"))
+    assert model.mask_mode == "channel" and model.network.in_channels == 4
+    image = read_image(ham[0].image_path)
+    p = classify(model, [image], [disc])
+    assert p.shape == (1, 7) and abs(p.sum() - 1) < 1e-9
+    with pytest.raises(ValueError, match="mask"):
+        classify(model, [image])
+    with pytest.raises(ValueError, match="segmentation model"):
+        diagnose_files([str(ham[0].image_path)], tmp_path / "d", model)

@@ -128,6 +128,7 @@ def asymmetry(mask: np.ndarray) -> tuple[float, float]:
     h, w = mask.shape
 
     def inside(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """Mask value at the nearest pixel of each (x, y) point; False outside the image."""
         ix, iy = np.rint(px).astype(np.int64), np.rint(py).astype(np.int64)
         ok = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
         out = np.zeros(px.shape, bool)

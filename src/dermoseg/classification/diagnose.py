@@ -266,6 +266,7 @@ def segment_columns(classifier: Classifier | None = None, mm_per_pixel: float | 
         raise ValueError(f"mm_per_pixel must be > 0, got {mm_per_pixel}")
 
     def columns(image: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
+        """Measurement and diagnosis columns of one segmented image (``prob`` is unused)."""
         row: dict[str, Any] = {}
         if measure:
             row.update(measure_lesion(image, mask, mm_per_pixel))

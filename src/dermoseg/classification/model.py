@@ -88,6 +88,7 @@ class LesionClassifier(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) float32 normalised input → (N, num_classes) float32 logits."""
         _, high = self.encoder(x)
         return self.fc(self.dropout(torch.flatten(self.pool(high), 1)))
 

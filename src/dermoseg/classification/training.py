@@ -97,6 +97,10 @@ class ClassificationData(L.LightningDataModule):
         self.train_set = self.val_set = None
 
     def setup(self, stage: str | None = None) -> None:
+        """Load the split and cache the train and validation images (once; later calls do nothing).
+
+        Raises DatasetError / SplitError if the data folder or split is missing or they disagree, and
+        ValueError if a mask mode is set without ``data.mask_dir``."""
         if self.train_set is not None:
             return
         data, model = self.cfg["data"], self.cfg["model"]
@@ -119,9 +123,11 @@ class ClassificationData(L.LightningDataModule):
                           num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches ``(x (B, C, S, S) float32, y (B,) int64)``; last partial batch dropped."""
         return self._loader(self.train_set, True)
 
     def val_dataloader(self) -> DataLoader:
+        """Validation batches in split order, unaugmented."""
         return self._loader(self.val_set, False)
 
 
@@ -169,9 +175,11 @@ class ClassificationTask(L.LightningModule):
         self._val_labels: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, S, S) float32 → (N, 7) logits (channels-last on CPU)."""
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def training_step(self, batch, batch_idx):
+        """Class-weighted cross-entropy of one batch (logged as ``train_loss``)."""
         x, y = batch
         loss = nn.functional.cross_entropy(self(x), y, weight=self.class_weight, label_smoothing=self.label_smoothing)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
@@ -179,6 +187,7 @@ class ClassificationTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
+        """Weighted and unweighted cross-entropy of one batch; keeps the logits for the epoch's balanced accuracy."""
         x, y = batch
         logits = self(x)
         n = x.shape[0]
@@ -189,6 +198,7 @@ class ClassificationTask(L.LightningModule):
         self._val_labels.append(y.cpu())
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val_balanced_accuracy`` (ISIC 2018 Task 3 metric) over the whole validation split."""
         if not self._val_logits:
             return
         logits, labels = torch.cat(self._val_logits).numpy(), torch.cat(self._val_labels).numpy()
@@ -196,6 +206,10 @@ class ClassificationTask(L.LightningModule):
         self.log("val_balanced_accuracy", balanced_accuracy(labels, logits), prog_bar=True)
 
     def configure_optimizers(self):
+        """Adam or AdamW (``optimizer.name``) with, for ``scheduler: cosine``, a per-step linear warm-up over
+        ``warmup_epochs`` then cosine decay to 0 at the planned last step (Loshchilov & Hutter 2017).
+
+        Raises ValueError for another optimizer name."""
         opt = self.cfg["optimizer"]
         if opt.get("name", "adamw") not in ("adam", "adamw"):
             raise ValueError(f"unknown optimizer '{opt['name']}' (adam or adamw)")
@@ -206,7 +220,8 @@ class ClassificationTask(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(float(opt.get("warmup_epochs", 0)) * total / max(1, int(self.cfg["trainer"]["epochs"])))
 
-        def factor(step: int) -> float:  # linear warm-up, then cosine decay to 0 over the planned steps
+        def factor(step: int) -> float:
+            """Learning-rate multiplier in [0, 1] at optimiser step ``step``."""
             if step < warmup:
                 return (step + 1) / warmup
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
