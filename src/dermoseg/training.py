@@ -9,6 +9,7 @@ import json
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class CachedSegmentationDataset(Dataset):
         return to_tensor(image), torch.from_numpy(mask.astype(np.float32))[None]
 
 
-def _subset(samples: list, n: int | None, seed: int) -> list:
+def subset(samples: list, n: int | None, seed: int) -> list:
     """The first ``n`` samples of a seeded shuffle, in their original order (all of them if ``n`` is None)."""
     if not n:
         return samples
@@ -83,8 +84,8 @@ class SegmentationData(L.LightningDataModule):
         samples = load_isic2018_task1(Path(data["root"]) / "isic2018_task1")
         split = read_split(ISIC_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
-        train = _subset(train, data.get("train_subset"), self.cfg["seed"])
-        val = _subset(val, data.get("val_subset"), self.cfg["seed"])
+        train = subset(train, data.get("train_subset"), self.cfg["seed"])
+        val = subset(val, data.get("val_subset"), self.cfg["seed"])
         preprocess = None
         if self.cfg.get("preprocess", {}).get("enabled"):
             from dermoseg.preprocess import clean_image
@@ -173,6 +174,61 @@ def git_commit() -> str:
         return "unknown"
 
 
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves: the best checkpoint, its monitored score, seconds spent and epochs completed."""
+
+    best_checkpoint: Path
+    best_score: float
+    seconds: float
+    epochs_completed: int
+
+    def info(self, score_name: str) -> dict[str, Any]:
+        """Provenance for an exported model file: time, score, epochs, machine and commit."""
+        return {"train_seconds_this_session": round(self.seconds, 1), f"best_{score_name}": self.best_score,
+                "epochs_completed": self.epochs_completed,
+                "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "commit": git_commit()}
+
+
+def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,
+        resume: bool = False) -> FitResult:
+    """The run driver shared by segmentation and classification training.
+
+    Seeds everything, writes ``config.yaml``, trains with Lightning (devices, strategy and precision from the
+    config's ``trainer`` section, so one or several GPUs work by configuration), keeps ``checkpoints/last.ckpt``
+    every epoch and ``checkpoints/best.ckpt`` (highest ``monitor``), logs each session to ``logs/version_N``
+    and merges them into ``metrics.csv`` (one row per epoch). ``resume`` continues from ``last.ckpt``.
+    """
+    import yaml
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tcfg = cfg["trainer"]
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    ckpt_dir = out_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
+                           save_last=True, every_n_epochs=1)
+    logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
+    max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
+    trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+                        strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
+                        callbacks=[best, TQDMProgressBar(refresh_rate=10)], log_every_n_steps=10,
+                        deterministic=False, max_time=max_time, num_sanity_val_steps=0)
+    last = ckpt_dir / "last.ckpt"
+    start = time.time()
+    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    elapsed = time.time() - start
+    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
+    return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch))
+
+
+def seed_and_threads(cfg: dict[str, Any]) -> None:
+    """Seed Python, NumPy and torch from ``cfg["seed"]`` and apply ``trainer.num_threads`` if set."""
+    L.seed_everything(int(cfg["seed"]), workers=True)
+    if cfg["trainer"].get("num_threads"):
+        torch.set_num_threads(int(cfg["trainer"]["num_threads"]))
+
+
 def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
     """Train a segmentation model and export its best epoch (highest ``val_dice``).
 
@@ -188,33 +244,9 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     Path of the exported ``model.pt``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(int(cfg["seed"]), workers=True)
-    tcfg = cfg["trainer"]
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
-    import yaml
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    data, task = SegmentationData(cfg), SegmentationTask(cfg)
-    ckpt_dir = out_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_dice", mode="max", save_top_k=1,
-                           save_last=True, every_n_epochs=1)
-    logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
-    max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
-    trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
-                        strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
-                        callbacks=[best, TQDMProgressBar(refresh_rate=10)], log_every_n_steps=10,
-                        deterministic=False, max_time=max_time, num_sanity_val_steps=0)
-    last = ckpt_dir / "last.ckpt"
-    start = time.time()
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    elapsed = time.time() - start
-    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
-    best_path = Path(best.best_model_path or last)
-    return export_model(best_path, out_dir / "model.pt", extra={
-        "train_seconds_this_session": round(elapsed, 1), "best_val_dice": float(best.best_model_score or float("nan")),
-        "epochs_completed": int(trainer.current_epoch), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-        "commit": git_commit()})
+    seed_and_threads(cfg)
+    result = fit(SegmentationTask(cfg), SegmentationData(cfg), cfg, out_dir, "val_dice", resume)
+    return export_model(result.best_checkpoint, out_dir / "model.pt", extra=result.info("val_dice"))
 
 
 def merge_epoch_metrics(log_dir: Path, out: Path) -> Path:

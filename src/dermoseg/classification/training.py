@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -31,6 +27,7 @@ from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation
 from dermoseg.io import read_image, read_mask
+from dermoseg.training import fit, seed_and_threads, subset
 
 FORMAT = "dermoseg-classifier-1"
 # Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
@@ -108,8 +105,7 @@ class ClassificationData(L.LightningDataModule):
         split = read_split(data.get("split") or HAM_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
         if data.get("train_subset"):
-            order = np.random.default_rng(self.cfg["seed"]).permutation(len(train))
-            train = [train[i] for i in sorted(order[: int(data["train_subset"])])]
+            train = subset(train, data["train_subset"], self.cfg["seed"])
             val = val[: max(50, int(data["train_subset"]) // 4)]
         size, mode = int(data["image_size"]), model.get("mask_mode", "none")
         kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", 0.2)))
@@ -252,39 +248,14 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
         If the HAM10000 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = classifier_config(cfg)
-    L.seed_everything(int(cfg["seed"]), workers=True)
-    tcfg = cfg["trainer"]
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
-    import yaml
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    seed_and_threads(cfg)
     data = ClassificationData(cfg)
     data.setup()
     weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"].get("class_weight_power", 1.0)))
-    task = ClassificationTask(cfg, weights)
-    ckpt_dir = out_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_balanced_accuracy", mode="max",
-                           save_top_k=1, save_last=True, every_n_epochs=1)
-    logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
-    max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
-    trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
-                        strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
-                        callbacks=[best, TQDMProgressBar(refresh_rate=10)], log_every_n_steps=10,
-                        deterministic=False, max_time=max_time, num_sanity_val_steps=0)
-    last = ckpt_dir / "last.ckpt"
-    start = time.time()
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    elapsed = time.time() - start
-    from dermoseg.training import git_commit, merge_epoch_metrics
-    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
-    best_path = Path(best.best_model_path or last)
-    return export_classifier(best_path, out_dir / "model.pt", data.val_set, extra={
-        "train_seconds_this_session": round(elapsed, 1),
-        "best_val_balanced_accuracy": float(best.best_model_score or float("nan")),
-        "epochs_completed": int(trainer.current_epoch), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-        "commit": git_commit()})
+    result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
+    return export_classifier(result.best_checkpoint, out_dir / "model.pt", data.val_set,
+                             extra=result.info("val_balanced_accuracy"))
 
 
 @torch.inference_mode()
