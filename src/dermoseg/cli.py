@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def _add_segment(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
     p.add_argument("--threshold", type=float, default=0.5, help="lesion probability threshold (default 0.5)")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3x slower)")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="flip test-time augmentation (3x slower; default: what the model file says, on for the shipped model)")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="a single forward pass per image")
     pre = p.add_mutually_exclusive_group()
     pre.add_argument("--preprocess", dest="preprocess", action="store_true", default=None,
                      help="remove black frame and hair before segmenting")
@@ -79,7 +83,8 @@ def _add_evaluate(sub) -> None:
                    help="part of the committed ISIC split (default val; PH2 is always all 200)")
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
     p.add_argument("--out", type=Path, help="folder for per_image.csv and summary.json")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip test-time augmentation")
+    p.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation (default: the model file's setting)")
     p.add_argument("--preprocess", dest="preprocess", action="store_true", default=None, help="clean images first")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false", help="do not clean images")
     p.add_argument("--save-masks", action="store_true", help="also write the predicted masks under OUT/masks/")
@@ -308,8 +313,41 @@ def _run_evaluate_diagnosis(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ preprocess
+def _add_preprocess(sub) -> None:
+    p = sub.add_parser("preprocess", help="remove black frame and hair from images",
+                       description="Remove the black frame (filled, so the size is kept) and the hair of each image "
+                       "(paper §3.1). Writes DIR/<stem>.png (the clean image), DIR/<stem>_hair.png and "
+                       "DIR/<stem>_frame.png (masks 0/255, the input's size) and DIR/preprocess.csv (hair %%, hair "
+                       "count N, repair mode, frame found and its area %%, seconds). Bad files are reported and "
+                       "skipped; exit status 1 if any failed.", epilog=EPILOG)
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--sheet", action="store_true", help="also write DIR/preprocess_sheet.png (before/after)")
+    p.add_argument("--config", type=Path, help="YAML file with preprocessing settings (a 'preprocess:' section "
+                   "or the settings themselves; default: the shipped configs/preprocess.yaml)")
+    p.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from dermoseg.preprocess.batch import preprocess_files
+    cfg = None
+    if args.config:
+        import yaml
+        try:
+            loaded = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"{args.config}: cannot read settings ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"{args.config}: expected a mapping of settings")
+        cfg = loaded.get("preprocess", loaded)
+    report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet)
+    print(f"cleaned {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
+    return report.exit_code
+
+
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis]
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an unexpected failure: one line for the user, the traceback on request
+        if os.environ.get("DERMOSEG_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set DERMOSEG_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

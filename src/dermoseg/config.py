@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
                 "grid_p": 0.15, "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
                                                   "hue": 0.02, "p": 0.5}},
     "preprocess": {"enabled": False},
+    "inference": {"tta": False},  # the exported model file's default for flip test-time augmentation
 }
 
 

@@ -108,7 +108,7 @@ def dataset_samples(dataset: str, data_root: str | Path, split: str = "val") -> 
 
 
 def evaluate_model(model: SegmentationModel, samples: Iterable[SegmentationSample], out_dir: str | Path | None = None,
-                   threshold: float = 0.5, tta: bool = False, preprocess: bool | None = None,
+                   threshold: float = 0.5, tta: bool | None = None, preprocess: bool | None = None,
                    save_masks: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Segment each sample with ``model`` and score it against its ground truth.
 

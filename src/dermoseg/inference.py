@@ -38,6 +38,7 @@ class SegmentationModel:
     preprocess: dict[str, Any]
     path: Path
     info: dict[str, Any]
+    tta: bool = False  # the model file's default for flip test-time augmentation
 
     @property
     def sha256(self) -> str:
@@ -74,18 +75,19 @@ def load_model(path: str | Path | None = None) -> SegmentationModel:
     network.load_state_dict(payload["state_dict"])
     network.eval().to(memory_format=torch.channels_last)
     return SegmentationModel(network, int(cfg["image_size"]), dict(cfg.get("preprocess") or {}), path,
-                             dict(payload.get("info", {})))
+                             dict(payload.get("info", {})), bool(cfg.get("tta", False)))
 
 
 @torch.inference_mode()
-def predict_probability(model: SegmentationModel, image: np.ndarray, tta: bool = False) -> np.ndarray:
+def predict_probability(model: SegmentationModel, image: np.ndarray, tta: bool | None = None) -> np.ndarray:
     """Lesion probability of every pixel of one image.
 
     Parameters
     ----------
     model : a loaded :class:`SegmentationModel`.
     image : (H, W, 3) uint8 RGB, any size ≥ 1×1.
-    tta : average over horizontal and vertical flips (test-time augmentation; 3× slower).
+    tta : average over horizontal and vertical flips (test-time augmentation; 3× slower); None follows the
+        model file's setting (the shipped model's is on: chosen on the ISIC validation split).
 
     Returns
     -------
@@ -101,7 +103,7 @@ def predict_probability(model: SegmentationModel, image: np.ndarray, tta: bool =
     h, w = image.shape[:2]
     x = to_tensor(resize_image(image, model.image_size))[None].contiguous(memory_format=torch.channels_last)
     logits = model.network(x)
-    if tta:
+    if model.tta if tta is None else tta:
         logits = logits + model.network(x.flip(3)).flip(3) + model.network(x.flip(2)).flip(2)
         logits = logits / 3.0
     prob = torch.sigmoid(logits)[0, 0].numpy().astype(np.float32)

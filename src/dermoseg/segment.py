@@ -96,7 +96,7 @@ def unique_stems(paths: list[Path]) -> list[str]:
 
 
 def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationModel, threshold: float = 0.5,
-                  tta: bool = False, preprocess: bool | None = None,
+                  tta: bool | None = None, preprocess: bool | None = None,
                   extra_columns: Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]] | None = None,
                   progress: bool = True) -> BatchReport:
     """Segment every image found in ``inputs`` and write the outputs into ``out_dir``.
@@ -107,7 +107,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
     out_dir : output folder (created).
     model : a loaded segmentation model.
     threshold : lesion where probability > threshold, in (0, 1).
-    tta : flip test-time augmentation.
+    tta : flip test-time augmentation; None follows the model file.
     preprocess : apply black-frame and hair removal before the model; None follows the model file's setting.
     extra_columns : optional ``f(image, mask, prob) -> dict`` adding columns to each row (measurements,
         diagnosis).

@@ -280,6 +280,7 @@ def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = N
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     info = {"checkpoint_epoch": int(ckpt.get("epoch", -1)), **(extra or {})}
     payload = {"format": "dermoseg-segmentation-1", "config": {"model": cfg["model"], "image_size": cfg["data"]["image_size"],
+               "tta": bool(cfg.get("inference", {}).get("tta", False)),
                "preprocess": cfg.get("preprocess", {"enabled": False}), "train_config": cfg}, "state_dict": state, "info": info}
     out = Path(out)
     tmp = out.with_suffix(".tmp")
