@@ -333,13 +333,8 @@ def _run_preprocess(args) -> int:
     from dermoseg.preprocess.batch import preprocess_files
     cfg = None
     if args.config:
-        import yaml
-        try:
-            loaded = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CommandError(f"{args.config}: cannot read settings ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise CommandError(f"{args.config}: expected a mapping of settings")
+        from dermoseg.config import read_yaml_mapping
+        loaded = read_yaml_mapping(args.config, "preprocessing settings file", CommandError)
         cfg = loaded.get("preprocess", loaded)
     report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet)
     print(f"cleaned {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")

@@ -36,6 +36,33 @@ class ConfigError(ValueError):
     """A configuration file is missing, not YAML, or has a key of the wrong kind; the message names it."""
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
+                      error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """Read a YAML file whose top level must be a mapping (an empty file reads as ``{}``).
+
+    Parameters
+    ----------
+    path : the file.
+    what : how to name the file in messages ("config file", "sweep file", ...).
+    error : the exception class to raise, so that each command reports its own kind of error.
+
+    Raises
+    ------
+    error
+        If the file is missing, not valid YAML, or not a mapping; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a YAML mapping at the top level")
+    return data
+
+
 def _merge(base: dict, override: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
@@ -67,16 +94,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a YAML mapping at the top level")
-        cfg = _merge(cfg, data, str(path))
+        cfg = _merge(cfg, read_yaml_mapping(path), str(path))
     if overrides:
         cfg = _merge(cfg, overrides, "overrides")
     return cfg
