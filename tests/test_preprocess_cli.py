@@ -1,0 +1,102 @@
+"""The ``dermoseg preprocess`` command: outputs, table, contact sheet and bad inputs (issue 3, part 2)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermoseg.cli import main
+from dermoseg.io import read_image
+from dermoseg.preprocess.batch import COLUMNS, SHEET_NAME
+
+
+@pytest.fixture(scope="module")
+def two_real(isic_samples, ph2_samples):
+    """One hairy ISIC image and one PH2 image (copied at test time into a temporary folder, never committed)."""
+    by_id = {s.image_id: s for s in list(isic_samples) + list(ph2_samples)}
+    return [by_id["ISIC_0012508"].image_path, by_id["IMD049"].image_path]
+
+
+def _masks_ok(path, shape):
+    arr = np.asarray(Image.open(path))
+    assert arr.shape == shape, path
+    assert set(np.unique(arr)) <= {0, 255}, path
+
+
+def test_folder_with_bad_files(tmp_path, two_real, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(two_real[0], src / "a.jpg")
+    shutil.copy(two_real[1], src / "sub" / "b.jpg")
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.jpg").write_text("this is text, not a JPEG")
+    out = tmp_path / "out"
+    code = main(["preprocess", str(src), "--out", str(out), "--sheet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "empty.jpg" in err and "notes.jpg" in err
+    for stem, original in (("a", two_real[0]), ("b", two_real[1])):
+        image = read_image(original)
+        clean = read_image(out / f"{stem}.png")
+        assert clean.shape == image.shape
+        _masks_ok(out / f"{stem}_hair.png", image.shape[:2])
+        _masks_ok(out / f"{stem}_frame.png", image.shape[:2])
+        assert not (clean == image).all(), "a hairy image came back unchanged"
+    with open(out / "preprocess.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image_id"] for r in rows] == ["a", "b"]
+    assert list(rows[0])[: len(COLUMNS)] == COLUMNS
+    for r in rows:
+        assert 0 < float(r["hair_pct"]) < 100 and int(r["n_hairs"]) > 0 and r["mode"] in ("sparse", "dense")
+        assert r["frame_found"] in ("0", "1") and 0 <= float(r["frame_pct"]) <= 100 and float(r["seconds"]) > 0
+    hair = np.asarray(Image.open(out / "a_hair.png")) > 0
+    assert abs(100 * hair.mean() - float(rows[0]["hair_pct"])) < 0.01
+    with open(out / "failures.csv", newline="") as fh:
+        failed = {r["file"].split("/")[-1] for r in csv.DictReader(fh)}
+    assert failed == {"empty.jpg", "notes.jpg"}
+    sheet = np.asarray(Image.open(out / SHEET_NAME))
+    assert sheet.ndim == 3 and sheet.shape[0] > 100
+
+
+def test_all_good_exit_zero_and_no_sheet_unless_asked(tmp_path, two_real):
+    out = tmp_path / "out"
+    assert main(["preprocess", str(two_real[0]), "--out", str(out)]) == 0
+    assert (out / "ISIC_0012508.png").is_file()
+    assert not (out / SHEET_NAME).exists() and not (out / "failures.csv").exists()
+
+
+def test_missing_folder_is_reported(tmp_path, capsys):
+    code = main(["preprocess", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_output_that_would_overwrite_an_input_is_refused(tmp_path, two_real, capsys):
+    Image.open(two_real[0]).save(tmp_path / "x.png")
+    before = (tmp_path / "x.png").read_bytes()
+    assert main(["preprocess", str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert (tmp_path / "x.png").read_bytes() == before
+
+
+def test_bad_settings_file_is_an_error(tmp_path, two_real, capsys):
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("preprocess:\n  hair:\n    closing_px: -3\n")
+    code = main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+    assert code == 2
+    assert "preprocess.hair.closing_px" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "ISIC_0012508.png").exists()
+
+
+def test_settings_file_is_applied(tmp_path, two_real):
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("hair:\n  enabled: false\n")
+    out = tmp_path / "out"
+    assert main(["preprocess", str(two_real[0]), "--out", str(out), "--config", str(cfg)]) == 0
+    with open(out / "preprocess.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert row["mode"] == "none" and float(row["hair_pct"]) == 0
