@@ -7,12 +7,12 @@
 #   A: the codec-vs-U-Net comparison and the ablations   (configs/comparison.yaml)
 #   B: evaluation of the shipped codec on ISIC val and PH2, then the Table 1 grid (configs/table1_grid.yaml)
 # then the throughput benchmark, the import of the shipped run and the report. No sweep cell is started that
-# its sweep predicts would end after DEADLINE (default 11:40); an unfinished sweep resumes on the next call.
+# its sweep predicts would end after DEADLINE (default 11:43); an unfinished sweep resumes on the next call.
 # Every command's start, wall time and exit status is appended to docs/results/manual_runs.csv (the sweeps
 # also keep their own, per cell, in docs/results/<sweep>.meta.json and <sweep>.csv).
 set -u
 cd "$(dirname "$0")/.."
-DEADLINE=${1:-11:40}
+DEADLINE=${1:-11:43}
 BIN=.venv/bin
 LOG=docs/results/manual_runs.csv
 mkdir -p runs/eval docs/results
