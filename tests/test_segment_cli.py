@@ -104,3 +104,16 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert info.value.code == 0
     assert len(capsys.readouterr().out) > 200
+
+
+def test_rerun_into_the_input_folder_skips_earlier_outputs(tmp_path, isic_samples):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "good.jpg")
+    (folder / "bad.jpg").write_bytes(b"")
+    assert main(["segment", str(folder), "--out", str(folder), "--no-tta"]) == 1
+    (folder / "bad.jpg").unlink()
+    assert main(["segment", str(folder), "--out", str(folder), "--no-tta"]) == 0  # its own masks/overlays are not inputs
+    assert [r["image_id"] for r in _rows(folder / "results.csv")] == ["good"]
+    assert not (folder / "failures.csv").exists()  # the earlier run's failure list is gone
+    assert (folder / "good_segmentation.png").stat().st_mode & 0o044  # readable by others, like any new file

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     from dermoseg.experiments.logs import LogError
     from dermoseg.models.encoders import PretrainedWeightsError
     known = (CommandError, CollectError, LogError, ConfigError, DatasetError, SplitError, EvaluationError, ModelFileError, ImageReadError,
-             PretrainedWeightsError, FileNotFoundError, NotADirectoryError, PermissionError)
+             PretrainedWeightsError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

@@ -42,6 +42,8 @@ def _index_masks(folder: Path, what: str) -> dict[str, Path]:
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
             if what == "truth" and "Dermoscopic_Image" in p.parent.name:
                 continue  # PH2 layout: the images sit beside the lesion masks
+            if p.stem.endswith("_overlay"):
+                continue  # 'dermoseg segment' writes overlays beside its masks
             key = mask_id(p)
             if key in out:
                 raise EvaluationError(f"{p}: second {what} mask for id '{key}' (first: {out[key]})")

@@ -119,6 +119,8 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
     """
     out_dir = Path(out_dir)
     files, failures = find_images(inputs)
+    named = {Path(i).resolve() for i in inputs if Path(i).is_file()}
+    files = [p for p in files if p.resolve() in named or not is_own_output(p, out_dir)]  # skip earlier outputs
     out_dir.mkdir(parents=True, exist_ok=True)
     report = BatchReport(out_dir, failures=list(failures))
     input_paths = {p.resolve() for p in files}
@@ -155,10 +157,19 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
     return report
 
 
+def is_own_output(path: Path, out_dir: Path) -> bool:
+    """True for a mask or overlay that ``segment`` wrote into ``out_dir`` earlier (never re-segment those)."""
+    return path.parent.resolve() == out_dir.resolve() and path.name.endswith(("_segmentation.png", "_overlay.jpg"))
+
+
 def write_failures(report: BatchReport) -> None:
-    """Print each failure to stderr and write ``failures.csv`` (file, reason) when there are any."""
+    """Print each failure to stderr and write ``failures.csv`` (file, reason) when there are any; a
+    ``failures.csv`` left by an earlier run into the same folder is removed when this run has none."""
     for name, reason in report.failures:
         print(f"error: {name}: {reason}", file=sys.stderr)
+    target = report.out_dir / "failures.csv"
     if report.failures:
         rows = [{"file": n, "reason": r} for n, r in report.failures]
-        write_text(report.out_dir / "failures.csv", rows_to_csv(rows, ["file", "reason"]))
+        write_text(target, rows_to_csv(rows, ["file", "reason"]))
+    elif target.is_file():
+        target.unlink()
