@@ -5,7 +5,7 @@
 #
 # Two lanes of one thread each run side by side:
 #   A: the codec-vs-U-Net comparison and the ablations   (configs/comparison.yaml)
-#   B: evaluation of the shipped codec on ISIC val and PH2, then the Table 1 grid (configs/table1_grid.yaml)
+#   B: evaluation of the shipped codec (its default flip TTA) on ISIC val and PH2, then the Table 1 grid (configs/table1_grid.yaml)
 # then the throughput benchmark, the import of the shipped run and the report. No sweep cell is started that
 # its sweep predicts would end after DEADLINE (default 11:43); an unfinished sweep resumes on the next call.
 # Every command's start, wall time and exit status is appended to docs/results/manual_runs.csv (the sweeps
@@ -31,9 +31,11 @@ lane_a() {
 }
 
 lane_b() {
-  timed env OMP_NUM_THREADS=1 nice -n 5 $BIN/dermoseg evaluate --model runs/codec_mobilenet_v2/model.pt \
+  # the shipped model file (src/dermoseg/weights/segmentation.pt, trained in runs/codec_mobilenet_v2) with its
+  # default settings (flip TTA)
+  timed env OMP_NUM_THREADS=1 nice -n 5 $BIN/dermoseg evaluate \
     --dataset isic2018 --split val --out runs/eval/codec_mobilenet_v2/isic2018_val --save-masks
-  timed env OMP_NUM_THREADS=1 nice -n 5 $BIN/dermoseg evaluate --model runs/codec_mobilenet_v2/model.pt \
+  timed env OMP_NUM_THREADS=1 nice -n 5 $BIN/dermoseg evaluate \
     --dataset ph2 --out runs/eval/codec_mobilenet_v2/ph2 --save-masks
   timed env OMP_NUM_THREADS=1 nice -n 5 $BIN/dermoseg sweep --config configs/table1_grid.yaml --deadline "$DEADLINE"
 }
