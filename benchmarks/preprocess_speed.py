@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     samples = {s.image_id: s for s in load_isic2018_task1(DATA_ROOT / "isic2018_task1")}
     rng = np.random.default_rng(args.seed)
     ids = list(rng.choice(sorted(samples), size=args.n, replace=False))
-    hairy = [line.split("#")[0].strip() for line in (REPO / "tests" / "data" / "hairy_ids.txt").read_text().splitlines()]
+    listed = (REPO / "tests" / "data" / "hairy_ids.txt").read_text().splitlines()
+    hairy = [line.split("#")[0].strip() for line in listed]
     hairy = [i for i in hairy if i.startswith("ISIC")]
     images = {i: read_image(samples[i].image_path) for i in ids + hairy}
     assert all(im.shape[:2] == (512, 512) for im in images.values())
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
 
     from dermoseg.inference import SegmentationModel, predict_probability
     from dermoseg.models import build_model
-    network = build_model({"encoder": "mobilenet_v2"}, pretrained=False).eval().to(memory_format=torch.channels_last)
+    network = build_model({"encoder": "mobilenet_v2"}, pretrained=False).eval()
+    network = network.to(memory_format=torch.channels_last)
     model = SegmentationModel(network, 256, {}, Path("untrained"), {})
     x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
           f"{1000 * max(r[2] for r in heavy):9.1f}")
     print(f"{'network forward, 256x256 (fastest of 10)':44s} {1000 * net_wall:9.1f} {1000 * net_cpu:9.1f}")
     print(f"{'predict_probability, 512x512 in (fastest of 10)':44s} {1000 * full_wall:9.1f} {1000 * full_cpu:9.1f}")
-    print(f"\nratio preprocess / network forward (random-sample median): wall {med(sampled, 1) / (1000 * net_wall):.2f}, "
+    print("\nratio preprocess / network forward (random-sample median): "
+          f"wall {med(sampled, 1) / (1000 * net_wall):.2f}, "
           f"CPU {med(sampled, 2) / (1000 * net_cpu):.2f}")
     print(f"ratio preprocess / network forward (hairy median):         wall {med(heavy, 1) / (1000 * net_wall):.2f}, "
           f"CPU {med(heavy, 2) / (1000 * net_cpu):.2f}")

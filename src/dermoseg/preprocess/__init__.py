@@ -24,8 +24,9 @@ from dermoseg.preprocess.frame import _check_image, _disk, detect_frame, fill_fr
 from dermoseg.preprocess.hair import detect_hair, hair_mask, hair_response, repair_dense, repair_sparse
 from dermoseg.preprocess.settings import PreprocessConfigError, default_settings, resolve_settings
 
-__all__ = ["CleanResult", "clean_image", "detect_frame", "fill_frame", "lightness", "detect_hair", "hair_mask", "hair_response",
-           "repair_sparse", "repair_dense", "resolve_settings", "default_settings", "PreprocessConfigError"]
+__all__ = ["CleanResult", "clean_image", "detect_frame", "fill_frame", "lightness", "detect_hair", "hair_mask",
+           "hair_response", "repair_sparse", "repair_dense", "resolve_settings", "default_settings",
+           "PreprocessConfigError"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ out of the frame mask (each was needed on the shared ISIC/PH2 data, see docs/pre
 4. the field of view is convex (a circle or a rectangle), so dark pixels inside the convex hull of the bright
    field are a bite of the lesion into the field, never frame; when the field is round, the pixels inside the
    ellipse fitted to its outline (without the bite) are given back too.
+
+The functions here take every setting as an argument; their values (and how each was chosen) are in
+``dermoseg/configs/preprocess.yaml`` and docs/preprocessing.md, applied by :func:`dermoseg.preprocess.clean_image`.
 """
 
 from __future__ import annotations
@@ -49,9 +52,8 @@ def _disk(diameter: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
 
 
-def detect_frame(image: np.ndarray, lightness_max: float = 20, median_px: int = 5, min_thickness_px: float = 13,
-                 corner_px: float = 16, max_area_pct: float = 60, field_lightness_min: float = 60,
-                 convex_field: bool = True) -> np.ndarray:
+def detect_frame(image: np.ndarray, lightness_max: float, median_px: int, min_thickness_px: float, corner_px: float,
+                 max_area_pct: float, field_lightness_min: float, convex_field: bool) -> np.ndarray:
     """Find the dark frame of a dermoscopic image (paper §3.1.2, eq. 1).
 
     Parameters
@@ -175,7 +177,7 @@ def _field_ellipse(field: np.ndarray) -> np.ndarray | None:
     return mask > 0
 
 
-def fill_frame(image: np.ndarray, frame: np.ndarray, ring_px: float = 12, fill: str = "median") -> np.ndarray:
+def fill_frame(image: np.ndarray, frame: np.ndarray, ring_px: float, fill: str) -> np.ndarray:
     """Paint the frame over with the median colour of a ring of the field of view near the frame.
 
     A constant colour taken from the skin inside the frame (pixels between ``ring_px`` and ``2 ring_px`` from

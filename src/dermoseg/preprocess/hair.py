@@ -19,6 +19,9 @@ Repair: when N > T ("dense" mode) the hair pixels are filled by iterative anisot
 them (eq. 3, Perona-Malik conduction), started from the interpolation of the sparse mode; otherwise ("sparse"
 mode) by interpolation from the nearest non-hair pixels on each side along the row and along the column
 (eq. 4). Both are vectorised over all hair pixels at once.
+
+The functions here take every setting as an argument; their values (and how each was chosen) are in
+``dermoseg/configs/preprocess.yaml`` and docs/preprocessing.md, applied by :func:`dermoseg.preprocess.clean_image`.
 """
 
 from __future__ import annotations
@@ -33,8 +36,7 @@ _LUV8_TO_CIE = np.array([100 / 255, 354 / 255, 262 / 255], np.float32)
 _EDGE_PX = 3  # pixels: the image margin left out while hairs are found (edge lines are not hair)
 
 
-def hair_response(image: np.ndarray, closing_px: float = 11, chroma_weight: float = 1.0,
-                  light_weight: float = 0.0) -> np.ndarray:
+def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float, light_weight: float) -> np.ndarray:
     """Trough response: how much the morphological closing raises each pixel (paper §3.1.3 steps 1-3, eq. 2).
 
     Parameters
@@ -70,10 +72,9 @@ def hair_response(image: np.ndarray, closing_px: float = 11, chroma_weight: floa
     return response
 
 
-def detect_hair(image: np.ndarray, valid: np.ndarray | None = None, closing_px: float = 11,
-                chroma_weight: float = 1.0, light_weight: float = 0.0, threshold_low: float = 6.0, threshold_high: float = 12.0,
-                min_length_px: float = 20, max_width_px: float = 7.0, dilate_px: float = 1
-                ) -> tuple[np.ndarray, int]:
+def detect_hair(image: np.ndarray, valid: np.ndarray | None, closing_px: float, chroma_weight: float,
+                light_weight: float, threshold_low: float, threshold_high: float, min_length_px: float,
+                max_width_px: float, dilate_px: float) -> tuple[np.ndarray, int]:
     """Hair mask and hair count N (paper §3.1.3 steps 1-4): :func:`hair_response` then :func:`hair_mask`.
 
     Parameters
@@ -96,9 +97,8 @@ def detect_hair(image: np.ndarray, valid: np.ndarray | None = None, closing_px: 
     return hair_mask(response, valid, threshold_low, threshold_high, min_length_px, max_width_px, dilate_px)
 
 
-def hair_mask(response: np.ndarray, valid: np.ndarray | None = None, threshold_low: float = 6.0,
-              threshold_high: float = 12.0, min_length_px: float = 20, max_width_px: float = 7.0,
-              dilate_px: float = 1) -> tuple[np.ndarray, int]:
+def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: float, threshold_high: float,
+              min_length_px: float, max_width_px: float, dilate_px: float) -> tuple[np.ndarray, int]:
     """Trough detection on the closing response: hysteresis threshold, then a shape test per component.
 
     A component is hair if it holds a pixel above ``threshold_high``, is at least ``min_length_px`` long and at
@@ -238,8 +238,9 @@ def _interpolate_line(img: np.ndarray, ys: np.ndarray, xs: np.ndarray, lo: np.nd
     # A one-sided pixel reads the existing side twice; a pixel with neither side gets an infinite span.
     lo_c = np.clip(np.where(has_lo, lo, hi), 0, size - 1)
     hi_c = np.clip(np.where(has_hi, hi, lo), 0, size - 1)
-    v_lo = img[ys, lo_c] if axis == 1 else img[lo_c, xs]
-    v_hi = img[ys, hi_c] if axis == 1 else img[hi_c, xs]
+    flat, width = img.reshape(-1, 3), img.shape[1]
+    v_lo = np.take(flat, ys * width + lo_c if axis == 1 else lo_c * width + xs, axis=0)
+    v_hi = np.take(flat, ys * width + hi_c if axis == 1 else hi_c * width + xs, axis=0)
     both = has_lo & has_hi
     gap = np.maximum(hi - lo, 1).astype(np.float32)
     t = np.where(both, (pos - lo) / gap, 0).astype(np.float32)
@@ -248,8 +249,7 @@ def _interpolate_line(img: np.ndarray, ys: np.ndarray, xs: np.ndarray, lo: np.nd
     return value, span.astype(np.float32)
 
 
-def repair_dense(image: np.ndarray, mask: np.ndarray, iterations: int = 20, lam: float = 0.9,
-                 kappa: float = 40.0) -> np.ndarray:
+def repair_dense(image: np.ndarray, mask: np.ndarray, iterations: int, lam: float, kappa: float) -> np.ndarray:
     """Fill hair pixels by iterative anisotropic diffusion restricted to them (paper eq. 3).
 
     The hair pixels start from the interpolation of :func:`repair_sparse` (eq. 4), which the diffusion then
@@ -298,7 +298,7 @@ def repair_dense(image: np.ndarray, mask: np.ndarray, iterations: int = 20, lam:
     planes = [np.ascontiguousarray(start[..., ch], dtype=np.float32).ravel() for ch in range(3)]
     inv_k2, lam32 = np.float32(1.0 / (kappa * kappa)), np.float32(lam)
     for _ in range(int(iterations)):
-        centres = [p[idx] for p in planes]
+        centres = [np.take(p, idx) for p in planes]
         grads = [np.take(p, neighbours) - c for p, c in zip(planes, centres)]
         norm2 = grads[0] * grads[0] + grads[1] * grads[1] + grads[2] * grads[2]
         conduction = 1.0 / (1.0 + norm2 * inv_k2)
