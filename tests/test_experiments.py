@@ -278,7 +278,7 @@ def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
     rec = json.loads((dest / "run.json").read_text())
     assert rec["parameters"] == sum(p.numel() for p in net.parameters()) and rec["macs"] > 0
     assert rec["train_wall_s"] == 12.5 and rec["eval"]["isic2018_val"]["dice"] == 0.7
-    assert sorted(p.name for p in (dest / "eval" / "isic2018_val" / "worst").iterdir()) == ["B_segmentation.png", "C_segmentation.png"]
+    assert sorted(p.name for p in (dest / "eval" / "isic2018_val" / "worst").iterdir()) == ["B_pred.png", "C_pred.png"]
     assert (dest / "metrics.csv").read_text().startswith("epoch")
 
 
@@ -292,7 +292,7 @@ def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_pat
     lines = ["image_id,dice,jaccard"]
     for k, s in enumerate(samples):
         truth = read_mask(s.mask_path, 0)
-        write_image(ev / "worst" / f"{s.image_id}_segmentation.png", np.roll(truth, 20 * (k + 1), axis=1))
+        write_image(ev / "worst" / f"{s.image_id}_pred.png", np.roll(truth, 20 * (k + 1), axis=1))
         lines.append(f"{s.image_id},{0.5 + 0.1 * k},{0.4 + 0.1 * k}")
     (ev / "per_image.csv").write_text("\n".join(lines) + "\n")
     spec = load_report_config(REPO / "configs" / "report.yaml")

@@ -6,7 +6,7 @@ Layout under the results folder (``docs/results`` by default)::
     runs/<run>/metrics.csv                  the per-epoch training log (Lightning CSVLogger), copied
     runs/<run>/eval/<set>/summary.json      mean metrics over the set (dermoseg.metrics.summarize)
     runs/<run>/eval/<set>/per_image.csv     one row per image (optional)
-    runs/<run>/eval/<set>/worst/<id>_segmentation.png   predicted masks of the worst images (0/255 PNG)
+    runs/<run>/eval/<set>/worst/<id>_pred.png           predicted masks of the worst images (0/255 PNG)
 
 ``<run>`` may contain ``/`` (``table1_grid/e10_b4_lr0.01``). ``<set>`` is ``isic2018_val`` or ``ph2``. Nothing
 here stores data images or model weights: only logs, figures and small predicted masks.
@@ -28,6 +28,8 @@ from dermoseg.io import read_image, read_mask, write_image, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.segment import rows_to_csv
 
+# Committed worst-case predictions are named <id>_pred.png: they are our output, not ISIC ground-truth files.
+WORST_SUFFIX = "_pred.png"
 EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
 
 
@@ -111,7 +113,7 @@ def worst_ids(rows: list[dict[str, Any]], n: int, key: str = "dice") -> list[str
 def write_eval(out_dir: str | Path, rows: list[dict[str, Any]], summary: dict[str, Any],
                masks: dict[str, np.ndarray] | None = None, n_worst: int = 0, per_image: bool = True) -> Path:
     """Write one evaluation in the committed layout: ``summary.json``, optionally ``per_image.csv`` and the
-    predicted masks of the ``n_worst`` lowest-Dice images as ``worst/<id>_segmentation.png`` (0/255)."""
+    predicted masks of the ``n_worst`` lowest-Dice images as ``worst/<id>_pred.png`` (0/255)."""
     out_dir = Path(out_dir)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if per_image:
@@ -121,7 +123,7 @@ def write_eval(out_dir: str | Path, rows: list[dict[str, Any]], summary: dict[st
         if worst.is_dir():
             shutil.rmtree(worst)
         for image_id in worst_ids(rows, n_worst):
-            write_image(worst / f"{image_id}_segmentation.png", masks[image_id])
+            write_image(worst / f"{image_id}{WORST_SUFFIX}", masks[image_id])
     return out_dir
 
 
@@ -213,7 +215,7 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
                 for image_id in worst_ids(read_per_image(eval_dir / "per_image.csv"), n_worst):
                     src = eval_dir / "masks" / f"{image_id}_segmentation.png"
                     if src.is_file():
-                        shutil.copyfile(src, out / "worst" / src.name)
+                        shutil.copyfile(src, out / "worst" / f"{image_id}{WORST_SUFFIX}")
         evals[eval_dir.name] = summary
     record = {
         "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from dermoseg.config import ConfigError
+from dermoseg.experiments.collect import WORST_SUFFIX
 
 FIGURES = "figures"
 METRIC_COLUMNS = (("pixel_accuracy", "pixel acc."), ("dice", "Dice"), ("jaccard", "Jaccard"),
@@ -523,8 +524,8 @@ def section_worst(spec, res: Results, fig_dir: Path, data_root: str | Path | Non
         if pi and mask_dir.is_dir() and samples:
             by_id = {r["image_id"]: r for r in pi}
             items = []
-            for p in sorted(mask_dir.glob("*_segmentation.png")):
-                image_id = p.name.removesuffix("_segmentation.png")
+            for p in sorted(mask_dir.glob(f"*{WORST_SUFFIX}")):
+                image_id = p.name.removesuffix(WORST_SUFFIX)
                 if image_id in samples and image_id in by_id:
                     s = samples[image_id]
                     items.append((image_id, read_image(s.image_path), read_mask(p, 128), read_mask(s.mask_path, 0),
