@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dermoseg.experiments import sweep as sw
+from dermoseg.experiments.collect import WORST_FILE, read_worst_masks, write_worst_masks
 from dermoseg.experiments.logs import best_epoch, read_epoch_log
 from dermoseg.experiments.report import load_report_config, model_key, write_report
 
@@ -278,7 +279,7 @@ def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
     rec = json.loads((dest / "run.json").read_text())
     assert rec["parameters"] == sum(p.numel() for p in net.parameters()) and rec["macs"] > 0
     assert rec["train_wall_s"] == 12.5 and rec["eval"]["isic2018_val"]["dice"] == 0.7
-    assert sorted(p.name for p in (dest / "eval" / "isic2018_val" / "worst").iterdir()) == ["B_pred.png", "C_pred.png"]
+    assert sorted(read_worst_masks(dest / "eval" / "isic2018_val" / WORST_FILE)) == ["B", "C"]
     assert (dest / "metrics.csv").read_text().startswith("epoch")
 
 
@@ -290,10 +291,12 @@ def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_pat
     samples = dataset_samples("isic2018", data_root, "val")[:3]
     ev = root / "runs" / "comparison" / "unet" / "eval" / "isic2018_val"
     lines = ["image_id,dice,jaccard"]
+    preds = {}
     for k, s in enumerate(samples):
         truth = read_mask(s.mask_path, 0)
-        write_image(ev / "worst" / f"{s.image_id}_pred.png", np.roll(truth, 20 * (k + 1), axis=1))
+        preds[s.image_id] = np.roll(truth, 20 * (k + 1), axis=1)
         lines.append(f"{s.image_id},{0.5 + 0.1 * k},{0.4 + 0.1 * k}")
+    write_worst_masks(ev / WORST_FILE, preds)
     (ev / "per_image.csv").write_text("\n".join(lines) + "\n")
     spec = load_report_config(REPO / "configs" / "report.yaml")
     spec["worst_cases"] = {"set": "isic2018_val", "count": 12, "runs": ["comparison/unet"]}

@@ -6,7 +6,7 @@ Layout under the results folder (``docs/results`` by default)::
     runs/<run>/metrics.csv                  the per-epoch training log (Lightning CSVLogger), copied
     runs/<run>/eval/<set>/summary.json      mean metrics over the set (dermoseg.metrics.summarize)
     runs/<run>/eval/<set>/per_image.csv     one row per image (optional)
-    runs/<run>/eval/<set>/worst/<id>_pred.png           predicted masks of the worst images (0/255 PNG)
+    runs/<run>/eval/<set>/worst_masks.npz               predicted masks of the worst images ({id: (H, W) bool})
 
 ``<run>`` may contain ``/`` (``table1_grid/e10_b4_lr0.01``). ``<set>`` is ``isic2018_val`` or ``ph2``. Nothing
 here stores data images or model weights: only logs, figures and small predicted masks.
@@ -24,12 +24,30 @@ from typing import Any
 
 import numpy as np
 
-from dermoseg.io import read_image, read_mask, write_image, write_text
+from dermoseg.io import read_image, read_mask, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.segment import rows_to_csv
 
-# Committed worst-case predictions are named <id>_pred.png: they are our output, not ISIC ground-truth files.
-WORST_SUFFIX = "_pred.png"
+# Committed worst-case predictions live in one compressed file per evaluation, keyed by image id: our own output,
+# kept apart from anything that could be mistaken for dataset images.
+WORST_FILE = "worst_masks.npz"
+
+
+def write_worst_masks(path: Path, masks: dict[str, np.ndarray]) -> Path:
+    """Atomically write predicted masks ``{image_id: (H, W) bool}`` as one compressed ``.npz`` file."""
+    import io as _io
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **{i: np.asarray(m, bool) for i, m in masks.items()})
+    from dermoseg.io import _atomic_write_bytes
+    _atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def read_worst_masks(path: Path) -> dict[str, np.ndarray]:
+    """Read :func:`write_worst_masks` output: ``{image_id: (H, W) bool}``."""
+    with np.load(path) as data:
+        return {k: data[k].astype(bool) for k in data.files}
+
 EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
 
 
@@ -113,17 +131,13 @@ def worst_ids(rows: list[dict[str, Any]], n: int, key: str = "dice") -> list[str
 def write_eval(out_dir: str | Path, rows: list[dict[str, Any]], summary: dict[str, Any],
                masks: dict[str, np.ndarray] | None = None, n_worst: int = 0, per_image: bool = True) -> Path:
     """Write one evaluation in the committed layout: ``summary.json``, optionally ``per_image.csv`` and the
-    predicted masks of the ``n_worst`` lowest-Dice images as ``worst/<id>_pred.png`` (0/255)."""
+    predicted masks of the ``n_worst`` lowest-Dice images in ``worst_masks.npz``."""
     out_dir = Path(out_dir)
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if per_image:
         write_text(out_dir / "per_image.csv", rows_to_csv(rows, ["image_id", *METRIC_NAMES]))
     if n_worst and masks:
-        worst = out_dir / "worst"
-        if worst.is_dir():
-            shutil.rmtree(worst)
-        for image_id in worst_ids(rows, n_worst):
-            write_image(worst / f"{image_id}{WORST_SUFFIX}", masks[image_id])
+        write_worst_masks(out_dir / WORST_FILE, {i: masks[i] for i in worst_ids(rows, n_worst)})
     return out_dir
 
 
@@ -209,13 +223,9 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
         if (eval_dir / "per_image.csv").is_file():
             shutil.copyfile(eval_dir / "per_image.csv", out / "per_image.csv")
             if n_worst and (eval_dir / "masks").is_dir():
-                if (out / "worst").is_dir():
-                    shutil.rmtree(out / "worst")
-                (out / "worst").mkdir()
-                for image_id in worst_ids(read_per_image(eval_dir / "per_image.csv"), n_worst):
-                    src = eval_dir / "masks" / f"{image_id}_segmentation.png"
-                    if src.is_file():
-                        shutil.copyfile(src, out / "worst" / f"{image_id}{WORST_SUFFIX}")
+                ids = worst_ids(read_per_image(eval_dir / "per_image.csv"), n_worst)
+                files = {i: eval_dir / "masks" / f"{i}_segmentation.png" for i in ids}
+                write_worst_masks(out / WORST_FILE, {i: read_mask(f, 128) for i, f in files.items() if f.is_file()})
         evals[eval_dir.name] = summary
     record = {
         "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from dermoseg.config import ConfigError
-from dermoseg.experiments.collect import WORST_SUFFIX
+from dermoseg.experiments.collect import WORST_FILE, read_worst_masks
 
 FIGURES = "figures"
 METRIC_COLUMNS = (("pixel_accuracy", "pixel acc."), ("dice", "Dice"), ("jaccard", "Jaccard"),
@@ -520,15 +520,14 @@ def section_worst(spec, res: Results, fig_dir: Path, data_root: str | Path | Non
         file = f"worst_{name.replace('/', '__')}.png"
         title = f"{_label(name, rec)}: {w['count']} worst {w['set']} cases by Dice"
         pi = res.per_image(name, w["set"]) if rec else None
-        mask_dir = res.root / "runs" / name / "eval" / w["set"] / "worst"
-        if pi and mask_dir.is_dir() and samples:
+        worst_file = res.root / "runs" / name / "eval" / w["set"] / WORST_FILE
+        if pi and worst_file.is_file() and samples:
             by_id = {r["image_id"]: r for r in pi}
             items = []
-            for p in sorted(mask_dir.glob(f"*{WORST_SUFFIX}")):
-                image_id = p.name.removesuffix(WORST_SUFFIX)
+            for image_id, pred in sorted(read_worst_masks(worst_file).items()):
                 if image_id in samples and image_id in by_id:
                     s = samples[image_id]
-                    items.append((image_id, read_image(s.image_path), read_mask(p, 128), read_mask(s.mask_path, 0),
+                    items.append((image_id, read_image(s.image_path), pred, read_mask(s.mask_path, 0),
                                   float(by_id[image_id]["dice"])))
             items.sort(key=lambda t: (t[4], t[0]))
             items = items[: int(w["count"])]
