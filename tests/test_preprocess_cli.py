@@ -100,3 +100,13 @@ def test_settings_file_is_applied(tmp_path, two_real):
     with open(out / "preprocess.csv", newline="") as fh:
         row = next(csv.DictReader(fh))
     assert row["mode"] == "none" and float(row["hair_pct"]) == 0
+
+
+def test_rerun_into_the_input_folder_skips_its_own_outputs(tmp_path, two_real):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    shutil.copy(two_real[0], folder / "a.jpg")
+    assert main(["preprocess", str(folder), "--out", str(folder), "--sheet"]) == 0
+    assert main(["preprocess", str(folder), "--out", str(folder)]) == 0  # a.png, a_hair.png... are not inputs now
+    with open(folder / "preprocess.csv", newline="") as fh:
+        assert [r["image_id"] for r in csv.DictReader(fh)] == ["a"]

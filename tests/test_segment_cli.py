@@ -117,3 +117,32 @@ def test_rerun_into_the_input_folder_skips_earlier_outputs(tmp_path, isic_sample
     assert [r["image_id"] for r in _rows(folder / "results.csv")] == ["good"]
     assert not (folder / "failures.csv").exists()  # the earlier run's failure list is gone
     assert (folder / "good_segmentation.png").stat().st_mode & 0o044  # readable by others, like any new file
+
+
+def test_tiny_and_blank_images_are_segmented_but_flagged(tmp_path, isic_samples, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "real.jpg")
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(folder / "blank.png")
+    Image.fromarray(read_image(isic_samples[0].image_path)[:20, :24]).save(folder / "tiny.png")
+    assert main(["segment", str(folder), "--out", str(tmp_path / "out"), "--no-tta"]) == 0  # warnings are not failures
+    rows = {r["image_id"]: r for r in _rows(tmp_path / "out" / "results.csv")}
+    assert set(rows) == {"real", "blank", "tiny"}
+    assert rows["real"]["warning"] == ""
+    assert "uniform" in rows["blank"]["warning"]
+    assert "24x20" in rows["tiny"]["warning"]
+    err = capsys.readouterr().err
+    assert "warning:" in err and "blank.png" in err and "tiny.png" in err and "real.jpg" not in err
+
+
+def test_input_warning_hand_made_cases():
+    from dermoseg.segment import input_warning
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    some = np.zeros((64, 64), bool)
+    some[10:20, 10:20] = True
+    assert input_warning(image, some) == ""
+    assert input_warning(image, np.zeros((64, 64), bool)) == "no lesion found"
+    assert "whole image" in input_warning(image, np.ones((64, 64), bool))
+    assert "uniform" in input_warning(np.full((64, 64, 3), 7, np.uint8), some)
+    assert "pixels" in input_warning(image[:31], some[:31])

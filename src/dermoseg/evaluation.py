@@ -19,7 +19,7 @@ from dermoseg.data.splits import ISIC_SPLIT, read_split, select
 from dermoseg.inference import SegmentationModel, predict_probability, probability_to_mask
 from dermoseg.io import IMAGE_EXTENSIONS, ImageReadError, read_image, read_mask, write_image, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
-from dermoseg.segment import rows_to_csv
+from dermoseg.batch import rows_to_csv
 
 MASK_SUFFIX = re.compile(r"_(segmentation|lesion|mask|gt|truth)$", re.IGNORECASE)
 SCORE_THRESHOLD = 128

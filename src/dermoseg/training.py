@@ -68,14 +68,32 @@ def subset(samples: list, n: int | None, seed: int) -> list:
     return [samples[i] for i in sorted(order[: int(n)])]
 
 
-class SegmentationData(L.LightningDataModule):
-    """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``data.train_subset`` and
-    ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid."""
+class CachedData(L.LightningDataModule):
+    """Loaders over a ``train_set`` and a ``val_set`` that a subclass builds in ``setup``: batch size
+    ``trainer.batch_size``, ``data.num_workers`` worker processes (default 0, the data are cached in memory)."""
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         self.cfg = cfg
         self.train_set = self.val_set = None
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        workers = int(self.cfg["data"].get("num_workers", 0))
+        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle,
+                          num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches; the last partial batch is dropped."""
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in split order, unaugmented."""
+        return self._loader(self.val_set, False)
+
+
+class SegmentationData(CachedData):
+    """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``data.train_subset`` and
+    ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid."""
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -94,16 +112,6 @@ class SegmentationData(L.LightningDataModule):
         self.train_set = CachedSegmentationDataset(train, size, build_augmentation(self.cfg["augment"]), preprocess, "train set")
         self.val_set = CachedSegmentationDataset(val, size, None, preprocess, "val set")
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        workers = int(self.cfg["data"].get("num_workers", 0))
-        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
 
 
 def _hard_dice_and_accuracy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,6 @@ change the arg-max, so accuracy and balanced accuracy are the same before and af
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 
@@ -66,6 +65,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
         On mis-shaped inputs (see :func:`nll`).
     """
     logits, labels = _check(logits, labels)
+    from scipy.optimize import minimize_scalar  # ~1 s to import; only fitting needs it
     res = minimize_scalar(lambda lt: nll(logits, labels, float(np.exp(lt))), bounds=np.log(bounds),
                           method="bounded", options={"xatol": 1e-6})
     return float(np.exp(res.x))

@@ -14,7 +14,6 @@ classifier trained with ``mask_mode`` crop/channel) â†’ :func:`prepare_image` â†
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -22,15 +21,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from dermoseg.batch import BatchReport, run_batch
 from dermoseg.classification import DISCLAIMER
 from dermoseg.classification.calibration import probabilities
-from dermoseg.classification.model import build_classifier, input_tensor, prepare_image
-from dermoseg.classification.training import FORMAT, predict_logits
+from dermoseg.classification.model import FORMAT, build_classifier, input_tensor, predict_logits, prepare_image
 from dermoseg.data.datasets import HAM_CLASSES
-from dermoseg.io import ImageReadError, find_images, read_image, write_text
-from dermoseg.segment import BatchReport, unique_stems, write_failures
+from dermoseg.io import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_CLASSIFIER = WEIGHTS_DIR / "classifier.pt"
@@ -203,7 +200,7 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
 
     Returns
     -------
-    A :class:`dermoseg.segment.BatchReport` whose rows hold ``image`` and the seven probabilities; unreadable
+    A :class:`dermoseg.batch.BatchReport` whose rows hold ``image`` and the seven probabilities; unreadable
     files are in ``failures`` (also printed to stderr and written to ``failures.csv``); ``exit_code`` is 1 if any
     input failed.
 
@@ -215,29 +212,19 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     if model.mask_mode != "none" and segmenter is None:
         raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation model")
     out_dir = Path(out_dir)
-    files, failures = find_images(inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = BatchReport(out_dir, failures=list(failures))
-    ids, probs = [], []
-    for path, stem in zip(tqdm(files, desc="diagnose", unit="img", disable=not progress), unique_stems(files)):
-        start = time.perf_counter()
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            report.failures.append((str(path), str(exc).removeprefix(f"{path}: ")))
-            continue
+
+    def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
         masks = None
-        if segmenter is not None and model.mask_mode != "none":
+        if model.mask_mode != "none":
             from dermoseg.inference import predict_probability, probability_to_mask
             masks = [probability_to_mask(predict_probability(segmenter, image))]
         p = classify(model, [image], masks)[0]
-        ids.append(stem)
-        probs.append(p)
-        report.rows.append({"image": stem, **{c: float(v) for c, v in zip(HAM_CLASSES, p)},
-                            "seconds": round(time.perf_counter() - start, 3)})
-    write_text(out_dir / "predictions.csv", predictions_csv(ids, np.array(probs).reshape(-1, len(HAM_CLASSES))))
+        return {"image": stem, **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
+
+    report = run_batch(inputs, out_dir, process, desc="diagnose", progress=progress)
+    probs = np.array([[r[c] for c in HAM_CLASSES] for r in report.rows], dtype=np.float64).reshape(-1, len(HAM_CLASSES))
+    write_text(out_dir / "predictions.csv", predictions_csv([r["image"] for r in report.rows], probs))
     write_text(out_dir / "README.txt", readme_text(model))
-    write_failures(report)
     return report
 
 

@@ -27,6 +27,8 @@ from dermoseg.data.datasets import HAM_CLASSES
 from dermoseg.models.encoders import MobileNetV2Encoder
 
 MASK_MODES = ("none", "crop", "channel")
+# Format tag of a classifier model file (written by training.export_classifier, checked by diagnose).
+FORMAT = "dermoseg-classifier-1"
 
 
 class LesionClassifier(nn.Module):
@@ -203,3 +205,23 @@ def input_tensor(prepared: np.ndarray) -> torch.Tensor:
         m = torch.from_numpy(prepared[..., 3].astype(np.float32) / 127.5 - 1.0)[None]
         x = torch.cat([x, m], 0)
     return x
+
+
+@torch.inference_mode()
+def predict_logits(network: nn.Module, batch: torch.Tensor, tta: bool = True) -> torch.Tensor:
+    """Logits of a batch, averaged over the four flips (identity, horizontal, vertical, both) when ``tta``.
+
+    Parameters
+    ----------
+    network : a :class:`LesionClassifier` in eval mode.
+    batch : (N, C, S, S) float32 prepared inputs (:func:`input_tensor`).
+
+    Returns
+    -------
+    (N, 7) float32 logits.
+    """
+    x = batch.contiguous(memory_format=torch.channels_last)
+    if not tta:
+        return network(x)
+    views = (x, x.flip(3), x.flip(2), x.flip(2, 3))
+    return torch.stack([network(v.contiguous(memory_format=torch.channels_last)) for v in views]).mean(0)

@@ -18,18 +18,17 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dermoseg.classification.metrics import balanced_accuracy
-from dermoseg.classification.model import build_classifier, input_tensor, prepare_image
+from dermoseg.classification.model import FORMAT, build_classifier, input_tensor, predict_logits, prepare_image
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation
 from dermoseg.io import read_image, read_mask
-from dermoseg.training import fit, seed_and_threads, subset
+from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
-FORMAT = "dermoseg-classifier-1"
 # Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
 # classification config inherits (architecture, aspp_rates, dice loss...) are dropped so the run records only
 # what it used.
@@ -84,14 +83,9 @@ class CachedClassificationDataset(Dataset):
         return input_tensor(image), torch.tensor(self.labels[i])
 
 
-class ClassificationData(L.LightningDataModule):
+class ClassificationData(CachedData):
     """HAM10000 with the committed lesion-grouped split; ``train_subset`` (an int) keeps n train images of a
-    seeded shuffle (for timing runs)."""
-
-    def __init__(self, cfg: dict[str, Any]):
-        super().__init__()
-        self.cfg = cfg
-        self.train_set = self.val_set = None
+    seeded shuffle (for timing runs). Batches are ``(x (B, C, S, S) float32, y (B,) int64)``."""
 
     def setup(self, stage: str | None = None) -> None:
         """Load the split and cache the train and validation images (once; later calls do nothing).
@@ -112,19 +106,6 @@ class ClassificationData(L.LightningDataModule):
         self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"]),
                                                      desc="train set", **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
-
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        workers = int(self.cfg["data"].get("num_workers", 0))
-        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches ``(x (B, C, S, S) float32, y (B,) int64)``; last partial batch dropped."""
-        return self._loader(self.train_set, True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in split order, unaugmented."""
-        return self._loader(self.val_set, False)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 1.0) -> torch.Tensor:
@@ -256,26 +237,6 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
     return export_classifier(result.best_checkpoint, out_dir / "model.pt", data.val_set,
                              extra=result.info("val_balanced_accuracy"))
-
-
-@torch.inference_mode()
-def predict_logits(network: nn.Module, batch: torch.Tensor, tta: bool = True) -> torch.Tensor:
-    """Logits of a batch, averaged over the four flips (identity, horizontal, vertical, both) when ``tta``.
-
-    Parameters
-    ----------
-    network : a :class:`LesionClassifier` in eval mode.
-    batch : (N, C, S, S) float32 prepared inputs (:func:`input_tensor`).
-
-    Returns
-    -------
-    (N, 7) float32 logits.
-    """
-    x = batch.contiguous(memory_format=torch.channels_last)
-    if not tta:
-        return network(x)
-    views = (x, x.flip(3), x.flip(2), x.flip(2, 3))
-    return torch.stack([network(v.contiguous(memory_format=torch.channels_last)) for v in views]).mean(0)
 
 
 def dataset_logits(network: nn.Module, dataset: CachedClassificationDataset, tta: bool = True,

@@ -7,12 +7,14 @@ and inference, so a model always sees inputs prepared the same way.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # albumentations takes ~1 s to import; inference never needs it
+    import albumentations as A
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -52,6 +54,7 @@ def build_augmentation(cfg: Mapping[str, Any] | None) -> A.Compose | None:
     """
     if not cfg or not cfg.get("enabled", True):
         return None
+    import albumentations as A
     ops: list[A.BasicTransform] = []
     if cfg.get("flip", True):
         ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]

@@ -26,7 +26,7 @@ import numpy as np
 
 from dermoseg.io import read_image, read_mask, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
-from dermoseg.segment import rows_to_csv
+from dermoseg.batch import rows_to_csv
 
 # Committed worst-case predictions live in one compressed file per evaluation, keyed by image id: our own output,
 # kept apart from anything that could be mistaken for dataset images.

@@ -13,11 +13,10 @@ from typing import Any, Mapping
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from dermoseg.io import ImageReadError, find_images, read_image, write_image, write_text
+from dermoseg.batch import BatchReport, rows_to_csv, run_batch
+from dermoseg.io import write_image, write_text
 from dermoseg.preprocess import CleanResult, clean_image, resolve_settings
-from dermoseg.segment import BatchReport, rows_to_csv, unique_stems, write_failures
 
 COLUMNS = ["file", "image_id", "height", "width", "hair_pct", "n_hairs", "mode", "frame_found", "frame_pct",
            "seconds"]
@@ -39,7 +38,7 @@ def preprocess_files(inputs: list[str], out_dir: str | Path, cfg: Mapping[str, A
 
     Returns
     -------
-    A :class:`~dermoseg.segment.BatchReport`; ``preprocess.csv`` (and ``failures.csv`` if any input failed)
+    A :class:`~dermoseg.batch.BatchReport`; ``preprocess.csv`` (and ``failures.csv`` if any input failed)
     are written atomically. Its ``exit_code`` is 1 if any input failed.
 
     Raises
@@ -49,39 +48,38 @@ def preprocess_files(inputs: list[str], out_dir: str | Path, cfg: Mapping[str, A
     """
     resolve_settings(cfg)  # fail early on a bad setting, before a long batch
     out_dir = Path(out_dir)
-    files, problems = find_images(inputs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = BatchReport(out_dir, failures=list(problems))
-    input_paths = {p.resolve() for p in files}
     thumbs: list[np.ndarray] = []
-    for path, stem in zip(tqdm(files, desc="preprocess", unit="img", disable=not progress), unique_stems(files)):
-        outputs = [out_dir / f"{stem}.png", out_dir / f"{stem}_hair.png", out_dir / f"{stem}_frame.png"]
-        clash = next((o for o in outputs if o.resolve() in input_paths), None)
-        if clash is not None:
-            report.failures.append((str(path), f"output {clash.name} would overwrite an input; choose another --out"))
-            continue
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            report.failures.append((str(path), str(exc).removeprefix(f"{path}: ")))
-            continue
+
+    def outputs(stem: str) -> list[Path]:
+        return [out_dir / f"{stem}.png", out_dir / f"{stem}_hair.png", out_dir / f"{stem}_frame.png"]
+
+    def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
         start = time.perf_counter()
         result = clean_image(image, cfg)
         seconds = time.perf_counter() - start
-        write_image(outputs[0], result.image)
-        write_image(outputs[1], result.hair_mask)
-        write_image(outputs[2], result.frame_mask)
-        report.rows.append({"file": str(path), "image_id": stem, "height": image.shape[0], "width": image.shape[1],
-                            "hair_pct": round(result.hair_pct, 3), "n_hairs": result.n_hairs, "mode": result.mode,
-                            "frame_found": int(result.frame_found), "frame_pct": round(result.frame_pct, 3),
-                            "seconds": round(seconds, 4)})
+        for target, picture in zip(outputs(stem), (result.image, result.hair_mask, result.frame_mask)):
+            write_image(target, picture)
         if sheet and len(thumbs) < sheet_max:
             thumbs.append(sheet_row(image, result, stem))
+        return {"file": str(path), "image_id": stem, "height": image.shape[0], "width": image.shape[1],
+                "hair_pct": round(result.hair_pct, 3), "n_hairs": result.n_hairs, "mode": result.mode,
+                "frame_found": int(result.frame_found), "frame_pct": round(result.frame_pct, 3),
+                "seconds": round(seconds, 4)}
+
+    report = run_batch(inputs, out_dir, process, desc="preprocess", outputs=outputs, is_own_output=is_own_output,
+                       progress=progress)
     write_text(out_dir / "preprocess.csv", rows_to_csv(report.rows, COLUMNS))
     if sheet and thumbs:
         write_image(out_dir / SHEET_NAME, contact_sheet(thumbs))
-    write_failures(report)
     return report
+
+
+def is_own_output(path: Path) -> bool:
+    """True for a file ``preprocess`` writes: a hair or frame mask, or a cleaned ``<stem>.png`` whose masks lie
+    beside it (never clean those again when found in the output folder)."""
+    if path.name.endswith(("_hair.png", "_frame.png")) or path.name == SHEET_NAME:
+        return True
+    return path.suffix == ".png" and path.with_name(f"{path.stem}_hair.png").is_file()
 
 
 def sheet_row(image: np.ndarray, result: CleanResult, label: str, size: int = 192) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""The shared batch runner (dermoseg.batch): failures, warnings, stems, own outputs, overwrite refusal."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+from dermoseg.batch import BatchItemError, rows_to_csv, run_batch, unique_stems
+
+
+def test_unique_stems_and_csv_hand_made(tmp_path):
+    paths = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.png", tmp_path / "y.jpg", tmp_path / "c" / "x.bmp"]
+    assert unique_stems(paths) == ["x", "x__2", "y", "x__3"]
+    text = rows_to_csv([{"id": "a", "v": 1 / 3}, {"id": "b", "extra": 2}], ["id", "v"])
+    assert text == "id,v,extra\na,0.333333,\nb,,2\n"
+
+
+def test_process_errors_and_warnings_are_reported_and_the_batch_goes_on(tmp_path, isic_samples, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(isic_samples[i].image_path, src / f"im{i}.jpg")
+    (src / "broken.jpg").write_bytes(b"not an image")
+
+    def process(path, stem, image):
+        if stem == "im1":
+            raise BatchItemError("rejected by the command")
+        return {"image_id": stem, "h": image.shape[0], "warning": "odd" if stem == "im2" else ""}
+
+    report = run_batch([str(src)], tmp_path / "out", process, desc="test", progress=False)
+    assert [r["image_id"] for r in report.rows] == ["im0", "im2"]
+    assert all(r["seconds"] >= 0 for r in report.rows)
+    failures = dict(report.failures)
+    assert set(failures) == {str(src / "broken.jpg"), str(src / "im1.jpg")}
+    assert failures[str(src / "im1.jpg")] == "rejected by the command" and failures[str(src / "broken.jpg")]
+    assert report.warnings == [(str(src / "im2.jpg"), "odd")] and report.exit_code == 1
+    with open(tmp_path / "out" / "failures.csv", newline="") as fh:
+        assert {r["file"] for r in csv.DictReader(fh)} == {str(src / "broken.jpg"), str(src / "im1.jpg")}
+    err = capsys.readouterr().err
+    assert "warning: " + str(src / "im2.jpg") + ": odd" in err and "error: " + str(src / "im1.jpg") in err
+
+
+def test_own_outputs_skipped_only_inside_out_dir_and_inputs_never_overwritten(tmp_path, isic_samples):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "a.jpg")
+    shutil.copy(isic_samples[1].image_path, folder / "a_out.jpg")  # looks like an output of "a"
+    seen = []
+    report = run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, desc="t",
+                       outputs=lambda stem: [folder / f"{stem}_out.jpg"], is_own_output=lambda p: p.stem.endswith("_out"),
+                       progress=False)
+    assert seen == ["a"] and report.exit_code == 0  # a_out.jpg skipped as an own output
+    # named explicitly, a_out.jpg is an input, so writing a_out.jpg for "a" would overwrite it: refused
+    seen.clear()
+    report = run_batch([str(folder / "a.jpg"), str(folder / "a_out.jpg")], folder,
+                       lambda p, s, im: seen.append(s) or {"id": s}, desc="t",
+                       outputs=lambda stem: [folder / f"{stem}_out.jpg"], is_own_output=lambda p: p.stem.endswith("_out"),
+                       progress=False)
+    assert seen == ["a_out"]
+    assert report.failures and "overwrite" in report.failures[0][1]
