@@ -359,3 +359,14 @@ def test_mask_channel_classifier_trains_and_needs_masks(tmp_path, data_root, ham
         classify(model, [image])
     with pytest.raises(ValueError, match="segmentation model"):
         diagnose_files([str(ham[0].image_path)], tmp_path / "d", model)
+    # scoring can read the masks 'dermoseg segment' already wrote instead of segmenting again
+    from dermoseg.classification.diagnose import classifier_logits
+    from dermoseg.classification.evaluation import sample_logits
+    from dermoseg.io import ImageReadError
+    from_folder = sample_logits(model, ham[:5], mask_dir=mask_dir)
+    direct = classifier_logits(model, [read_image(s.image_path) for s in ham[:5]], [disc] * 5)
+    np.testing.assert_allclose(from_folder, direct, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ImageReadError, match="_segmentation.png"):
+        sample_logits(model, ham[:1], mask_dir=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="mask folder"):
+        sample_logits(model, ham[:1])

@@ -289,6 +289,9 @@ def _add_evaluate_diagnosis(sub) -> None:
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
     p.add_argument("--out", type=Path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N HAM10000 images (quick checks)")
+    p.add_argument("--mask-dir", type=Path, default=None,
+                   help="for classifiers that use the lesion mask: HAM10000 masks already written by 'dermoseg "
+                   "segment' (<image_id>_segmentation.png), instead of segmenting again; PH2 is always segmented")
     p.set_defaults(func=_run_evaluate_diagnosis)
 
 
@@ -305,7 +308,8 @@ def _run_evaluate_diagnosis(args) -> int:
     results = {}
     if args.dataset in ("ham10000", "both"):
         results[f"ham10000_{args.split}"] = evaluation.evaluate_ham10000(
-            model, args.data_root, args.out / f"ham10000_{args.split}", args.split, segmenter, args.limit)
+            model, args.data_root, args.out / f"ham10000_{args.split}", args.split, segmenter, args.limit,
+            mask_dir=args.mask_dir)
     if args.dataset in ("ph2", "both"):
         results["ph2"] = evaluation.evaluate_ph2(model, args.data_root, args.out / "ph2", segmenter)
     print(json.dumps(results, indent=2))

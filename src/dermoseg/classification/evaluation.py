@@ -23,6 +23,7 @@ from tqdm import tqdm
 from dermoseg.classification import DISCLAIMER, calibration
 from dermoseg.classification import metrics as cm
 from dermoseg.classification.diagnose import Classifier, classifier_logits, predictions_csv
+from dermoseg.classification.model import mask_path_for
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000, load_ph2, load_ph2_diagnosis
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.io import read_image, read_mask, write_text
@@ -38,23 +39,37 @@ def truth_csv(image_ids: Sequence[str], labels: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _masks_for(samples, segmenter, desc: str) -> list[np.ndarray] | None:
-    if segmenter is None:
-        return None
+def _masks_for(samples, segmenter, desc: str, mask_dir: str | Path | None = None) -> list[np.ndarray]:
+    if mask_dir is not None:
+        return [read_mask(mask_path_for(mask_dir, s.image_id), threshold=128) for s in samples]
     from dermoseg.inference import predict_probability, probability_to_mask
     return [probability_to_mask(predict_probability(segmenter, read_image(s.image_path)))
             for s in tqdm(samples, desc=f"{desc} masks", unit="img", leave=False)]
 
 
-def sample_logits(model: Classifier, samples, segmenter=None, desc: str = "classify", chunk: int = 64) -> np.ndarray:
-    """(N, 7) float64 logits of samples with an ``image_path`` (images read in chunks to bound memory)."""
-    if model.mask_mode != "none" and segmenter is None:
-        raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation model")
+def sample_logits(model: Classifier, samples, segmenter=None, desc: str = "classify", chunk: int = 64,
+                  mask_dir: str | Path | None = None) -> np.ndarray:
+    """(N, 7) float64 logits of samples with an ``image_path`` (images read in chunks to bound memory).
+
+    For a mask-using classifier the lesion masks come from ``mask_dir/<image_id>_segmentation.png`` (what
+    ``dermoseg segment`` wrote, as in training) when given, otherwise from ``segmenter``.
+
+    Raises
+    ------
+    ValueError
+        If the classifier uses masks and neither ``segmenter`` nor ``mask_dir`` is given.
+    dermoseg.io.ImageReadError
+        If an image or a mask in ``mask_dir`` is missing or unreadable (the message names the file).
+    """
+    needs_masks = model.mask_mode != "none"
+    if needs_masks and segmenter is None and mask_dir is None:
+        raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation "
+                         "model or a mask folder")
     out = []
     for i in tqdm(range(0, len(samples), chunk), desc=desc, unit="batch", leave=False):
         part = samples[i:i + chunk]
         images = [read_image(s.image_path) for s in part]
-        masks = _masks_for(part, segmenter if model.mask_mode != "none" else None, desc)
+        masks = _masks_for(part, segmenter, desc, mask_dir) if needs_masks else None
         out.append(classifier_logits(model, images, masks))
     return np.concatenate(out)
 
@@ -173,7 +188,7 @@ def _per_class_csv(summary: dict[str, Any]) -> str:
 
 
 def evaluate_ham10000(model: Classifier, data_root: str | Path, out_dir: str | Path, split: str = "val",
-                      segmenter=None, limit: int | None = None) -> dict[str, Any]:
+                      segmenter=None, limit: int | None = None, mask_dir: str | Path | None = None) -> dict[str, Any]:
     """Evaluate on a part of the committed HAM10000 split and write the report files into ``out_dir``.
 
     Parameters
@@ -184,6 +199,8 @@ def evaluate_ham10000(model: Classifier, data_root: str | Path, out_dir: str | P
     split : "val" (default), "train" or "all".
     segmenter : segmentation model, needed for classifiers trained with the lesion mask.
     limit : evaluate only the first n images of the split (for tests).
+    mask_dir : for mask-using classifiers, read ``<image_id>_segmentation.png`` from this folder (the output of
+        ``dermoseg segment`` on the HAM10000 images, as used in training) instead of running ``segmenter``.
 
     Returns
     -------
@@ -199,7 +216,7 @@ def evaluate_ham10000(model: Classifier, data_root: str | Path, out_dir: str | P
     samples = select(load_ham10000(Path(data_root) / "ham10000"), read_split(HAM_SPLIT), split)
     if limit:
         samples = samples[: int(limit)]
-    logits = sample_logits(model, samples, segmenter, f"HAM10000 {split}")
+    logits = sample_logits(model, samples, segmenter, f"HAM10000 {split}", mask_dir=mask_dir)
     labels = np.array([s.label for s in samples])
     ids = [s.image_id for s in samples]
     summary = {"dataset": f"HAM10000 {split} split ({HAM_SPLIT.name})", "model": str(model.path),

@@ -17,6 +17,7 @@ The mask ablation (issue 5, "does the lesion mask help?") has two forms, chosen 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -123,6 +124,11 @@ def build_classifier(config: Mapping[str, Any], pretrained: bool | None = None) 
     use_pretrained = bool(config.get("pretrained", True)) if pretrained is None else pretrained
     return LesionClassifier(len(HAM_CLASSES), use_pretrained, float(config.get("dropout", 0.2)),
                             4 if mode == "channel" else 3, int(config.get("freeze_stages", 0)))
+
+
+def mask_path_for(mask_dir: str | Path, image_id: str) -> Path:
+    """``mask_dir/<image_id>_segmentation.png``, the name ``dermoseg segment`` writes (ISIC 2018 naming)."""
+    return Path(mask_dir) / f"{image_id}_segmentation.png"
 
 
 def crop_to_mask(image: np.ndarray, mask: np.ndarray, margin: float = 0.2) -> np.ndarray:

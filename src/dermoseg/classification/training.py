@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dermoseg.classification.metrics import balanced_accuracy
-from dermoseg.classification.model import FORMAT, build_classifier, input_tensor, predict_logits, prepare_image
+from dermoseg.classification.model import (FORMAT, build_classifier, input_tensor, mask_path_for, predict_logits,
+                                           prepare_image)
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation
@@ -42,11 +43,6 @@ def classifier_config(cfg: dict[str, Any]) -> dict[str, Any]:
     out["model"] = {k: v for k, v in cfg.get("model", {}).items() if k in MODEL_KEYS}
     out["loss"] = {k: v for k, v in cfg.get("loss", {}).items() if k in LOSS_KEYS}
     return out
-
-
-def mask_path_for(mask_dir: str | Path, image_id: str) -> Path:
-    """``mask_dir/<image_id>_segmentation.png``, the name ``dermoseg segment`` writes (ISIC 2018 naming)."""
-    return Path(mask_dir) / f"{image_id}_segmentation.png"
 
 
 class CachedClassificationDataset(Dataset):
