@@ -350,6 +350,7 @@ COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dermoseg`` argument parser with every subcommand (each with its own ``--help``)."""
     from dermoseg import __version__
     parser = argparse.ArgumentParser(
         prog="dermoseg", description="Dermoscopic image cleaning, lesion segmentation, measurement and diagnosis "

@@ -42,6 +42,7 @@ class SegmentationModel:
 
     @property
     def sha256(self) -> str:
+        """sha256 of the model file (hex)."""
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 

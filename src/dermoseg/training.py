@@ -96,6 +96,8 @@ class SegmentationData(CachedData):
     ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid."""
 
     def setup(self, stage: str | None = None) -> None:
+        """Load the split and cache the (optionally cleaned) train and validation pairs once; later calls do
+        nothing. Raises DatasetError / SplitError if the data folder or split is missing or they disagree."""
         if self.train_set is not None:
             return
         data = self.cfg["data"]
@@ -139,6 +141,7 @@ class SegmentationTask(L.LightningModule):
         self.loss_fn = get_loss(loss.pop("name"), **loss)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) float32 → (N, 1, S, S) float32 logits (channels-last on CPU is faster)."""
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def _step(self, batch, stage: str) -> torch.Tensor:
@@ -153,12 +156,16 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
+        """Loss of one batch ``(x (N, 3, S, S), y (N, 1, S, S) float32 0/1)``; logs train loss, Dice, accuracy."""
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
+        """Logs val loss, hard Dice and pixel accuracy (per-image means) of one batch."""
         self._step(batch, "val")
 
     def configure_optimizers(self):
+        """Adam (paper §4.2) at ``optimizer.lr``, optionally with cosine decay over ``trainer.epochs``.
+        Raises ValueError for another optimizer name."""
         opt_cfg = self.cfg["optimizer"]
         if opt_cfg.get("name", "adam") != "adam":
             raise ValueError(f"unknown optimizer '{opt_cfg['name']}' (the paper's is adam)")

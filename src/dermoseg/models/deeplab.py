@@ -42,6 +42,7 @@ class ASPP(nn.Module):
         self.project = nn.Sequential(conv_bn_act(c_out * (len(self.rates) + 2), c_out, 1), nn.Dropout(0.1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, c_in, H, W) float32 encoder features → (N, c_out, H, W) float32 (branches concatenated, projected)."""
         outs = [branch(x) for branch in self.branches]
         outs.append(self.pool(x).expand(-1, -1, x.shape[2], x.shape[3]))
         return self.project(torch.cat(outs, dim=1))
@@ -61,6 +62,8 @@ class DeepLabV3PlusDecoder(nn.Module):
                                   DepthwiseSeparableConv(c_out, c_out))
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """``low`` (N, c_low, H/4, W/4) and ASPP output ``high`` (N, c_aspp, H/OS, W/OS), float32 →
+        (N, c_out, H/4, W/4) float32: ``high`` upsampled bilinearly, concatenated with reduced ``low``, fused."""
         high = F.interpolate(high, size=low.shape[2:], mode="bilinear", align_corners=False)
         return self.fuse(torch.cat([self.reduce(low), high], dim=1))
 
@@ -84,6 +87,7 @@ class Codec(nn.Module):
         self.output_stride = encoder.output_stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float32 normalised RGB, any H and W → (N, 1, H, W) float32 lesion logits (sigmoid → P)."""
         x, (h, w) = pad_to_multiple(x, self.output_stride)
         low, high = self.encoder(x)
         logits = self.head(self.decoder(low, self.aspp(high)))

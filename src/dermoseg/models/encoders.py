@@ -63,6 +63,7 @@ class PaperEncoder(nn.Module):
         self.low_channels, self.high_channels, self.output_stride = 64, width, 16
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) float32 → (low (N, 64, H/4, W/4), high (N, width, H/16, W/16)) float32 features."""
         low = self.stem(x)
         return low, self.blocks(low)
 
@@ -85,6 +86,7 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, c_in, H, W) float32 → (N, c_out, H/stride, W/stride) float32 (+ x when the shapes allow)."""
         return x + self.conv(x) if self.use_residual else self.conv(x)
 
 
@@ -144,6 +146,7 @@ class MobileNetV2Encoder(nn.Module):
             raise PretrainedWeightsError(f"MobileNetV2 weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) float32 ImageNet-normalised → (low (N, 24, H/4, W/4), high (N, high_channels, H/OS, W/OS))."""
         low = self.features[:4](x)
         return low, self.features[4:](low)
 

@@ -38,6 +38,7 @@ class UNet(nn.Module):
         self.output_stride = 16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float32, any H and W → (N, 1, H, W) float32 lesion logits."""
         x, (h, w) = pad_to_multiple(x, self.output_stride)
         skips = []
         for k, block in enumerate(self.down):
