@@ -8,6 +8,9 @@
 #   B: evaluation of the shipped codec (its default flip TTA) on ISIC val and PH2, then the Table 1 grid (configs/table1_grid.yaml)
 # then the throughput benchmark, the import of the shipped run and the report. No sweep cell is started that
 # its sweep predicts would end after DEADLINE (default 11:43); an unfinished sweep resumes on the next call.
+# With FULL=1 it then also trains the Table 1 grid's best cell at full size (configs/table1_best_full.yaml:
+# 256 px, whole training split; about 13 min per epoch here, stopped by the config's max_time_minutes and
+# resumed by the next call), scores it and adds it to the report.
 # Every command's start, wall time and exit status is appended to docs/results/manual_runs.csv (the sweeps
 # also keep their own, per cell, in docs/results/<sweep>.meta.json and <sweep>.csv).
 set -u
@@ -46,3 +49,13 @@ wait
 timed nice -n 5 $BIN/python benchmarks/throughput.py --sizes 64 128 256 --batch 4 --steps 2 --images 5 \
   --out docs/results/throughput.json
 timed $BIN/dermoseg report --import codec_mobilenet_v2=runs/codec_mobilenet_v2
+
+if [ "${FULL:-0}" = 1 ]; then
+  resume=(); [ -f runs/table1_best_full/checkpoints/last.ckpt ] && resume=(--resume)
+  timed $BIN/dermoseg train --config configs/table1_best_full.yaml --out runs/table1_best_full "${resume[@]}"
+  for set in "isic2018 --split val:isic2018_val" "ph2:ph2"; do
+    timed $BIN/dermoseg evaluate --model runs/table1_best_full/model.pt --dataset ${set%%:*} \
+      --out runs/eval/table1_best_full/${set##*:} --save-masks
+  done
+  timed $BIN/dermoseg report --import table1_best_full=runs/table1_best_full
+fi
