@@ -135,6 +135,24 @@ def test_sensitivity_at_specificity_hand_case():
     assert cm.binary_auc(truth, np.r_[neg, pos]) == pytest.approx(33 / 40)
 
 
+def test_paired_bootstrap_hand_cases():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    onehot = np.eye(3)
+    right = onehot[labels]
+    half = onehot[[0, 1, 1, 0, 2, 2]]  # class 0: 1/2, class 1: 1/2, class 2: 2/2 -> balanced accuracy 2/3
+    same = cm.paired_bootstrap(labels, right, right, n_resamples=200)
+    assert same["difference"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0 and same["p_b_not_better"] == 1
+    worse = cm.paired_bootstrap(labels, right, half, n_resamples=500)
+    assert worse["a"] == 1.0 and worse["b"] == pytest.approx(2 / 3) and worse["difference"] == pytest.approx(-1 / 3)
+    assert worse["ci_high"] <= 0 and worse["p_b_not_better"] == 1  # b never beats a
+    # stratified resampling keeps every class: the per-class recalls move in steps of 1/2, so the differences do too
+    assert worse["ci_low"] >= -1.0 - 1e-12
+    with pytest.raises(ValueError, match="shapes"):
+        cm.paired_bootstrap(labels, right, right[:5])
+    with pytest.raises(ValueError, match="n_resamples"):
+        cm.paired_bootstrap(labels, right, right, n_resamples=10)
+
+
 def test_temperature_scaling_recovers_a_known_temperature_and_keeps_the_argmax():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, size=(20000, 7))

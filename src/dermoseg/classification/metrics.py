@@ -111,3 +111,45 @@ def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specific
     ok = (1.0 - fpr) >= specificity - 1e-12
     i = int(np.argmax(np.where(ok, tpr, -1.0)))
     return float(tpr[i]), float(thr[i])
+
+
+def paired_bootstrap(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, metric=balanced_accuracy,
+                     n_resamples: int = 2000, seed: int = 2018, stratified: bool = True) -> dict[str, float]:
+    """Difference ``metric(b) - metric(a)`` of two classifiers scored on the SAME cases, with a paired
+    percentile-bootstrap 95% interval (Efron & Tibshirani 1993, ch. 13; resampling cases, both models together).
+
+    Parameters
+    ----------
+    labels : (N,) int true classes in [0, K).
+    probs_a, probs_b : (N, K) probabilities of model a (reference) and model b.
+    metric : ``f(labels, probs) -> float``; default the ISIC 2018 Task 3 balanced accuracy.
+    n_resamples : bootstrap resamples (≥ 100).
+    seed : seed of the resampling (the result is reproducible).
+    stratified : resample within each true class, keeping the class counts (every class stays present, which the
+        balanced accuracy needs when classes are small).
+
+    Returns
+    -------
+    ``{"a", "b", "difference", "ci_low", "ci_high", "p_b_not_better"}``: the two scores on all cases, b - a, the
+    2.5% and 97.5% percentiles of the resampled differences, and the fraction of resamples with b - a ≤ 0.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or ``n_resamples`` < 100.
+    """
+    labels = np.asarray(labels)
+    probs_a, probs_b = np.asarray(probs_a, np.float64), np.asarray(probs_b, np.float64)
+    if probs_a.shape != probs_b.shape or probs_a.shape[0] != labels.shape[0]:
+        raise ValueError(f"shapes disagree: labels {labels.shape}, a {probs_a.shape}, b {probs_b.shape}")
+    if n_resamples < 100:
+        raise ValueError(f"n_resamples must be >= 100, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratified else [np.arange(len(labels))]
+    diffs = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        diffs[r] = metric(labels[idx], probs_b[idx]) - metric(labels[idx], probs_a[idx])
+    a, b = metric(labels, probs_a), metric(labels, probs_b)
+    return {"a": a, "b": b, "difference": b - a, "ci_low": float(np.percentile(diffs, 2.5)),
+            "ci_high": float(np.percentile(diffs, 97.5)), "p_b_not_better": float(np.mean(diffs <= 0))}

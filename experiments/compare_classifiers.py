@@ -1,0 +1,70 @@
+"""Compare two lesion classifiers scored on the same HAM10000 images (the mask ablation of issue 5).
+
+Reads two ``predictions.csv`` files in the ISIC 2018 Task 3 format (as written by ``dermoseg evaluate-diagnosis``
+or ``dermoseg diagnose``), takes the truth from the HAM10000 metadata, and prints for each model the balanced
+multi-class accuracy and the melanoma-vs-rest AUC, with the paired, class-stratified bootstrap 95% interval of
+the difference B - A (:func:`dermoseg.classification.metrics.paired_bootstrap`).
+
+    .venv/bin/python experiments/compare_classifiers.py A/predictions.csv B/predictions.csv --out diff.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dermoseg.classification import metrics as cm
+from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
+from dermoseg.io import write_text
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """``{image_id: (7,) float64 probabilities}`` from a Task 3 ``predictions.csv``; exits with a message naming
+    the file on a wrong header."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != ["image", *HAM_CLASSES]:
+            sys.exit(f"error: {path}: header is {reader.fieldnames}, expected image,{','.join(HAM_CLASSES)}")
+        return {r["image"]: np.array([float(r[c]) for c in HAM_CLASSES]) for r in reader}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path, help="predictions.csv of the reference model A")
+    parser.add_argument("b", type=Path, help="predictions.csv of model B")
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder holding ham10000/")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--out", type=Path, help="also write the result as JSON")
+    args = parser.parse_args(argv)
+    pa, pb = read_predictions(args.a), read_predictions(args.b)
+    if set(pa) != set(pb):
+        sys.exit(f"error: {args.a} and {args.b} hold different images ({len(set(pa) ^ set(pb))} differ)")
+    truth = {s.image_id: s.label for s in load_ham10000(args.data_root / "ham10000")}
+    ids = sorted(pa)
+    missing = [i for i in ids if i not in truth]
+    if missing:
+        sys.exit(f"error: {len(missing)} image ids are not in the HAM10000 metadata (first: {missing[0]})")
+    labels = np.array([truth[i] for i in ids])
+    a, b = np.stack([pa[i] for i in ids]), np.stack([pb[i] for i in ids])
+    mel = HAM_CLASSES.index("MEL")
+    result = {
+        "images": len(ids), "a": str(args.a), "b": str(args.b), "resamples": args.resamples,
+        "balanced_accuracy": cm.paired_bootstrap(labels, a, b, n_resamples=args.resamples),
+        "melanoma_auc": cm.paired_bootstrap(labels, a, b, lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
+                                            n_resamples=args.resamples),
+    }
+    for name, r in (("balanced accuracy", result["balanced_accuracy"]), ("melanoma AUC", result["melanoma_auc"])):
+        print(f"{name}: A {r['a']:.4f}  B {r['b']:.4f}  B-A {r['difference']:+.4f}  "
+              f"95% CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]  P(B-A <= 0) {r['p_b_not_better']:.3f}")
+    if args.out:
+        write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
