@@ -78,6 +78,9 @@ def _merge(base: dict, override: dict, where: str) -> dict:
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict[str, Any]:
     """Read a YAML configuration and merge it over :data:`DEFAULTS`.
 
+    A file may start from another one with ``base_config: OTHER.yaml`` (a path relative to the file's folder):
+    the other file is read first (itself possibly with a base) and this file's keys are merged over it.
+
     Parameters
     ----------
     path : YAML file, or None for the defaults alone.
@@ -90,11 +93,26 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     Raises
     ------
     ConfigError
-        If the file is missing or not a YAML mapping, or a section has the wrong type.
+        If the file (or a base) is missing or not a YAML mapping, a section has the wrong type, or the bases
+        form a cycle.
     """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        cfg = _merge(cfg, read_yaml_mapping(path), str(path))
+        cfg = _merge(cfg, read_with_base(path), str(path))
     if overrides:
         cfg = _merge(cfg, overrides, "overrides")
     return cfg
+
+
+def read_with_base(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of ``path`` merged over its ``base_config`` chain (bases first; ``base_config`` itself is
+    dropped from the result). Raises :class:`ConfigError` on a missing file or a cycle of bases."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    base = raw.pop("base_config", None)
+    if base is None:
+        return raw
+    base_path = path.parent / str(base)
+    if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: base_config '{base}' leads back to itself")
+    return _merge(read_with_base(base_path, (*_seen, path.resolve())), raw, str(path))
