@@ -332,8 +332,8 @@ def _train_split_size() -> int | None:
 
 
 def budget(rec: Mapping[str, Any]) -> str:
-    """One line saying how a run was trained: input size, training images, epochs, batch, optimiser, loss,
-    which checkpoint, and the training wall time."""
+    """One line saying how a run was trained: input size, training images, epochs (those completed when a time
+    limit stopped it first), batch, optimiser, loss, which checkpoint, and the training wall time."""
     cfg = rec.get("config") or {}
     if not cfg:
         return "training settings not recorded"
@@ -342,7 +342,11 @@ def budget(rec: Mapping[str, Any]) -> str:
     n = data.get("train_subset")
     images = f"{n} of {total}" if n and total else (f"{n}" if n else f"all {total or ''}".strip())
     wall = rec.get("train_wall_cumulative_s") or rec.get("train_wall_s")
-    return (f"{data.get('image_size')} px, {images} ISIC training images, {tr.get('epochs')} epochs, batch "
+    done = rec.get("epochs_completed")
+    epochs = (f"stopped by its time limit in epoch {done} of {tr.get('epochs')}"
+              if done is not None and tr.get("epochs") is not None and int(done) < int(tr["epochs"])
+              else f"{tr.get('epochs')} epochs")
+    return (f"{data.get('image_size')} px, {images} ISIC training images, {epochs}, batch "
             f"{tr.get('batch_size')}, {opt.get('name', 'adam')} lr {opt.get('lr')} ({opt.get('scheduler', 'none')} "
             f"schedule), loss {cfg.get('loss', {}).get('name')}, model: {rec.get('checkpoint', '?')} epoch"
             + (f", per-epoch validation curve on {data['val_subset']} validation images" if data.get("val_subset") else "")
