@@ -132,6 +132,32 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path`` (a temporary file in the same folder, then a rename); parent folders
+    are created. Returns the path."""
+    _atomic_write_bytes(Path(path), data)
+    return Path(path)
+
+
+def write_figure(path: str | os.PathLike, fig, dpi: int | str = 150) -> Path:
+    """Atomically write a matplotlib figure as PNG at ``dpi`` and close it (every report figure goes here).
+
+    Parameters
+    ----------
+    path : output ``.png``; parent folders are created.
+    dpi : dots per inch, or "figure" for the figure's own.
+    fig : a ``matplotlib.figure.Figure``; it is closed afterwards, also on error.
+    """
+    import io as _io
+    import matplotlib.pyplot as plt
+    buf = _io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return write_bytes(path, buf.getvalue())
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 92) -> Path:
     """Atomically write an image; the format follows the suffix (``.png``, ``.jpg``).
 

@@ -26,7 +26,7 @@ from dermoseg.classification.diagnose import Classifier, classifier_logits, pred
 from dermoseg.classification.model import mask_path_for
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000, load_ph2, load_ph2_diagnosis
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
-from dermoseg.io import read_image, read_mask, write_text
+from dermoseg.io import read_image, read_mask, write_figure, write_text
 
 PH2_NAMES = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
 
@@ -143,9 +143,7 @@ def plot_confusion(labels: np.ndarray, probs: np.ndarray, path: str | Path, titl
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(path, fig, dpi="figure")
 
 
 def plot_reliability(labels: np.ndarray, logits: np.ndarray, temperature: float, path: str | Path,
@@ -174,9 +172,7 @@ def plot_reliability(labels: np.ndarray, logits: np.ndarray, temperature: float,
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(path, fig, dpi="figure")
 
 
 def _per_class_csv(summary: dict[str, Any]) -> str:
@@ -299,6 +295,4 @@ def _plot_roc(positive: np.ndarray, score: np.ndarray, path: Path, summary: dict
     ax.set_title(f"PH2 melanoma ({summary['melanoma']}) vs nevus ({summary['nevus']})", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return write_figure(path, fig, dpi="figure")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dermoseg.io import read_image, read_mask, write_text
+from dermoseg.io import read_image, read_mask, write_bytes, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.batch import rows_to_csv
 
@@ -38,9 +38,7 @@ def write_worst_masks(path: Path, masks: dict[str, np.ndarray]) -> Path:
     import io as _io
     buf = _io.BytesIO()
     np.savez_compressed(buf, **{i: np.asarray(m, bool) for i, m in masks.items()})
-    from dermoseg.io import _atomic_write_bytes
-    _atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return write_bytes(path, buf.getvalue())
 
 
 def read_worst_masks(path: Path) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ import yaml
 
 from dermoseg.config import ConfigError
 from dermoseg.experiments.collect import WORST_FILE, read_worst_masks
+from dermoseg.io import write_figure
 
 FIGURES = "figures"
 METRIC_COLUMNS = (("pixel_accuracy", "pixel acc."), ("dice", "Dice"), ("jaccard", "Jaccard"),
@@ -222,11 +223,7 @@ def plot_curves(logs: Mapping[str, list[dict]], out_png: str | Path, title: str)
     axes[0].legend(fontsize=7)
     fig.suptitle(title + "  —  dashed: training, solid: validation (ISIC split, training resolution)")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=150)
-    plt.close(fig)
-    return out_png
+    return write_figure(out_png, fig, dpi=150)
 
 
 def plot_distributions(per_image: Mapping[str, Mapping[str, list[float]]], out_png: str | Path) -> Path:
@@ -252,11 +249,7 @@ def plot_distributions(per_image: Mapping[str, Mapping[str, list[float]]], out_p
         ax.set_title(SET_TITLES.get(set_name, set_name))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=150)
-    plt.close(fig)
-    return out_png
+    return write_figure(out_png, fig, dpi=150)
 
 
 def overlay_sheet(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]], out_png: str | Path,
@@ -286,11 +279,7 @@ def overlay_sheet(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, flo
         ax.set_title(f"{image_id}  Dice {dice:.2f}", fontsize=8)
     fig.suptitle(title + "\ngreen: prediction, magenta: ground truth", fontsize=10)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return write_figure(out_png, fig, dpi=110)
 
 
 def plot_grid(rows: list[dict[str, Any]], paper: list[Mapping[str, Any]], paper_epochs: list[int], out_png: str | Path) -> Path:
@@ -315,11 +304,7 @@ def plot_grid(rows: list[dict[str, Any]], paper: list[Mapping[str, Any]], paper_
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=150)
-    plt.close(fig)
-    return out_png
+    return write_figure(out_png, fig, dpi=150)
 
 
 # ---------------------------------------------------------------------------------------------- sections
