@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
-from dermoseg.config import ConfigError
+from dermoseg.config import ConfigError, read_yaml_mapping
 from dermoseg.experiments.collect import WORST_FILE, read_worst_masks
 from dermoseg.io import write_figure
 
@@ -50,14 +49,7 @@ def load_report_config(path: str | Path) -> dict[str, Any]:
         If the file is missing, not a YAML mapping, or a run list is not a list.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: report config not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ReportError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ReportError(f"{path}: expected a YAML mapping")
+    raw = read_yaml_mapping(path, "report config", ReportError)
     spec = {**REPORT_DEFAULTS, **raw}
     if not isinstance(spec["main_table"].get("runs", []), list):
         raise ReportError(f"{path}: main_table.runs must be a list")

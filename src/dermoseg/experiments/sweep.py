@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import yaml
 
-from dermoseg.config import ConfigError, load_config
+from dermoseg.config import ConfigError, load_config, read_yaml_mapping
 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "name": None,                     # default: the sweep file's stem
@@ -186,14 +185,7 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
         If the file or its base config is missing or malformed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"{path}: sweep file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SweepError(f"{path}: expected a YAML mapping at the top level")
+    raw = read_yaml_mapping(path, "sweep file", SweepError)
     options = _deep_merge(SWEEP_DEFAULTS, raw.get("sweep") or {})
     name = options["name"] or path.stem
     if not NAME_OK.match(str(name)):
