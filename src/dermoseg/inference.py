@@ -8,7 +8,6 @@ and crops back), and the probability map is resized bilinearly back to the origi
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from dermoseg.data.transforms import resize_image, to_tensor
+from dermoseg.io import file_sha256
 from dermoseg.models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -43,7 +43,7 @@ class SegmentationModel:
     @property
     def sha256(self) -> str:
         """sha256 of the model file (hex)."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return file_sha256(self.path)
 
 
 def load_model(path: str | Path | None = None) -> SegmentationModel:

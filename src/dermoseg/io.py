@@ -132,6 +132,12 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes as 64 hex digits (model files, pretrained weights). Raises OSError if unreadable."""
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Atomically write ``data`` to ``path`` (a temporary file in the same folder, then a rename); parent folders
     are created. Returns the path."""

@@ -13,7 +13,6 @@ classifier trained with ``mask_mode`` crop/channel) â†’ :func:`prepare_image` â†
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from dermoseg.classification import DISCLAIMER
 from dermoseg.classification.calibration import probabilities
 from dermoseg.classification.model import FORMAT, build_classifier, input_tensor, predict_logits, prepare_image
 from dermoseg.data.datasets import HAM_CLASSES
-from dermoseg.io import write_text
+from dermoseg.io import file_sha256, write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_CLASSIFIER = WEIGHTS_DIR / "classifier.pt"
@@ -50,7 +49,7 @@ class Classifier:
     @property
     def sha256(self) -> str:
         """sha256 of the model file (hex)."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return file_sha256(self.path)
 
 
 def load_classifier(path: str | Path | None = None) -> Classifier:

