@@ -95,8 +95,6 @@ def _fake_training(monkeypatch, calls):
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / "checkpoints" / "last.ckpt"
         start = int(ckpt.read_text()) if resume and ckpt.is_file() else 0
-        if ckpt.is_file():  # as Lightning: a last.ckpt it did not write is kept, the new state is last-v1.ckpt
-            ckpt = out_dir / "checkpoints" / "last-v1.ckpt"
         calls.append((cfg["name"], resume, start))
         mode = "a" if start else "w"
         with (out_dir / "metrics.csv").open(mode) as fh:
@@ -107,16 +105,22 @@ def _fake_training(monkeypatch, calls):
         ckpt.write_text(str(cfg["trainer"]["epochs"]))
         return out_dir / "model.pt"
 
+    exported = {}
+
     class FakeModel:
         network = None
+
+        def __init__(self, path):
+            self.trained_epochs = exported[Path(path)]
 
     monkeypatch.setattr(training, "train", fake_train)
     def fake_export(ckpt, out, extra=None):
         calls.append(("export", Path(ckpt).name, int(Path(ckpt).read_text())))
+        exported[Path(out)] = int(Path(ckpt).read_text())
         return Path(out)
 
     monkeypatch.setattr(training, "export_model", fake_export)
-    monkeypatch.setattr(inference, "load_model", lambda path=None: FakeModel())
+    monkeypatch.setattr(inference, "load_model", lambda path=None: FakeModel(path))
     monkeypatch.setattr(collect, "model_size", lambda net, size: {"parameters": 1, "macs": 2})
     summary = {"pixel_accuracy": 0.9, "dice": 0.8, "jaccard": 0.7, "thresholded_jaccard": 0.6, "sensitivity": 0.8,
                "specificity": 0.95, "images": 1, "failures_jaccard_below_0.65": 0}
@@ -141,11 +145,12 @@ sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, eva
     records = sw.run_sweep(sweep, log=lambda s: None)
     assert [r["cell"] for r in records] == ["e2_lr0.01", "e2_lr0.05", "e4_lr0.01", "e4_lr0.05"]
     # the 4-epoch cells resumed from epoch 2 of the matching 2-epoch cell, and each cell's model is the state
-    # after its own last epoch (Lightning's last-v1.ckpt, not the copied last.ckpt)
+    # after its own last epoch (the last.ckpt it wrote over the copied one)
     trains = [c for c in calls if c[0] != "export"]
     assert [(c[1], c[2]) for c in trains] == [(False, 0), (False, 0), (True, 2), (True, 2)]
     assert [c[2] for c in calls if c[0] == "export"] == [2, 2, 4, 4]
     assert records[2]["continued_from"] == "e2_lr0.01"
+    assert [r["evaluated_epoch"] for r in records] == [2, 2, 4, 4]
     assert [r["epoch"] for r in read_epoch_log(tmp_path / "results" / "runs" / "g" / "e4_lr0.01" / "metrics.csv")] == [1, 2, 3, 4]
     with (tmp_path / "results" / "g.csv").open() as fh:
         rows = list(csv.DictReader(fh))

@@ -11,7 +11,7 @@ import torch
 from dermoseg.config import load_config
 from dermoseg.inference import load_model, predict_probability
 from dermoseg.io import read_image
-from dermoseg.training import train
+from dermoseg.training import export_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,7 @@ def test_smoke_training_checkpoints_resumes_and_exports(tmp_path, isic_samples, 
     train(cfg, out, resume=True)
     second = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert second["global_step"] == 2 * first["global_step"]  # one more epoch of the same length, not two
+    assert load_model(export_model(out / "checkpoints" / "last.ckpt", tmp_path / "last.pt")).trained_epochs == 2
     with open(out / "metrics.csv", newline="") as fh:
         epochs = {int(r["epoch"]) for r in csv.DictReader(fh) if r.get("val_dice")}
     assert epochs == {0, 1}  # the resumed run logged only its new epoch, after the first
@@ -63,3 +64,40 @@ def test_shipped_configs_resolve_to_what_their_comments_say():
     channel = load_config(REPO / "configs" / "classifier_mobilenet_v2_channel.yaml")
     assert channel["task"] == "classification" and channel["model"]["mask_mode"] == "channel"
     assert channel["data"]["mask_dir"] == "runs/ham10000_masks"
+
+
+class _WorseningTask(__import__("lightning").LightningModule):
+    """A one-weight model whose logged validation score falls every epoch, so only epoch 0 is ever the best."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w - batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("score", -float(self.current_epoch), on_epoch=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class _TinyData(__import__("lightning").LightningDataModule):
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(6, 1)), batch_size=2)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 1)), batch_size=2)
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_score_did_not_improve(tmp_path):
+    from dermoseg.training import fit
+    cfg = {"trainer": {"epochs": 3, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+                       "precision": "32-true", "max_time_minutes": None}}
+    result = fit(_WorseningTask(), _TinyData(), cfg, tmp_path, "score")
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    best = torch.load(result.best_checkpoint, weights_only=False)
+    assert (last["epoch"], last["global_step"]) == (2, 9)  # 3 epochs of 3 steps, not the best epoch 0
+    assert best["epoch"] == 0
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))

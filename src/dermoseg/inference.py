@@ -41,6 +41,13 @@ class SegmentationModel:
     tta: bool = False  # the model file's default for flip test-time augmentation
 
     @property
+    def trained_epochs(self) -> int | None:
+        """How many epochs these weights had trained (1-based), from the 0-based ``checkpoint_epoch`` that
+        :func:`dermoseg.training.export_model` records in ``info``; None if the file does not say."""
+        epoch = self.info.get("checkpoint_epoch")
+        return int(epoch) + 1 if epoch is not None and int(epoch) >= 0 else None
+
+    @property
     def sha256(self) -> str:
         """sha256 of the model file (hex)."""
         return file_sha256(self.path)

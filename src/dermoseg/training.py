@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -205,6 +205,33 @@ class FitResult:
                 "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "commit": git_commit()}
 
 
+class EpochEndCheckpoint(Callback):
+    """Write ``path`` (the resumable ``last.ckpt``) after every whole training epoch, its validation included,
+    replacing the previous one atomically.
+
+    Lightning's own ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only in an epoch where the monitored
+    checkpoint improved, so a resume restarted from the best epoch rather than the latest; and an epoch cut short
+    by ``trainer.max_time`` is not saved, so a resume never starts mid-epoch.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._whole_epoch = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._whole_epoch = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        self._whole_epoch = batch_idx + 1 >= trainer.num_training_batches
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._whole_epoch and not trainer.sanity_checking:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            trainer.save_checkpoint(tmp)
+            tmp.replace(self.path)
+
+
 def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,
         resume: bool = False) -> FitResult:
     """The run driver shared by segmentation and classification training.
@@ -221,14 +248,15 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
-                           save_last=True, every_n_epochs=1)
+                           every_n_epochs=1)
+    last = ckpt_dir / "last.ckpt"
     logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
                         strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
-                        callbacks=[best, TQDMProgressBar(refresh_rate=10)], log_every_n_steps=10,
+                        callbacks=[best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)],
+                        log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
-    last = ckpt_dir / "last.ckpt"
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start

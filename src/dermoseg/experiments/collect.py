@@ -229,7 +229,7 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
         "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",
         "config": train_cfg, "image_size": model.image_size, **model_size(model.network, model.image_size),
         "train_wall_s": info.get("train_seconds_this_session"), "epochs_completed": info.get("epochs_completed"),
-        "checkpoint": f"best (epoch {info.get('checkpoint_epoch', '?')}, highest val_dice)",
+        "checkpoint": "best", "evaluated_epoch": model.trained_epochs,
         "machine": info.get("machine"), "commit": info.get("commit"), "eval": evals,
         "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -325,9 +325,17 @@ def budget(rec: Mapping[str, Any]) -> str:
               else f"{tr.get('epochs')} epochs")
     return (f"{data.get('image_size')} px, {images} ISIC training images, {epochs}, batch "
             f"{tr.get('batch_size')}, {opt.get('name', 'adam')} lr {opt.get('lr')} ({opt.get('scheduler', 'none')} "
-            f"schedule), loss {cfg.get('loss', {}).get('name')}, model: {rec.get('checkpoint', '?')} epoch"
+            f"schedule), loss {cfg.get('loss', {}).get('name')}, model: {evaluated(rec)}"
             + (f", per-epoch validation curve on {data['val_subset']} validation images" if data.get("val_subset") else "")
             + (f", {float(wall) / 60:.1f} min training" if wall else ""))
+
+
+def evaluated(rec: Mapping[str, Any]) -> str:
+    """Which weights of a run were scored: the epoch recorded in the run (``evaluated_epoch``, 1-based) and the
+    rule that picked it (``checkpoint``: ``last`` epoch or ``best`` validation Dice)."""
+    rule = {"last": "the last saved epoch", "best": "the best validation-Dice epoch"}.get(rec.get("checkpoint"), "?")
+    epoch = rec.get("evaluated_epoch")
+    return f"weights after epoch {epoch} ({rule})" if epoch is not None else rule
 
 
 def _throughput_index(tp: Mapping[str, Any] | None) -> dict[str, dict]:
@@ -574,20 +582,27 @@ def section_grid(spec, res: Results, fig_dir: Path) -> str:
                       _num(r.get("isic2018_val_thresholded_jaccard")), _num(r.get("isic2018_val_pixel_accuracy")),
                       _num(r.get("ph2_dice")), _num(r.get("ph2_pixel_accuracy")), _num(r.get("last_train_pixel_accuracy")),
                       fmt(p["train"][pi], 4) if p and pi is not None else "—", fmt(p["test"][pi], 4) if p and pi is not None else "—",
-                      fmt(_num(r.get("train_wall_cumulative_s")), 0)])
+                      str(r.get("evaluated_epoch") or "?"), fmt(_num(r.get("train_wall_cumulative_s")), 0)])
     header = ["cell", "epochs", "batch", "lr", "ISIC val Dice", "Jaccard", "thr. Jaccard", "pixel acc.", "PH2 Dice",
-              "PH2 pixel acc.", "train pixel acc. (last epoch)", "paper train acc.", "paper test acc.", "train s (from scratch)"]
+              "PH2 pixel acc.", "train pixel acc. (last epoch)", "paper train acc.", "paper test acc.", "evaluated epoch", "train s (from scratch)"]
     first = res.run(f"{g['sweep']}/{rows[0]['cell']}")
     if first:
         cfg = first["config"]
         out.append(f"Reduced size: {cfg['data']['image_size']}×{cfg['data']['image_size']} px, "
                    f"{cfg['data'].get('train_subset') or 'all'} training images (fixed seeded subset of the ISIC "
                    f"training split), per-epoch validation curve on {cfg['data'].get('val_subset') or 'all'} validation "
-                   f"images, model after the last epoch ({first.get('checkpoint')}), encoder "
+                   f"images, encoder "
                    f"`{cfg['model'].get('encoder')}`, ASPP {cfg['model'].get('aspp_rates')}, loss `{cfg['loss']['name']}`, "
                    f"Adam, schedule `{cfg['optimizer'].get('scheduler')}`. Scored on the whole ISIC validation split and "
                    "all of PH2 at each image's own size.")
         out.append("")
+        if any(int(float(r.get("evaluated_epoch") or 0)) < int(float(r["epochs"])) for r in rows):
+            out += ["The grid was run before the fix of `last.ckpt` (until then Lightning rewrote it only in an epoch "
+                    "whose ISIC validation Dice improved), so each cell was scored with the weights of its best "
+                    "validation epoch (column *evaluated epoch*), not of its last: early stopping on the ISIC "
+                    "validation split, which makes the ISIC validation figures optimistic. PH2 played no part in "
+                    "the choice. A longer cell continued from that saved epoch of the shorter one and trained to "
+                    "its own epoch count.", ""]
     if best:
         out.append(f"Best cell by {key}: **{best['cell']}** — ISIC val Dice {fmt(_num(best.get('isic2018_val_dice')))}, "
                    f"Jaccard {fmt(_num(best.get('isic2018_val_jaccard')))}, thresholded Jaccard "

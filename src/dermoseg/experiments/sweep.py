@@ -263,6 +263,7 @@ def cell_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "loss": cfg["loss"]["name"], "image_size": cfg["data"]["image_size"], "train_subset": cfg["data"].get("train_subset") or "all",
         "epochs": cfg["trainer"]["epochs"], "batch_size": cfg["trainer"]["batch_size"], "lr": cfg["optimizer"]["lr"],
         "scheduler": cfg["optimizer"].get("scheduler", "none"), "checkpoint": record.get("checkpoint"),
+        "evaluated_epoch": record.get("evaluated_epoch"),
     })
     for set_name, summary in record.get("eval", {}).items():
         for k in ("dice", "jaccard", "thresholded_jaccard", "pixel_accuracy", "sensitivity", "specificity"):
@@ -303,13 +304,6 @@ def _log_summary(metrics_csv: Path) -> dict[str, Any]:
     return out
 
 
-def latest_last_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The most recently written ``last*.ckpt`` in a checkpoint folder (Lightning writes ``last-v1.ckpt`` when a
-    ``last.ckpt`` it did not write itself is already there, as after continuing a shorter cell), or None."""
-    found = sorted(Path(ckpt_dir).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: dict[str, dict],
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train one cell (resuming or continuing a shorter cell where possible), evaluate it on the sweep's sets,
@@ -333,16 +327,11 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
         if pred is not None and not ckpt.is_file():
             src = Path(opts["runs_dir"]) / sweep.name / pred.name
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(latest_last_checkpoint(src / "checkpoints"), ckpt)
+            shutil.copyfile(src / "checkpoints" / "last.ckpt", ckpt)
             shutil.copyfile(src / "metrics.csv", run_dir / "metrics.csv")
             if (src / "logs").is_dir():  # per-session Lightning logs, merged into metrics.csv after training
                 shutil.copytree(src / "logs", run_dir / "logs", dirs_exist_ok=True)
             log(f"[{cell.name}] continuing from {pred.name} (epoch {pred.config['trainer']['epochs']})")
-        latest = latest_last_checkpoint(run_dir / "checkpoints")
-        if latest is not None and latest != ckpt:  # train() resumes from last.ckpt: make it the newest state
-            latest.replace(ckpt)
-        for stale in (run_dir / "checkpoints").glob("last-v*.ckpt"):
-            stale.unlink()
         resume = ckpt.is_file()
         start = time.time()
         train(cell.config, run_dir, resume=resume)
@@ -350,7 +339,7 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
         trained = {"train_wall_s": round(wall, 1), "resumed": resume}
         write_text(trained_marker, json.dumps(trained, indent=2) + "\n")
     if opts["checkpoint"] == "last":
-        model_path = export_model(latest_last_checkpoint(run_dir / "checkpoints") or ckpt, run_dir / "model_last.pt")
+        model_path = export_model(ckpt, run_dir / "model_last.pt")
     else:
         model_path = run_dir / "model.pt"
     model = load_model(model_path)
@@ -369,7 +358,8 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
         "run": f"{sweep.name}/{cell.name}", "sweep": sweep.name, "cell": cell.name, "label": cell.label,
         "kind": "sweep", "settings": cell.settings, "config": cell.config, "image_size": int(cell.config["data"]["image_size"]),
         **model_size(model.network, int(cell.config["data"]["image_size"])),
-        "checkpoint": opts["checkpoint"], "continued_from": continued_from,
+        "checkpoint": opts["checkpoint"], "evaluated_epoch": model.trained_epochs,
+        "continued_from": continued_from,
         "train_wall_s": trained["train_wall_s"], "train_wall_cumulative_s": round(prior_wall + trained["train_wall_s"], 1),
         "eval_wall_s": round(eval_wall, 1), "log": _log_summary(run_dir / "metrics.csv"), "eval": evals,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus", "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
