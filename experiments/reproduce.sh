@@ -9,8 +9,8 @@
 # then the throughput benchmark, the import of the shipped run and the report. No sweep cell is started that
 # its sweep predicts would end after DEADLINE (default 11:43); an unfinished sweep resumes on the next call.
 # With FULL=1 it then also trains the Table 1 grid's best cell at full size (configs/table1_best_full.yaml:
-# 256 px, whole training split; about 13 min per epoch here, stopped by the config's max_time_minutes and
-# resumed by the next call), scores it and adds it to the report.
+# 256 px, whole training split; about 4 min per epoch here with two threads, stopped by the config's
+# max_time_minutes, counted over all sessions of the run, and resumed by the next call), scores it and adds it to the report.
 # Every command's start, wall time and exit status is appended to docs/results/manual_runs.csv (the sweeps
 # also keep their own, per cell, in docs/results/<sweep>.meta.json and <sweep>.csv).
 set -u

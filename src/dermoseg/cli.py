@@ -243,6 +243,23 @@ def _run_report(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- diagnose
+def _add_classifier_arguments(p) -> None:
+    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
+    p.add_argument("--segmentation-model", type=Path, default=None,
+                   help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+
+
+def _load_classifier(args):
+    """The classifier of ``--model`` and, when it uses the lesion mask, the segmenter of ``--segmentation-model``."""
+    from dermoseg.classification.diagnose import load_classifier
+    model = load_classifier(args.model)
+    segmenter = None
+    if model.mask_mode != "none":
+        from dermoseg.inference import load_model
+        segmenter = load_model(args.segmentation_model)
+    return model, segmenter
+
+
 def _add_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="lesion class probabilities (ISIC 2018 Task 3 format); research tool",
                        description="Classify each dermoscopic image into the seven ISIC 2018 Task 3 classes. Writes "
@@ -252,20 +269,14 @@ def _add_diagnose(sub) -> None:
                        epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
-    p.add_argument("--segmentation-model", type=Path, default=None,
-                   help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+    _add_classifier_arguments(p)
     p.set_defaults(func=_run_diagnose)
 
 
 def _run_diagnose(args) -> int:
     from dermoseg.classification import DISCLAIMER
-    from dermoseg.classification.diagnose import diagnose_files, load_classifier
-    model = load_classifier(args.model)
-    segmenter = None
-    if model.mask_mode != "none":
-        from dermoseg.inference import load_model
-        segmenter = load_model(args.segmentation_model)
+    from dermoseg.classification.diagnose import diagnose_files
+    model, segmenter = _load_classifier(args)
     print(DISCLAIMER)
     report = diagnose_files(args.inputs, args.out, model, segmenter)
     print(f"classified {len(report.rows)} image(s), {len(report.failures)} failed; "
@@ -281,9 +292,7 @@ def _add_evaluate_diagnosis(sub) -> None:
                        "scaling; writes OUT/ham10000_<split>/ (predictions.csv, truth.csv, per_class.csv, "
                        "summary.json, confusion_matrix.png, reliability.png). On PH2: melanoma vs nevus AUC and "
                        "sensitivity at 90% specificity in OUT/ph2/.", epilog=EPILOG)
-    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
-    p.add_argument("--segmentation-model", type=Path, default=None,
-                   help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+    _add_classifier_arguments(p)
     p.add_argument("--dataset", choices=["ham10000", "ph2", "both"], default="both", help="what to score (default both)")
     p.add_argument("--split", choices=["train", "val", "all"], default="val", help="HAM10000 split part (default val)")
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
@@ -297,12 +306,7 @@ def _add_evaluate_diagnosis(sub) -> None:
 
 def _run_evaluate_diagnosis(args) -> int:
     from dermoseg.classification import evaluation
-    from dermoseg.classification.diagnose import load_classifier
-    model = load_classifier(args.model)
-    segmenter = None
-    if model.mask_mode != "none":
-        from dermoseg.inference import load_model
-        segmenter = load_model(args.segmentation_model)
+    model, segmenter = _load_classifier(args)
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     results = {}
