@@ -321,3 +321,15 @@ def test_run_sweep_starts_no_cell_after_the_deadline(tmp_path, monkeypatch):
     assert calls == []
     meta = json.loads((tmp_path / "results" / "g.meta.json").read_text())
     assert meta["invocations"][0]["cells_skipped_for_deadline"] == ["epochs1", "epochs2"]
+
+
+def test_cumulative_train_seconds_reads_the_timer_state_of_last_ckpt(tmp_path):
+    import torch
+    from dermoseg.experiments.collect import cumulative_train_seconds
+    assert cumulative_train_seconds(tmp_path) is None  # no checkpoint
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"epoch": 3, "callbacks": {}}, tmp_path / "checkpoints" / "last.ckpt")
+    assert cumulative_train_seconds(tmp_path) is None  # trained without a time limit: no Timer state
+    torch.save({"epoch": 3, "callbacks": {"Timer": {"time_elapsed": {"train": 1234.56, "validate": 9.0}}}},
+               tmp_path / "checkpoints" / "last.ckpt")
+    assert cumulative_train_seconds(tmp_path) == 1234.6

@@ -174,6 +174,19 @@ def model_size(network, image_size: int) -> dict[str, int]:
     return {"parameters": int(count_parameters(network)), "macs": int(count_macs(network, image_size, image_size))}
 
 
+def cumulative_train_seconds(run_dir: str | Path) -> float | None:
+    """Seconds of training over all sessions of a resumed run: the Lightning ``Timer`` state kept in
+    ``run_dir/checkpoints/last.ckpt`` (present when ``trainer.max_time_minutes`` was set; work of an epoch cut
+    short and not checkpointed is not counted). None if there is no such checkpoint or state."""
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        return None
+    import torch
+    state = torch.load(ckpt, map_location="cpu", weights_only=False).get("callbacks", {}).get("Timer", {})
+    seconds = state.get("time_elapsed", {}).get("train")
+    return round(float(seconds), 1) if seconds else None
+
+
 def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst: int = 12,
                label: str | None = None, eval_root: str | Path | None = "runs/eval") -> Path:
     """Copy a finished training run and its evaluations into the committed results layout.
@@ -228,7 +241,8 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
     record = {
         "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",
         "config": train_cfg, "image_size": model.image_size, **model_size(model.network, model.image_size),
-        "train_wall_s": info.get("train_seconds_this_session"), "epochs_completed": info.get("epochs_completed"),
+        "train_wall_s": cumulative_train_seconds(run_dir) or info.get("train_seconds_this_session"),
+        "epochs_completed": info.get("epochs_completed"),
         "checkpoint": "best", "evaluated_epoch": model.trained_epochs,
         "machine": info.get("machine"), "commit": info.get("commit"), "eval": evals,
         "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
