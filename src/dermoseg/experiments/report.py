@@ -212,9 +212,13 @@ def plot_curves(logs: Mapping[str, list[dict]], out_png: str | Path, title: str)
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    # one legend entry per run (its colour), under the panels, so long run labels cover no axis
+    handles = [plt.Line2D([], [], color=f"C{i}", marker="o", ms=3, label=label) for i, label in enumerate(logs)]
+    ncol = max(1, min(2, len(handles)))
+    legend_rows = -(-len(handles) // ncol)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title + "  —  dashed: training, solid: validation (ISIC split, training resolution)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.02 + 0.06 * legend_rows, 1, 1))
     return write_figure(out_png, fig, dpi=150)
 
 
