@@ -228,8 +228,9 @@ class EpochEndCheckpoint(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._whole_epoch and not trainer.sanity_checking:
             tmp = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(tmp)
-            tmp.replace(self.path)
+            trainer.save_checkpoint(tmp)  # called on every rank (it synchronises them); only rank 0 writes
+            if trainer.is_global_zero:
+                tmp.replace(self.path)
 
 
 def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,
