@@ -20,10 +20,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dermoseg.errors import DermosegError
 from dermoseg.io import ImageReadError, find_images, read_image, write_text
 
 
-class BatchItemError(ValueError):
+class BatchItemError(DermosegError, ValueError):
     """Raised by a ``process`` function to report one input as failed (the message is the reason) and go on."""
 
 

@@ -12,11 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+from dermoseg.errors import DermosegError
+
 DATA_ROOT_DEFAULT = "../shared/data"
 EPILOG = "Research tool, not a medical device."
 
 
-class CommandError(Exception):
+class CommandError(DermosegError):
     """A user-facing error: printed as 'error: <message>', exit status 2."""
 
 
@@ -369,17 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dermoseg`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from dermoseg.config import ConfigError
-    from dermoseg.data.datasets import DatasetError
-    from dermoseg.data.splits import SplitError
-    from dermoseg.evaluation import EvaluationError
-    from dermoseg.inference import ModelFileError
-    from dermoseg.io import ImageReadError
-    from dermoseg.experiments.collect import CollectError
-    from dermoseg.experiments.logs import LogError
-    from dermoseg.models.encoders import PretrainedWeightsError
-    known = (CommandError, CollectError, LogError, ConfigError, DatasetError, SplitError, EvaluationError, ModelFileError, ImageReadError,
-             PretrainedWeightsError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+    known = (DermosegError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from dermoseg.errors import ConfigError
+
 DEFAULTS: dict[str, Any] = {
     "name": "codec",
     "task": "segmentation",
@@ -30,10 +32,6 @@ DEFAULTS: dict[str, Any] = {
     "preprocess": {"enabled": False},
     "inference": {"tta": False},  # the exported model file's default for flip test-time augmentation
 }
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, not YAML, or has a key of the wrong kind; the message names it."""
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",

@@ -17,16 +17,13 @@ from tqdm import tqdm
 from dermoseg.data.datasets import SegmentationSample, load_isic2018_task1, load_ph2
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
 from dermoseg.inference import SegmentationModel, predict_probability, probability_to_mask
+from dermoseg.errors import EvaluationError
 from dermoseg.io import IMAGE_EXTENSIONS, ImageReadError, read_image, read_mask, write_image, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.batch import rows_to_csv
 
 MASK_SUFFIX = re.compile(r"_(segmentation|lesion|mask|gt|truth)$", re.IGNORECASE)
 SCORE_THRESHOLD = 128
-
-
-class EvaluationError(ValueError):
-    """Predictions and truths cannot be paired or compared; the message names the file."""
 
 
 def mask_id(path: Path) -> str:

@@ -18,15 +18,12 @@ import torch
 from torch import nn
 
 from dermoseg.data.transforms import resize_image, to_tensor
+from dermoseg.errors import ModelFileError
 from dermoseg.io import file_sha256
 from dermoseg.models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "segmentation.pt"
-
-
-class ModelFileError(RuntimeError):
-    """A model file is missing or not a dermoseg model; the message names the file."""
 
 
 @dataclass

@@ -17,15 +17,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dermoseg.errors import ImageReadError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # Images larger than this many pixels are still read (a 6000x4000 JPEG is 24 Mpx); beyond it PIL's
 # decompression-bomb guard would refuse them, which is not what a user with a large dermatoscope wants.
 Image.MAX_IMAGE_PIXELS = 400_000_000
-
-
-class ImageReadError(ValueError):
-    """A file could not be read as an image or mask; the message names the file and the reason."""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dermoseg.errors import DatasetError
 from dermoseg.io import IMAGE_EXTENSIONS
 
 ISIC_IMAGE_DIR = "ISIC2018_Task1-2_Training_Input"
@@ -19,10 +20,6 @@ ISIC_MASK_DIR = "ISIC2018_Task1_Training_GroundTruth"
 PH2_IMAGE_ROOT = ("PH2Dataset", "PH2 Dataset images")
 PH2_TABLE = ("PH2Dataset", "PH2_dataset.txt")
 HAM_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")  # ISIC 2018 Task 3 column order
-
-
-class DatasetError(ValueError):
-    """A dataset folder is not in the expected layout; the message names the file or folder."""
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from dermoseg.errors import SplitError
 from dermoseg.io import write_text
 
 SPLIT_DIR = Path(__file__).resolve().parent.parent / "splits"
 ISIC_SPLIT = SPLIT_DIR / "isic2018_task1.csv"
 HAM_SPLIT = SPLIT_DIR / "ham10000.csv"
-
-
-class SplitError(ValueError):
-    """A split file is missing, malformed, or does not match the data; the message names the file."""
 
 
 def make_random_split(ids: Sequence[str], val_fraction: float = 0.15, seed: int = 2018) -> dict[str, str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dermoseg.errors import DermosegError
 from dermoseg.io import read_image, read_mask, write_bytes, write_text
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.batch import rows_to_csv
@@ -49,7 +50,7 @@ def read_worst_masks(path: Path) -> dict[str, np.ndarray]:
 EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
 
 
-class CollectError(ValueError):
+class CollectError(DermosegError, ValueError):
     """A run folder or evaluation output is missing or malformed; the message names the path."""
 
 

