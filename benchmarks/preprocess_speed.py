@@ -4,7 +4,7 @@ Preprocessing: :func:`dermoseg.preprocess.clean_image` with the shipped settings
 ISIC 2018 images (512x512 in ../shared/data) plus the hairy ISIC images of tests/data/hairy_ids.txt (the slow
 case: many hair pixels, often the dense repair). Network: the codec with a MobileNetV2 encoder, untrained
 (``build_model({"encoder": "mobilenet_v2"}, pretrained=False)``, so no download), in eval mode, channels-last,
-on a 256x256 input, exactly as :func:`dermoseg.inference.predict_probability` applies it; both the bare forward
+on a 256x256 input, exactly as :meth:`dermoseg.segmentation.segmenter.Segmenter.probability` applies it; both the bare forward
 pass and the whole predict call (resize, normalise, forward, resize back) are timed.
 
 Both wall-clock and CPU time (``time.process_time``, all threads of the process) are printed: on a machine busy
@@ -73,19 +73,20 @@ def main(argv=None) -> int:
 
     import torch
 
-    from dermoseg.inference import SegmentationModel, predict_probability
+    from dermoseg.engine import TorchRunner
     from dermoseg.models import build_model
-    network = build_model({"encoder": "mobilenet_v2"}, pretrained=False).eval()
-    network = network.to(memory_format=torch.channels_last)
-    model = SegmentationModel(network, 256, {}, Path("untrained"), {})
+    from dermoseg.segmentation.segmenter import Segmenter
+    model = Segmenter(TorchRunner(build_model({"encoder": "mobilenet_v2"}, pretrained=False)), 256, {},
+                      Path("untrained"), {})
+    network = model.network
     x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         for _ in range(3):
             network(x)
         fwd = [_time(lambda: network(x), 1) for _ in range(10)]
     image = images[ids[0]]
-    predict_probability(model, image)
-    full = [_time(lambda: predict_probability(model, image), 1) for _ in range(10)]
+    model.probability(image)
+    full = [_time(lambda: model.probability(image), 1) for _ in range(10)]
     # Fastest of 10, like the best-of-N per image above: the least disturbed run on a shared machine.
     net_wall, net_cpu = min(f[0] for f in fwd), min(f[1] for f in fwd)
     full_wall, full_cpu = min(f[0] for f in full), min(f[1] for f in full)

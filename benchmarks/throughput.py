@@ -1,7 +1,7 @@
 """Training and inference throughput of the codec and U-Net, measured in the same run, with their ratios.
 
 Training: images per second of full optimisation steps (forward, weighted Dice loss, backward, Adam) on random
-batches, as :mod:`dermoseg.training` runs them (channels-last, float32, CPU). Inference: images per second of
+batches, as :mod:`dermoseg.segmentation.task` runs them (channels-last, float32, CPU). Inference: images per second of
 one-image forward passes in inference mode, as ``dermoseg segment`` runs them (network only; decoding and
 resizing excluded). One warm-up step each is not timed. Parameters and MACs are printed beside.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dermoseg.experiments.report import model_key
-from dermoseg.losses import get_loss
+from dermoseg.segmentation.losses import get_loss
 from dermoseg.models import build_model
 from dermoseg.models.complexity import count_macs, count_parameters
 

@@ -3,7 +3,7 @@
 Reads two ``predictions.csv`` files in the ISIC 2018 Task 3 format (as written by ``dermoseg evaluate-diagnosis``
 or ``dermoseg diagnose``), takes the truth from the HAM10000 metadata, and prints for each model the balanced
 multi-class accuracy and the melanoma-vs-rest AUC, with the paired, class-stratified bootstrap 95% interval of
-the difference B - A (:func:`dermoseg.classification.metrics.paired_bootstrap`).
+the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`).
 
     .venv/bin/python experiments/compare_classifiers.py A/predictions.csv B/predictions.csv --out diff.json
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dermoseg.classification import metrics as cm
+from dermoseg import metrics as cm
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.io import write_text
 

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
+from dermoseg import metrics as cm
+from dermoseg import modelfile
 from dermoseg.classification import calibration
-from dermoseg.classification import metrics as cm
-from dermoseg.classification.diagnose import DEFAULT_CLASSIFIER, load_classifier, predictions_csv
-from dermoseg.classification.evaluation import truth_csv
-from dermoseg.classification.model import crop_to_mask, prepare_image
+from dermoseg.classification.classifier import Classifier, crop_to_mask, prepare_image
+from dermoseg.classification.evaluate import truth_csv
+from dermoseg.classification.job import predictions_csv
 from dermoseg.cli import main
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, make_grouped_stratified_split, read_split, select
@@ -234,27 +235,27 @@ def test_diagnose_real_images_scored_by_the_official_scorer(tmp_path, val_few, c
 
 
 def test_shipped_classifier_loads_calibrated_and_matches_its_card():
-    model = load_classifier()
-    assert model.path == DEFAULT_CLASSIFIER
-    assert DEFAULT_CLASSIFIER.stat().st_size <= 20 * 1024 * 1024
+    model = Classifier.load()
+    assert model.path == modelfile.shipped("classifier")
+    assert modelfile.shipped("classifier").stat().st_size <= 20 * 1024 * 1024
     assert all(p.dtype == torch.float32 for p in model.network.parameters())
     assert 0.2 < model.temperature < 5.0
-    card = (DEFAULT_CLASSIFIER.parent / "classifier.md").read_text()
+    card = (modelfile.shipped("classifier").parent / "classifier.md").read_text()
     assert "not a medical device" in card.lower()
     assert f"{model.info['val_balanced_accuracy_tta']:.3f}" in card
     assert model.info["val_balanced_accuracy_tta"] >= 0.70  # the issue's first bar
 
 
 def test_bad_model_files_are_refused(tmp_path):
-    from dermoseg.inference import ModelFileError
+    from dermoseg.errors import ModelFileError
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
     with pytest.raises(ModelFileError):
-        load_classifier(junk)
+        Classifier.load(junk)
     other = tmp_path / "other.pt"
     torch.save({"format": "dermoseg-segmentation-1"}, other)
     with pytest.raises(ModelFileError, match="not a dermoseg classifier"):
-        load_classifier(other)
+        Classifier.load(other)
     assert main(["diagnose", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(junk)]) == 2
     assert main(["diagnose", str(tmp_path / "nothing_here"), "--out", str(tmp_path / "o2")]) == 1
 
@@ -277,7 +278,7 @@ def test_mask_inputs_crop_and_channel():
 
 # ------------------------------------------------------------------------------------------ training plumbing
 def test_smoke_classifier_training_resumes_and_exports(tmp_path, data_root):
-    from dermoseg.classification.training import train_classifier
+    from dermoseg.classification.task import train_classifier
     from dermoseg.config import load_config
     cfg = load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {
         "data": {"root": str(data_root), "image_size": 64, "train_subset": 300},
@@ -292,7 +293,7 @@ def test_smoke_classifier_training_resumes_and_exports(tmp_path, data_root):
     with open(out / "metrics.csv", newline="") as fh:
         epochs = {int(r["epoch"]) for r in csv.DictReader(fh) if r.get("val_balanced_accuracy")}
     assert epochs == {0, 1}
-    model = load_classifier(model_path)
+    model = Classifier.load(model_path)
     assert model.image_size == 64 and model.temperature > 0
     assert "val_ece_after" in model.info and model.info["val_images"] > 0
 
@@ -353,8 +354,8 @@ def test_segment_adds_measurements_and_diagnosis_columns(tmp_path, val_few, caps
 def test_mask_channel_classifier_trains_and_needs_masks(tmp_path, data_root, ham):
     """The mask ablation's plumbing: masks read from a folder of <id>_segmentation.png, a 4-channel network,
     and inference that refuses to run without masks."""
-    from dermoseg.classification.diagnose import classify, diagnose_files
-    from dermoseg.classification.training import train_classifier
+    from dermoseg.classification.job import diagnose_files
+    from dermoseg.classification.task import train_classifier
     from dermoseg.config import load_config
     from dermoseg.io import read_image, write_image
     mask_dir = tmp_path / "masks"
@@ -368,21 +369,20 @@ def test_mask_channel_classifier_trains_and_needs_masks(tmp_path, data_root, ham
         "data": {"root": str(data_root), "image_size": 64, "train_subset": 300, "mask_dir": str(mask_dir)},
         "model": {"mask_mode": "channel", "freeze_stages": 8},
         "trainer": {"epochs": 1, "batch_size": 32, "max_time_minutes": None}})
-    model = load_classifier(train_classifier(cfg, tmp_path / "run"))
+    model = Classifier.load(train_classifier(cfg, tmp_path / "run"))
     assert model.mask_mode == "channel" and model.network.in_channels == 4
     image = read_image(ham[0].image_path)
-    p = classify(model, [image], [disc])
+    p = model.predict_batch([image], [disc])
     assert p.shape == (1, 7) and abs(p.sum() - 1) < 1e-9
     with pytest.raises(ValueError, match="mask"):
-        classify(model, [image])
+        model.predict_batch([image])
     with pytest.raises(ValueError, match="segmentation model"):
         diagnose_files([str(ham[0].image_path)], tmp_path / "d", model)
     # scoring can read the masks 'dermoseg segment' already wrote instead of segmenting again
-    from dermoseg.classification.diagnose import classifier_logits
-    from dermoseg.classification.evaluation import sample_logits
+    from dermoseg.classification.evaluate import sample_logits
     from dermoseg.io import ImageReadError
     from_folder = sample_logits(model, ham[:5], mask_dir=mask_dir)
-    direct = classifier_logits(model, [read_image(s.image_path) for s in ham[:5]], [disc] * 5)
+    direct = model.logits([read_image(s.image_path) for s in ham[:5]], [disc] * 5)
     np.testing.assert_allclose(from_folder, direct, rtol=1e-6, atol=1e-6)
     with pytest.raises(ImageReadError, match="_segmentation.png"):
         sample_logits(model, ham[:1], mask_dir=tmp_path / "nowhere")

@@ -87,8 +87,8 @@ def test_load_sweep_rejects_both_grid_and_cells(tmp_path):
 def _fake_training(monkeypatch, calls):
     """Replace training, export, loading and scoring by stand-ins that write what the real ones write."""
     import dermoseg.experiments.collect as collect
-    import dermoseg.inference as inference
-    import dermoseg.training as training
+    import dermoseg.segmentation.segmenter as segmenter
+    import dermoseg.segmentation.task as training
 
     def fake_train(cfg, out_dir, resume=False):
         out_dir = Path(out_dir)
@@ -120,7 +120,7 @@ def _fake_training(monkeypatch, calls):
         return Path(out)
 
     monkeypatch.setattr(training, "export_model", fake_export)
-    monkeypatch.setattr(inference, "load_model", lambda path=None: FakeModel(path))
+    monkeypatch.setattr(segmenter.Segmenter, "load", staticmethod(lambda path=None: FakeModel(path)))
     monkeypatch.setattr(collect, "model_size", lambda net, size: {"parameters": 1, "macs": 2})
     summary = {"pixel_accuracy": 0.9, "dice": 0.8, "jaccard": 0.7, "thresholded_jaccard": 0.6, "sensitivity": 0.8,
                "specificity": 0.95, "images": 1, "failures_jaccard_below_0.65": 0}
@@ -239,16 +239,17 @@ def test_model_key():
 def test_evaluate_loaded_equals_evaluate_model(isic_samples):
     import torch
 
-    from dermoseg.evaluation import evaluate_model
+    from dermoseg.engine import TorchRunner
     from dermoseg.experiments.collect import LoadedSet, evaluate_loaded
-    from dermoseg.inference import SegmentationModel
+    from dermoseg.segmentation.evaluate import evaluate_model
+    from dermoseg.segmentation.segmenter import Segmenter
     from dermoseg.io import read_image, read_mask
     from dermoseg.models import build_model
     torch.manual_seed(0)
     net = build_model({"architecture": "codec", "encoder": "paper", "encoder_width": 32}, pretrained=False).eval()
     with torch.no_grad():
         net.head.bias.fill_(0.3)  # so that some pixels are predicted lesion
-    model = SegmentationModel(net, 32, {}, Path("none.pt"), {})
+    model = Segmenter(TorchRunner(net), 32, {}, Path("none.pt"), {})
     samples = isic_samples[:3]
     data = LoadedSet("t", [s.image_id for s in samples], [read_image(s.image_path) for s in samples],
                      [read_mask(s.mask_path, 0) for s in samples])
@@ -289,7 +290,7 @@ def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
 
 
 def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root):
-    from dermoseg.evaluation import dataset_samples
+    from dermoseg.data.evalsets import dataset_samples
     from dermoseg.io import read_mask, write_image
     root = tmp_path / "results"
     _write_run(root, "comparison/unet", "unet", 0.8)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dermoseg.losses import dice_bce_loss, get_loss, weighted_bce_loss, weighted_dice_loss
+from dermoseg.segmentation.losses import dice_bce_loss, get_loss, weighted_bce_loss, weighted_dice_loss
 
 
 def _target():

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dermoseg.measure import (ABCD_COLOURS, asymmetry, colour_shares, colours_present, compactness, largest_diameter,
+from dermoseg.segmentation.measure import (ABCD_COLOURS, asymmetry, colour_shares, colours_present, compactness, largest_diameter,
                               measure_lesion, perimeter, principal_axes)
 
 H = W = 320

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
-from dermoseg.evaluation import evaluate_dirs
+from dermoseg.segmentation.evaluate import evaluate_dirs
 from dermoseg.metrics import (confusion, dice, image_metrics, jaccard, pixel_accuracy, sensitivity, specificity,
                               summarize, thresholded_jaccard)
 
@@ -53,15 +53,15 @@ def test_agrees_with_official_isic_scorer_on_50_real_predictions(tmp_path, isic_
     """The shipped model segments 50 validation images; our figures equal isic-challenge-scoring's to 1e-6."""
     from isic_challenge_scoring.segmentation import SegmentationScore
 
-    from dermoseg.inference import load_model
-    from dermoseg.segment import segment_files
+    from dermoseg.segmentation.job import segment_files
+    from dermoseg.segmentation.segmenter import Segmenter
 
     val = select(isic_samples, read_split(ISIC_SPLIT), "val")[:50]
     truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
     truth_dir.mkdir()
     for s in val:
         shutil.copy(s.mask_path, truth_dir)
-    report = segment_files([str(s.image_path) for s in val], pred_dir, load_model(), progress=False)
+    report = segment_files([str(s.image_path) for s in val], pred_dir, Segmenter.load(), progress=False)
     assert len(report.rows) == 50 and not report.failures
     for p in pred_dir.glob("*_overlay.jpg"):
         p.unlink()

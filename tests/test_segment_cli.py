@@ -11,7 +11,7 @@ from PIL import Image
 
 from dermoseg.cli import main
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
-from dermoseg.inference import load_model, predict_probability, probability_to_mask
+from dermoseg.segmentation.segmenter import Segmenter
 from dermoseg.io import read_image, read_mask
 from dermoseg.metrics import dice, confusion
 
@@ -65,13 +65,13 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(tmp_path, isic_samples, c
 
 
 def test_large_grayscale_rgba_and_16bit_inputs(tmp_path, ph2_samples):
-    model = load_model()
+    model = Segmenter.load()
     image = read_image(ph2_samples[0].image_path)
     big = np.asarray(Image.fromarray(image).resize((6000, 4000), Image.BILINEAR))
-    prob = predict_probability(model, big)
-    assert prob.shape == (4000, 6000) and prob.dtype == np.float32
+    seg = model.segment(big)
+    assert seg.probability.shape == (4000, 6000) and seg.probability.dtype == np.float32
     truth = np.asarray(Image.fromarray(read_mask(ph2_samples[0].mask_path)).resize((6000, 4000), Image.NEAREST))
-    assert dice(confusion(probability_to_mask(prob), truth)) > 0.7
+    assert dice(confusion(seg.mask, truth)) > 0.7
     Image.fromarray(image[..., 1]).save(tmp_path / "gray.png")
     Image.fromarray(np.dstack([image, np.full(image.shape[:2], 255, np.uint8)]), "RGBA").save(tmp_path / "rgba.png")
     Image.fromarray(image[..., 1].astype(np.uint16) * 257).save(tmp_path / "deep.png")
@@ -136,7 +136,7 @@ def test_tiny_and_blank_images_are_segmented_but_flagged(tmp_path, isic_samples,
 
 
 def test_input_warning_hand_made_cases():
-    from dermoseg.segment import input_warning
+    from dermoseg.segmentation.job import input_warning
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     some = np.zeros((64, 64), bool)

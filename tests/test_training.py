@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dermoseg.config import load_config
-from dermoseg.inference import load_model, predict_probability
+from dermoseg.segmentation.segmenter import Segmenter
 from dermoseg.io import read_image
-from dermoseg.training import export_model, train
+from dermoseg.segmentation.task import export_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,12 @@ def test_smoke_training_checkpoints_resumes_and_exports(tmp_path, isic_samples, 
     train(cfg, out, resume=True)
     second = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert second["global_step"] == 2 * first["global_step"]  # one more epoch of the same length, not two
-    assert load_model(export_model(out / "checkpoints" / "last.ckpt", tmp_path / "last.pt")).trained_epochs == 2
+    assert Segmenter.load(export_model(out / "checkpoints" / "last.ckpt", tmp_path / "last.pt")).trained_epochs == 2
     with open(out / "metrics.csv", newline="") as fh:
         epochs = {int(r["epoch"]) for r in csv.DictReader(fh) if r.get("val_dice")}
     assert epochs == {0, 1}  # the resumed run logged only its new epoch, after the first
-    model = load_model(model_path)
-    prob = predict_probability(model, read_image(isic_samples[0].image_path))
+    model = Segmenter.load(model_path)
+    prob = model.probability(read_image(isic_samples[0].image_path))
     assert prob.shape == (512, 512) and 0 <= prob.min() <= prob.max() <= 1
 
 

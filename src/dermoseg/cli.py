@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from dermoseg.config import DATA_ROOT as DATA_ROOT_DEFAULT
 from dermoseg.errors import DermosegError
+from dermoseg.segmentation.segmenter import THRESHOLD
 
-DATA_ROOT_DEFAULT = "../shared/data"
 EPILOG = "Research tool, not a medical device."
 
 
@@ -31,7 +32,7 @@ def _add_segment(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
-    p.add_argument("--threshold", type=float, default=0.5, help="lesion probability threshold (default 0.5)")
+    p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"lesion probability threshold (default {THRESHOLD})")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="flip test-time augmentation (3x slower; default: what the model file says, on for the shipped model)")
@@ -52,20 +53,18 @@ def _add_segment(sub) -> None:
 
 
 def _run_segment(args) -> int:
-    from dermoseg.inference import load_model
-    from dermoseg.segment import segment_files
+    from dermoseg.segmentation.job import segment_columns, segment_files
+    from dermoseg.segmentation.segmenter import Segmenter
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
-    if args.mm_per_pixel is not None and not args.mm_per_pixel > 0:
-        raise CommandError(f"--mm-per-pixel must be > 0, got {args.mm_per_pixel}")
-    from dermoseg.classification.diagnose import load_classifier, segment_columns
-    classifier = load_classifier(args.classifier) if args.diagnose else None
-    if classifier is not None:
+    columns = segment_columns(None, args.mm_per_pixel)  # checks --mm-per-pixel before any model is loaded
+    if args.diagnose:
         from dermoseg.classification import DISCLAIMER
+        from dermoseg.classification.classifier import Classifier
+        columns = segment_columns(Classifier.load(args.classifier), args.mm_per_pixel)
         print(DISCLAIMER)
-    model = load_model(args.model)
-    report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
-                           extra_columns=segment_columns(classifier, args.mm_per_pixel))
+    report = segment_files(args.inputs, args.out, Segmenter.load(args.model), args.threshold, args.tta,
+                           args.preprocess, extra_columns=columns)
     print(f"segmented {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
     return report.exit_code
 
@@ -94,13 +93,14 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from dermoseg import evaluation
+    from dermoseg.segmentation import evaluate as evaluation
     if args.dataset:
         if args.pred or args.truth:
             raise CommandError("use either --dataset or --pred/--truth, not both")
-        from dermoseg.inference import load_model
-        samples = evaluation.dataset_samples(args.dataset, args.data_root, args.split)
-        _, summary = evaluation.evaluate_model(load_model(args.model), samples, args.out, tta=args.tta,
+        from dermoseg.data.evalsets import dataset_samples
+        from dermoseg.segmentation.segmenter import Segmenter
+        samples = dataset_samples(args.dataset, args.data_root, args.split)
+        _, summary = evaluation.evaluate_model(Segmenter.load(args.model), samples, args.out, tta=args.tta,
                                                preprocess=args.preprocess, save_masks=args.save_masks)
     elif args.pred and args.truth:
         rows, summary = evaluation.evaluate_dirs(args.pred, args.truth)
@@ -133,10 +133,10 @@ def _run_train(args) -> int:
     cfg = load_config(args.config, overrides)
     out = args.out or Path("runs") / cfg["name"]
     if cfg.get("task", "segmentation") == "classification":
-        from dermoseg.classification.training import train_classifier
+        from dermoseg.classification.task import train_classifier
         path = train_classifier(cfg, out, resume=args.resume)
     else:
-        from dermoseg.training import train
+        from dermoseg.segmentation.task import train
         path = train(cfg, out, resume=args.resume)
     print(f"trained model written to {Path(path).resolve()}")
     return 0
@@ -162,11 +162,10 @@ def _run_info(args) -> int:
         from dermoseg.config import load_config
         cfg = load_config(args.config)
         network, size, name = build_model(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
-        model_cfg = cfg["model"]
     else:
-        from dermoseg.inference import load_model
-        m = load_model(args.model)
-        network, size, name, model_cfg = m.network, m.image_size, str(m.path), m.info
+        from dermoseg.segmentation.segmenter import Segmenter
+        m = Segmenter.load(args.model)
+        network, size, name = m.network, m.image_size, str(m.path)
     h, w = args.size or (size, size)
     if h < 1 or w < 1:
         raise CommandError(f"--size must be positive, got {h} {w}")
@@ -253,12 +252,12 @@ def _add_classifier_arguments(p) -> None:
 
 def _load_classifier(args):
     """The classifier of ``--model`` and, when it uses the lesion mask, the segmenter of ``--segmentation-model``."""
-    from dermoseg.classification.diagnose import load_classifier
-    model = load_classifier(args.model)
+    from dermoseg.classification.classifier import Classifier
+    model = Classifier.load(args.model)
     segmenter = None
-    if model.mask_mode != "none":
-        from dermoseg.inference import load_model
-        segmenter = load_model(args.segmentation_model)
+    if model.uses_mask:
+        from dermoseg.segmentation.segmenter import Segmenter
+        segmenter = Segmenter.load(args.segmentation_model)
     return model, segmenter
 
 
@@ -277,7 +276,7 @@ def _add_diagnose(sub) -> None:
 
 def _run_diagnose(args) -> int:
     from dermoseg.classification import DISCLAIMER
-    from dermoseg.classification.diagnose import diagnose_files
+    from dermoseg.classification.job import diagnose_files
     model, segmenter = _load_classifier(args)
     print(DISCLAIMER)
     report = diagnose_files(args.inputs, args.out, model, segmenter)
@@ -307,7 +306,7 @@ def _add_evaluate_diagnosis(sub) -> None:
 
 
 def _run_evaluate_diagnosis(args) -> int:
-    from dermoseg.classification import evaluation
+    from dermoseg.classification import evaluate as evaluation
     model, segmenter = _load_classifier(args)
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")

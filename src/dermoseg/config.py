@@ -15,11 +15,13 @@ import yaml
 
 from dermoseg.errors import ConfigError
 
+DATA_ROOT = "../shared/data"  # the data folder beside the checkout, when neither a config nor --data-root says
+
 DEFAULTS: dict[str, Any] = {
     "name": "codec",
     "task": "segmentation",
     "seed": 2018,
-    "data": {"root": "../shared/data", "dataset": "isic2018", "image_size": 256, "num_workers": 0,
+    "data": {"root": DATA_ROOT, "image_size": 256, "num_workers": 0,
              "train_subset": None, "val_subset": None},
     "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},

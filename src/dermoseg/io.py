@@ -20,6 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dermoseg.errors import ImageReadError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Gray level above which a pixel of a mask file that dermoseg wrote (0/255) is lesion: the binarisation of the
+# official ISIC 2018 scorer (isic-challenge-scoring), used wherever a predicted mask file is read back.
+MASK_FILE_THRESHOLD = 128
 
 # Images larger than this many pixels are still read (a 6000x4000 JPEG is 24 Mpx); beyond it PIL's
 # decompression-bomb guard would refuse them, which is not what a user with a large dermatoscope wants.
@@ -86,8 +89,8 @@ def read_mask(path: str | os.PathLike, threshold: int = 0) -> np.ndarray:
     Parameters
     ----------
     path : mask file (PNG 0/255, 1-bit BMP, ...).
-    threshold : a pixel is lesion where its gray value is ``> threshold`` (0 for PH2/ISIC ground truth; the
-        ISIC 2018 scorer binarises predictions at ``> 128``).
+    threshold : a pixel is lesion where its gray value is ``> threshold`` (0 for PH2/ISIC ground truth;
+        :data:`MASK_FILE_THRESHOLD` for predicted masks, as the ISIC 2018 scorer binarises them).
 
     Returns
     -------

@@ -1,4 +1,8 @@
-"""Diagnosis: lesion class from a dermoscopic image (method.md row 11; paper title, §2 and §5).
+"""Diagnosis: lesion class from a dermoscopic image (paper title, §2 and §5; ISIC 2018 Task 3).
+
+The classification wing: :class:`~dermoseg.classification.classifier.Classifier` (image → calibrated
+probabilities), its training task (:mod:`.task`), evaluation (:mod:`.evaluate`), the ``diagnose`` job (:mod:`.job`)
+and temperature scaling (:mod:`.calibration`).
 
 The classifier maps an image (optionally with its lesion mask from the segmentation model) to probabilities
 over the seven ISIC 2018 Task 3 classes (:data:`dermoseg.data.datasets.HAM_CLASSES`, in the challenge's column

@@ -34,10 +34,15 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return m >= 0.5
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB → (3, H, W) float32, ImageNet mean/std normalised."""
+def normalise(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB → (3, H, W) float32, ImageNet mean/std normalised (the input of every network here)."""
     x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB → (3, H, W) float32 tensor (:func:`normalise`)."""
+    return torch.from_numpy(normalise(image))
 
 
 def build_augmentation(cfg: Mapping[str, Any] | None) -> A.Compose | None:

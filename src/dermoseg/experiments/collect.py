@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from dermoseg.data.evalsets import EVAL_SETS, eval_set_samples
 from dermoseg.errors import DermosegError
-from dermoseg.io import read_image, read_mask, write_bytes, write_text
-from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
-from dermoseg.batch import rows_to_csv
+from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask, write_bytes, write_text
+from dermoseg.metrics import summarize
 
 # Committed worst-case predictions live in one compressed file per evaluation, keyed by image id: our own output,
 # kept apart from anything that could be mistaken for dataset images.
@@ -47,7 +47,8 @@ def read_worst_masks(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         return {k: data[k].astype(bool) for k in data.files}
 
-EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
+__all__ = ["EVAL_SETS", "WORST_FILE", "CollectError", "LoadedSet", "evaluate_loaded", "import_run", "load_eval_set",
+           "read_per_image", "read_worst_masks", "write_eval", "write_worst_masks"]
 
 
 class CollectError(DermosegError, ValueError):
@@ -58,7 +59,7 @@ class CollectError(DermosegError, ValueError):
 class LoadedSet:
     """An evaluation set decoded once and kept in memory, so that many models can be scored without re-reading
     the files. ``images[i]`` is (H, W, 3) uint8 RGB at the file's own size, ``truths[i]`` the (H, W) bool
-    ground truth (any non-zero pixel is lesion, as :func:`dermoseg.evaluation.evaluate_model` reads it)."""
+    ground truth (any non-zero pixel is lesion, as :func:`dermoseg.segmentation.evaluate.evaluate_model` reads it)."""
 
     name: str
     ids: list[str]
@@ -72,15 +73,11 @@ def load_eval_set(name: str, data_root: str | Path) -> LoadedSet:
 
     Raises
     ------
-    CollectError
-        For an unknown set name. Loader errors (:class:`dermoseg.data.datasets.DatasetError`,
-        :class:`dermoseg.io.ImageReadError`) pass through and name the file.
+    dermoseg.errors.EvaluationError
+        For an unknown set name. Loader errors (:class:`dermoseg.errors.DatasetError`,
+        :class:`dermoseg.errors.ImageReadError`) pass through and name the file.
     """
-    from dermoseg.evaluation import dataset_samples
-    if name not in EVAL_SETS:
-        raise CollectError(f"unknown evaluation set '{name}' (choose from {', '.join(EVAL_SETS)})")
-    dataset, split = EVAL_SETS[name]
-    samples = dataset_samples(dataset, data_root, split)
+    samples = eval_set_samples(name, data_root)
     ids, images, truths = [], [], []
     for s in samples:
         image, truth = read_image(s.image_path), read_mask(s.mask_path, 0)
@@ -92,15 +89,14 @@ def load_eval_set(name: str, data_root: str | Path) -> LoadedSet:
     return LoadedSet(name, ids, images, truths)
 
 
-def evaluate_loaded(model, data: LoadedSet, threshold: float = 0.5) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, np.ndarray]]:
-    """Score a model on a decoded set, with the same steps as :func:`dermoseg.evaluation.evaluate_model`
-    (optional cleaning as the model file says, :func:`~dermoseg.inference.predict_probability` at the model's
-    size and back to the image's, :func:`~dermoseg.inference.probability_to_mask`, per-image metrics at the
-    image's own size, mean over images), so that the figures equal those of ``dermoseg evaluate``.
+def evaluate_loaded(model, data: LoadedSet, threshold: float | None = None
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, np.ndarray]]:
+    """Score a model on a decoded set with the loop of ``dermoseg evaluate``
+    (:func:`dermoseg.segmentation.evaluate.score_images`), so that the figures are the same.
 
     Parameters
     ----------
-    model : a :class:`dermoseg.inference.SegmentationModel`.
+    model : a :class:`dermoseg.segmentation.segmenter.Segmenter`.
     data : from :func:`load_eval_set`.
 
     Returns
@@ -108,17 +104,11 @@ def evaluate_loaded(model, data: LoadedSet, threshold: float = 0.5) -> tuple[lis
     (per-image rows with ``image_id`` and every metric, summary of means with ``images`` and
     ``failures_jaccard_below_0.65``, {image_id: (H, W) bool predicted mask}).
     """
-    from dermoseg.inference import predict_probability, probability_to_mask
-    cleaner = None
-    if model.preprocess.get("enabled"):
-        from dermoseg.preprocess import clean_image
-        cleaner = lambda im: clean_image(im, model.preprocess).image  # noqa: E731
+    from dermoseg.segmentation.evaluate import score_images
     rows, masks = [], {}
-    for image_id, image, truth in zip(data.ids, data.images, data.truths):
-        prob = predict_probability(model, cleaner(image) if cleaner else image)
-        mask = probability_to_mask(prob, threshold)
-        masks[image_id] = mask
-        rows.append({"image_id": image_id, **image_metrics(mask, truth)})
+    for row, mask in score_images(model, zip(data.ids, data.images, data.truths), threshold):
+        masks[row["image_id"]] = mask
+        rows.append(row)
     return rows, summarize(rows), masks
 
 
@@ -131,10 +121,9 @@ def write_eval(out_dir: str | Path, rows: list[dict[str, Any]], summary: dict[st
                masks: dict[str, np.ndarray] | None = None, n_worst: int = 0, per_image: bool = True) -> Path:
     """Write one evaluation in the committed layout: ``summary.json``, optionally ``per_image.csv`` and the
     predicted masks of the ``n_worst`` lowest-Dice images in ``worst_masks.npz``."""
+    from dermoseg.segmentation.evaluate import write_report
     out_dir = Path(out_dir)
-    write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    if per_image:
-        write_text(out_dir / "per_image.csv", rows_to_csv(rows, ["image_id", *METRIC_NAMES]))
+    write_report(out_dir, rows if per_image else None, summary)
     if n_worst and masks:
         write_worst_masks(out_dir / WORST_FILE, {i: masks[i] for i in worst_ids(rows, n_worst)})
     return out_dir
@@ -196,7 +185,7 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
     ----------
     name : run name under ``results_dir/runs/`` (e.g. ``codec_mobilenet_v2``).
     run_dir : the training folder: ``metrics.csv``, ``model.pt`` and ``model.json`` (from
-        :func:`dermoseg.training.train`), and ``eval/<set>/`` folders written by ``dermoseg evaluate --out``
+        :func:`dermoseg.segmentation.task.train`), and ``eval/<set>/`` folders written by ``dermoseg evaluate --out``
         (``per_image.csv``, ``summary.json``, and with ``--save-masks`` a ``masks/`` folder from which the
         ``n_worst`` lowest-Dice masks are kept).
     results_dir : the committed results folder (``docs/results``).
@@ -212,14 +201,14 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
     CollectError
         If ``run_dir`` has no ``metrics.csv`` or no ``model.pt``.
     """
-    from dermoseg.inference import load_model
+    from dermoseg.segmentation.segmenter import Segmenter
     run_dir, dest = Path(run_dir), Path(results_dir) / "runs" / name
     for needed in ("metrics.csv", "model.pt"):
         if not (run_dir / needed).is_file():
             raise CollectError(f"{run_dir / needed}: not found (is the run finished?)")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "metrics.csv", dest / "metrics.csv")
-    model = load_model(run_dir / "model.pt")
+    model = Segmenter.load(run_dir / "model.pt")
     meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8")) if (run_dir / "model.json").is_file() else {}
     train_cfg = meta.get("config", {}).get("train_config", {})
     info = meta.get("info", {})
@@ -237,7 +226,7 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
             if n_worst and (eval_dir / "masks").is_dir():
                 ids = worst_ids(read_per_image(eval_dir / "per_image.csv"), n_worst)
                 files = {i: eval_dir / "masks" / f"{i}_segmentation.png" for i in ids}
-                write_worst_masks(out / WORST_FILE, {i: read_mask(f, 128) for i, f in files.items() if f.is_file()})
+                write_worst_masks(out / WORST_FILE, {i: read_mask(f, MASK_FILE_THRESHOLD) for i, f in files.items() if f.is_file()})
         evals[eval_dir.name] = summary
     record = {
         "run": name, "label": label or name, "source": str(run_dir), "eval_source": str(eval_base), "kind": "imported",

@@ -251,7 +251,7 @@ def plot_distributions(per_image: Mapping[str, Mapping[str, list[float]]], out_p
 def overlay_sheet(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]], out_png: str | Path,
                   title: str, columns: int = 4, thumb: int = 256) -> Path:
     """A sheet of overlays: prediction contour in green, ground truth in magenta
-    (:func:`dermoseg.segment.draw_overlay`).
+    (:func:`dermoseg.segmentation.job.draw_overlay`).
 
     Parameters
     ----------
@@ -260,7 +260,7 @@ def overlay_sheet(items: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, flo
     """
     import cv2
 
-    from dermoseg.segment import draw_overlay
+    from dermoseg.segmentation.job import draw_overlay
     plt = _plt()
     rows = max(1, math.ceil(len(items) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
@@ -499,10 +499,8 @@ def section_worst(spec, res: Results, fig_dir: Path, data_root: str | Path | Non
     from dermoseg.io import read_image, read_mask
     samples = None
     try:
-        from dermoseg.evaluation import dataset_samples
-        from dermoseg.experiments.collect import EVAL_SETS
-        ds, split = EVAL_SETS[w["set"]]
-        samples = {s.image_id: s for s in dataset_samples(ds, data_root, split)} if data_root else None
+        from dermoseg.data.evalsets import eval_set_samples
+        samples = {s.image_id: s for s in eval_set_samples(w["set"], data_root)} if data_root else None
     except Exception as exc:  # the data folder is optional here: say so and keep what is committed
         reason = f"data not readable at {data_root} ({type(exc).__name__}: {exc})"
         samples = None

@@ -309,9 +309,9 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
     """Train one cell (resuming or continuing a shorter cell where possible), evaluate it on the sweep's sets,
     write ``cell.json`` in its run folder and copy the committed outputs. Returns the cell record."""
     from dermoseg.experiments.collect import evaluate_loaded, model_size, write_eval
-    from dermoseg.inference import load_model
     from dermoseg.io import write_text
-    from dermoseg.training import export_model, train
+    from dermoseg.segmentation.segmenter import Segmenter
+    from dermoseg.segmentation.task import export_model, train
     opts = sweep.options
     run_dir = Path(opts["runs_dir"]) / sweep.name / cell.name
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -342,7 +342,7 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
         model_path = export_model(ckpt, run_dir / "model_last.pt")
     else:
         model_path = run_dir / "model.pt"
-    model = load_model(model_path)
+    model = Segmenter.load(model_path)
     start = time.time()
     evals = {}
     results_run = Path(opts["results_dir"]) / "runs" / sweep.name / cell.name

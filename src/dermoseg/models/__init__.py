@@ -1,7 +1,9 @@
-"""Segmentation models: the paper's codec on two encoders, and the U-Net baseline.
+"""Every network: the paper's codec (encoder → ASPP → DeepLabV3+ decoder → head) on two encoders, the U-Net
+baseline, and the lesion classifier (MobileNetV2 encoder → pooling → linear head), built from the shared blocks
+of :mod:`dermoseg.models.blocks`.
 
-:func:`build_model` is the one place that turns a model configuration into a network, used by training,
-inference and the ``info`` command alike.
+:func:`build_model` is the one place that turns a segmentation model configuration into a network, used by
+training, inference and the ``info`` command alike; :func:`build_classifier` does the same for the classifier.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
+from dermoseg.models.classifier import LesionClassifier, build_classifier
 from dermoseg.models.deeplab import ASPP, Codec
 from dermoseg.models.encoders import MobileNetV2Encoder, PaperEncoder, PretrainedWeightsError
 from dermoseg.models.unet import UNet
@@ -54,4 +58,5 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)))
 
 
-__all__ = ["ASPP", "Codec", "UNet", "PaperEncoder", "MobileNetV2Encoder", "PretrainedWeightsError", "build_model"]
+__all__ = ["ASPP", "Codec", "DepthwiseSeparableConv", "LesionClassifier", "MobileNetV2Encoder", "PaperEncoder",
+           "PretrainedWeightsError", "UNet", "build_classifier", "build_model", "conv_bn_act"]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermoseg.models.encoders import DepthwiseSeparableConv, conv_bn_act
+from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
 
 
 class ASPP(nn.Module):

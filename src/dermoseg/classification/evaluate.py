@@ -20,13 +20,13 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dermoseg.classification import DISCLAIMER, calibration
-from dermoseg.classification import metrics as cm
-from dermoseg.classification.diagnose import Classifier, classifier_logits, predictions_csv
-from dermoseg.classification.model import mask_path_for
-from dermoseg.data.datasets import HAM_CLASSES, load_ham10000, load_ph2, load_ph2_diagnosis
+from dermoseg import metrics as cm
+from dermoseg.classification import DISCLAIMER, HAM_CLASSES, calibration
+from dermoseg.classification.classifier import Classifier, mask_path_for
+from dermoseg.classification.job import predictions_csv
+from dermoseg.data.datasets import load_ham10000, load_ph2, load_ph2_diagnosis
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
-from dermoseg.io import read_image, read_mask, write_figure, write_text
+from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask, write_figure, write_text
 
 PH2_NAMES = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
 
@@ -41,9 +41,8 @@ def truth_csv(image_ids: Sequence[str], labels: np.ndarray) -> str:
 
 def _masks_for(samples, segmenter, desc: str, mask_dir: str | Path | None = None) -> list[np.ndarray]:
     if mask_dir is not None:
-        return [read_mask(mask_path_for(mask_dir, s.image_id), threshold=128) for s in samples]
-    from dermoseg.inference import predict_probability, probability_to_mask
-    return [probability_to_mask(predict_probability(segmenter, read_image(s.image_path)))
+        return [read_mask(mask_path_for(mask_dir, s.image_id), MASK_FILE_THRESHOLD) for s in samples]
+    return [segmenter.segment(read_image(s.image_path)).mask
             for s in tqdm(samples, desc=f"{desc} masks", unit="img", leave=False)]
 
 
@@ -61,7 +60,7 @@ def sample_logits(model: Classifier, samples, segmenter=None, desc: str = "class
     dermoseg.io.ImageReadError
         If an image or a mask in ``mask_dir`` is missing or unreadable (the message names the file).
     """
-    needs_masks = model.mask_mode != "none"
+    needs_masks = model.uses_mask
     if needs_masks and segmenter is None and mask_dir is None:
         raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation "
                          "model or a mask folder")
@@ -70,7 +69,7 @@ def sample_logits(model: Classifier, samples, segmenter=None, desc: str = "class
         part = samples[i:i + chunk]
         images = [read_image(s.image_path) for s in part]
         masks = _masks_for(part, segmenter, desc, mask_dir) if needs_masks else None
-        out.append(classifier_logits(model, images, masks))
+        out.append(model.logits(images, masks))
     return np.concatenate(out)
 
 
@@ -252,8 +251,8 @@ def evaluate_ph2(model: Classifier, data_root: str | Path, out_dir: str | Path, 
     root = Path(data_root) / "ph2"
     samples, diagnosis = load_ph2(root), load_ph2_diagnosis(root)
     samples = [s for s in samples if s.image_id in diagnosis]
-    if model.mask_mode != "none" and use_ground_truth_masks:
-        logits = np.concatenate([classifier_logits(model, [read_image(s.image_path)], [read_mask(s.mask_path)])
+    if model.uses_mask and use_ground_truth_masks:
+        logits = np.concatenate([model.logits([read_image(s.image_path)], [read_mask(s.mask_path)])
                                  for s in tqdm(samples, desc="PH2", unit="img", leave=False)])
     else:
         logits = sample_logits(model, samples, segmenter, "PH2")

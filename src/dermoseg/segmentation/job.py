@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from dermoseg.batch import BatchReport, rows_to_csv, run_batch
-from dermoseg.inference import SegmentationModel, predict_probability, probability_to_mask
 from dermoseg.io import write_image, write_text
+from dermoseg.segmentation.measure import check_mm_per_pixel
+from dermoseg.segmentation.segmenter import Segmentation, Segmenter
 
 RESULT_COLUMNS = ["file", "image_id", "height", "width", "lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y",
                   "bbox_width", "bbox_height", "mean_lesion_probability", "warning", "seconds"]
@@ -56,9 +57,9 @@ def mask_geometry(mask: np.ndarray) -> dict[str, Any]:
             "bbox_y": bbox[1], "bbox_width": bbox[2], "bbox_height": bbox[3]}
 
 
-def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationModel, threshold: float = 0.5,
+def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, threshold: float | None = None,
                   tta: bool | None = None, preprocess: bool | None = None,
-                  extra_columns: Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]] | None = None,
+                  extra_columns: Callable[[Segmentation], dict[str, Any]] | None = None,
                   progress: bool = True) -> BatchReport:
     """Segment every image found in ``inputs`` and write the outputs into ``out_dir``.
 
@@ -66,12 +67,11 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
     ----------
     inputs : files, folders (searched recursively) and glob patterns.
     out_dir : output folder (created).
-    model : a loaded segmentation model.
-    threshold : lesion where probability > threshold, in (0, 1).
+    model : a loaded :class:`~dermoseg.segmentation.segmenter.Segmenter`.
+    threshold : lesion where probability > threshold, in (0, 1); None: 0.5.
     tta : flip test-time augmentation; None follows the model file.
     preprocess : apply black-frame and hair removal before the model; None follows the model file's setting.
-    extra_columns : optional ``f(image, mask, prob) -> dict`` adding columns to each row (measurements,
-        diagnosis).
+    extra_columns : optional ``f(segmentation) -> dict`` adding columns to each row (measurements, diagnosis).
     progress : show a progress bar on stderr.
 
     Returns
@@ -81,18 +81,13 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
     and on stderr (:func:`input_warning`).
     """
     out_dir = Path(out_dir)
-    use_pre = bool(model.preprocess.get("enabled")) if preprocess is None else preprocess
-    clean = None
-    if use_pre:
-        from dermoseg.preprocess import clean_image
-        clean = lambda im: clean_image(im, model.preprocess).image  # noqa: E731
 
     def outputs(stem: str) -> list[Path]:
         return [out_dir / f"{stem}_segmentation.png", out_dir / f"{stem}_overlay.jpg"]
 
     def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
-        prob = predict_probability(model, clean(image) if clean else image, tta=tta)
-        mask = probability_to_mask(prob, threshold)
+        seg = model.segment(image, threshold, tta, preprocess)
+        mask, prob = seg.mask, seg.probability
         mask_path, overlay_path = outputs(stem)
         write_image(mask_path, mask)
         write_image(overlay_path, draw_overlay(image, mask))
@@ -101,13 +96,44 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: SegmentationMod
                "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
                "warning": input_warning(image, mask)}
         if extra_columns is not None:
-            row.update(extra_columns(image, mask, prob))
+            row.update(extra_columns(seg))
         return row
 
     report = run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, is_own_output=is_own_output,
                        progress=progress)
     write_text(out_dir / "results.csv", rows_to_csv(report.rows, RESULT_COLUMNS))
     return report
+
+
+def segment_columns(classifier=None, mm_per_pixel: float | None = None
+                    ) -> Callable[[Segmentation], dict[str, Any]]:
+    """The ``extra_columns`` of ``dermoseg segment``: the lesion measurements and, with a classifier, the diagnosis.
+
+    Parameters
+    ----------
+    classifier : a loaded :class:`dermoseg.classification.classifier.Classifier`, or None. When given, each row
+        gets ``diagnosis_note`` (the research-tool disclaimer), ``top_class`` and ``p_MEL`` … ``p_VASC``
+        (calibrated probabilities; a mask-using classifier gets this segmentation's mask).
+    mm_per_pixel : pixel size in mm for ``diameter_mm`` (None: left empty).
+
+    Returns
+    -------
+    ``f(segmentation) -> dict`` of column values (:func:`dermoseg.segmentation.measure.measure_lesion` first).
+
+    Raises
+    ------
+    dermoseg.segmentation.measure.MeasurementError
+        If ``mm_per_pixel`` is given and not > 0.
+    """
+    check_mm_per_pixel(mm_per_pixel)
+
+    def columns(seg: Segmentation) -> dict[str, Any]:
+        row = seg.measure(mm_per_pixel)
+        if classifier is not None:
+            row.update(classifier.diagnosis_columns(seg.image, seg.mask))
+        return row
+
+    return columns
 
 
 def input_warning(image: np.ndarray, mask: np.ndarray) -> str:

@@ -1,6 +1,7 @@
 """Lesion measurements that dermatologists use (the "A", "B", "C" and "D" of the ABCD rule), from a lesion mask.
 
-All functions take the mask as an (H, W) bool array (True = lesion, e.g. from :mod:`dermoseg.inference`) and,
+All functions take the mask as an (H, W) bool array (True = lesion, e.g. from
+:class:`dermoseg.segmentation.segmenter.Segmenter`) and,
 for colour, the (H, W, 3) uint8 RGB image it belongs to. Lengths are in pixels of that image; areas in pixels;
 ``mm_per_pixel`` converts the diameter to millimetres when the user knows the scale of the image.
 
@@ -28,6 +29,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from dermoseg.errors import DermosegError
 
 # sRGB reference of each of the six ABCD colours (Stolz et al. 1994 name the colours, not their values; these
 # values are this project's choice, read off dermoscopic appearance: white = scar-like regression, red =
@@ -320,6 +323,16 @@ def colours_present(image: np.ndarray, mask: np.ndarray, min_share: float = COLO
     return [n for n, s in colour_shares(image, mask, max_distance).items() if s >= min_share]
 
 
+class MeasurementError(DermosegError, ValueError):
+    """A measurement setting is invalid (a pixel size that is not > 0)."""
+
+
+def check_mm_per_pixel(mm_per_pixel: float | None) -> None:
+    """Raise :class:`MeasurementError` unless ``mm_per_pixel`` (pixel size in mm) is None or > 0."""
+    if mm_per_pixel is not None and not mm_per_pixel > 0:
+        raise MeasurementError(f"mm_per_pixel must be > 0, got {mm_per_pixel}")
+
+
 def measure_lesion(image: np.ndarray, mask: np.ndarray, mm_per_pixel: float | None = None) -> dict[str, Any]:
     """All measurements of one lesion, as ``results.csv`` columns of ``dermoseg segment``.
 
@@ -340,8 +353,7 @@ def measure_lesion(image: np.ndarray, mask: np.ndarray, mm_per_pixel: float | No
     ValueError
         On mis-shaped inputs or ``mm_per_pixel`` ≤ 0.
     """
-    if mm_per_pixel is not None and not mm_per_pixel > 0:
-        raise ValueError(f"mm_per_pixel must be > 0, got {mm_per_pixel}")
+    check_mm_per_pixel(mm_per_pixel)
     mask = _check_mask(mask)
     colours = colours_present(image, mask)
     if not mask.any():

@@ -1,15 +1,15 @@
-"""Training the lesion classifier on HAM10000 with Lightning (issue 5; method.md rows 3, 4 and 11).
+"""The classification wing's training task: HAM10000 (Tschandl et al. 2018) with Lightning.
 
-Mirrors :mod:`dermoseg.training`: a data module on the committed split (``splits/ham10000.csv``, grouped by
-``lesion_id``, stratified by class), a task (model, class-weighted cross-entropy, AdamW with warm-up and cosine
-decay), and a run driver that checkpoints every epoch (``last.ckpt`` and the best by validation balanced
-accuracy), resumes, logs per-epoch metrics to ``metrics.csv``, then fits the temperature on the validation split
-and exports a small model file that :func:`dermoseg.classification.diagnose.load_classifier` reads.
+The same rooms as :mod:`dermoseg.segmentation.task`: a data module on the committed split (``splits/ham10000.csv``,
+grouped by ``lesion_id``, stratified by class), a task (model, class-weighted cross-entropy, AdamW with warm-up
+and cosine decay), and :func:`train_classifier`, which fits it on the shared floor (:func:`dermoseg.training.fit`:
+``last.ckpt`` every epoch, the best by validation balanced accuracy, resume, ``metrics.csv``), then fits the
+temperature on the validation split (Guo et al. 2017) and exports a classifier file (:mod:`dermoseg.modelfile`)
+that :meth:`dermoseg.classification.classifier.Classifier.load` reads.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dermoseg.classification.metrics import balanced_accuracy
-from dermoseg.classification.model import (FORMAT, build_classifier, input_tensor, mask_path_for, predict_logits,
-                                           prepare_image)
-from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
+from dermoseg import modelfile
+from dermoseg.classification import HAM_CLASSES
+from dermoseg.classification.classifier import CROP_MARGIN, flip_logits, input_tensor, mask_path_for, prepare_image
+from dermoseg.data.datasets import load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation
-from dermoseg.io import read_image, read_mask
+from dermoseg.engine import TorchRunner
+from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
+from dermoseg.metrics import balanced_accuracy
+from dermoseg.models.classifier import build_classifier
 from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
 # Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
@@ -53,7 +56,7 @@ class CachedClassificationDataset(Dataset):
     """
 
     def __init__(self, samples, size: int, mask_mode: str = "none", mask_dir: str | Path | None = None,
-                 margin: float = 0.2, augment=None, desc: str = "loading"):
+                 margin: float = CROP_MARGIN, augment=None, desc: str = "loading"):
         self.augment = augment
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         channels = 4 if mask_mode == "channel" else 3
@@ -62,7 +65,7 @@ class CachedClassificationDataset(Dataset):
             raise ValueError(f"mask_mode '{mask_mode}' needs data.mask_dir (masks from 'dermoseg segment')")
         for i, s in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
             image = read_image(s.image_path)
-            mask = read_mask(mask_path_for(mask_dir, s.image_id), threshold=128) if mask_mode != "none" else None
+            mask = read_mask(mask_path_for(mask_dir, s.image_id), MASK_FILE_THRESHOLD) if mask_mode != "none" else None
             self.images[i] = prepare_image(image, size, mask, mask_mode, margin)
 
     def __len__(self) -> int:
@@ -98,7 +101,7 @@ class ClassificationData(CachedData):
             train = subset(train, data["train_subset"], self.cfg["seed"])
             val = val[: max(50, int(data["train_subset"]) // 4)]
         size, mode = int(data["image_size"]), model.get("mask_mode", "none")
-        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", 0.2)))
+        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", CROP_MARGIN)))
         self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"]),
                                                      desc="train set", **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
@@ -140,7 +143,7 @@ class ClassificationTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
-        # channels_last roughly halves CPU step time for depthwise-separable networks (dermoseg.training).
+        # channels_last roughly halves CPU step time for depthwise-separable networks (measured).
         self.model = build_classifier(cfg["model"]).to(memory_format=torch.channels_last)
         self.register_buffer("class_weight", weights if weights is not None else torch.ones(len(HAM_CLASSES)))
         self.label_smoothing = float(cfg["loss"].get("label_smoothing", 0.0))
@@ -237,11 +240,13 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
 
 def dataset_logits(network: nn.Module, dataset: CachedClassificationDataset, tta: bool = True,
                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 7) float64 logits and (N,) int labels of every item of an unaugmented cached dataset."""
+    """(N, 7) float64 logits (:func:`dermoseg.classification.classifier.flip_logits`) and (N,) int labels of
+    every item of an unaugmented cached dataset."""
+    runner = TorchRunner(network)
     out = []
     for i in range(0, len(dataset), batch_size):
-        batch = torch.stack([dataset[j][0] for j in range(i, min(len(dataset), i + batch_size))])
-        out.append(predict_logits(network, batch, tta).double().numpy())
+        batch = torch.stack([dataset[j][0] for j in range(i, min(len(dataset), i + batch_size))]).numpy()
+        out.append(flip_logits(runner, batch, tta).astype(np.float64))
     return np.concatenate(out), dataset.labels.copy()
 
 
@@ -265,15 +270,12 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
     The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``.
     """
     from dermoseg.classification import calibration
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = ckpt["hyper_parameters"]["cfg"]
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    info = {"checkpoint_epoch": int(ckpt.get("epoch", -1)), **(extra or {})}
+    cfg, state, info = modelfile.read_checkpoint(checkpoint)
+    info.update(extra or {})
     temperature = 1.0
     if val_set is not None:
         network = build_classifier(cfg["model"], pretrained=False)
         network.load_state_dict(state)
-        network.eval().to(memory_format=torch.channels_last)
         logits, labels = dataset_logits(network, val_set, tta)
         temperature = calibration.fit_temperature(logits, labels)
         info.update({"val_images": int(len(labels)), "val_balanced_accuracy_tta": balanced_accuracy(labels, logits),
@@ -286,11 +288,4 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
               "tta": bool(tta), "train_config": cfg}
-    payload = {"format": FORMAT, "config": config, "state_dict": state, "temperature": float(temperature), "info": info}
-    out = Path(out)
-    tmp = out.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out)
-    out.with_suffix(".json").write_text(json.dumps({"config": config, "temperature": temperature, "info": info},
-                                                   indent=2, default=str), encoding="utf-8")
-    return out
+    return modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))

@@ -1,0 +1,119 @@
+"""Diagnosis of image files: calibrated class probabilities in the ISIC 2018 Task 3 submission format.
+
+``dermoseg diagnose INPUT... --out DIR`` writes ``DIR/predictions.csv`` with the header
+``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` and one row per input file (its stem, made unique as in ``segment``),
+each row a probability vector summing to 1 — the format ``isic-challenge-scoring classification`` reads
+(Codella et al. 2019, arXiv:1902.03368, Task 3). The scorer refuses comment lines and extra columns, so the
+research-tool disclaimer goes to standard output and to ``DIR/README.txt``, never into the CSV.
+
+Data flow: file → :func:`dermoseg.io.read_image` → (for a classifier trained with ``mask_mode`` crop/channel,
+the lesion mask of :meth:`dermoseg.segmentation.segmenter.Segmenter.segment`) →
+:meth:`dermoseg.classification.classifier.Classifier.predict` → row.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from dermoseg.batch import BatchReport, run_batch
+from dermoseg.classification import DISCLAIMER, HAM_CLASSES
+from dermoseg.classification.classifier import Classifier
+from dermoseg.io import write_text
+
+CSV_DECIMALS = 8
+
+
+def _row_strings(p: np.ndarray) -> list[str]:
+    """Probabilities as fixed-point strings whose decimal values sum to exactly 1 (the largest one absorbs
+    the rounding)."""
+    q = Decimal(1).scaleb(-CSV_DECIMALS)
+    vals = [Decimal(float(v)).quantize(q, rounding=ROUND_HALF_EVEN) for v in p]
+    top = int(np.argmax(p))
+    vals[top] = Decimal(1) - sum(v for k, v in enumerate(vals) if k != top)
+    return [f"{v:.{CSV_DECIMALS}f}" for v in vals]
+
+
+def predictions_csv(image_ids: Sequence[str], probs: np.ndarray) -> str:
+    """Format probabilities as an ISIC 2018 Task 3 submission.
+
+    Parameters
+    ----------
+    image_ids : N unique ids (the file stems, e.g. ``ISIC_0024306``).
+    probs : (N, 7) probabilities in :data:`HAM_CLASSES` order, rows summing to 1 (within 1e-6).
+
+    Returns
+    -------
+    CSV text: header ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` then one row per id, 8 decimals, each row summing to
+    exactly 1. No comment line (the official scorer would reject it).
+
+    Raises
+    ------
+    ValueError
+        On duplicate ids, a shape mismatch, or rows that are not probability vectors.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (len(image_ids), len(HAM_CLASSES)):
+        raise ValueError(f"expected ({len(image_ids)}, {len(HAM_CLASSES)}) probabilities, got {probs.shape}")
+    if len(set(image_ids)) != len(image_ids):
+        raise ValueError("duplicate image ids")
+    if probs.size and ((probs < 0).any() or (probs > 1).any() or np.abs(probs.sum(1) - 1).max() > 1e-6):
+        raise ValueError("each row must be probabilities in [0, 1] summing to 1")
+    lines = ["image," + ",".join(HAM_CLASSES)]
+    lines += [f"{i}," + ",".join(_row_strings(p)) for i, p in zip(image_ids, probs)]
+    return "\n".join(lines) + "\n"
+
+
+def readme_text(model: Classifier) -> str:
+    """The ``README.txt`` written next to ``predictions.csv``: disclaimer, column meaning, model provenance."""
+    return (f"{DISCLAIMER}\n\n"
+            "predictions.csv is in the ISIC 2018 Task 3 submission format: one row per input file (column 'image' = "
+            "the file stem), columns MEL (melanoma), NV (melanocytic nevus), BCC (basal cell carcinoma), AKIEC "
+            "(actinic keratosis / Bowen's disease), BKL (benign keratosis), DF (dermatofibroma), VASC (vascular "
+            "lesion); each row sums to 1. Probabilities are calibrated by temperature scaling on the HAM10000 "
+            "validation split; they describe HAM10000-like dermoscopic images and may be wrong elsewhere.\n"
+            f"Classifier: {model.path} (sha256 {model.sha256}), temperature {model.temperature:.4f}, "
+            f"flip TTA {'on' if model.tta else 'off'}.\n"
+            "Score against a ground truth with: isic-challenge-scoring classification TRUTH.csv predictions.csv\n")
+
+
+def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier, segmenter=None,
+                   progress: bool = True) -> BatchReport:
+    """Classify every image found in ``inputs``; write ``predictions.csv``, ``README.txt`` and failures.
+
+    Parameters
+    ----------
+    inputs : files, folders (searched recursively) and glob patterns.
+    out_dir : output folder (created).
+    model : a loaded :class:`Classifier`.
+    segmenter : a :class:`dermoseg.segmentation.segmenter.Segmenter`, needed when the classifier uses the lesion mask.
+    progress : progress bar on stderr.
+
+    Returns
+    -------
+    A :class:`dermoseg.batch.BatchReport` whose rows hold ``image`` and the seven probabilities; unreadable
+    files are in ``failures`` (also printed to stderr and written to ``failures.csv``); ``exit_code`` is 1 if any
+    input failed.
+
+    Raises
+    ------
+    ValueError
+        If the classifier needs masks and no ``segmenter`` is given.
+    """
+    if model.uses_mask and segmenter is None:
+        raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation model")
+    out_dir = Path(out_dir)
+
+    def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
+        mask = segmenter.segment(image).mask if model.uses_mask else None
+        p = model.predict(image, mask)
+        return {"image": stem, **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
+
+    report = run_batch(inputs, out_dir, process, desc="diagnose", progress=progress)
+    probs = np.array([[r[c] for c in HAM_CLASSES] for r in report.rows], dtype=np.float64).reshape(-1, len(HAM_CLASSES))
+    write_text(out_dir / "predictions.csv", predictions_csv([r["image"] for r in report.rows], probs))
+    write_text(out_dir / "README.txt", readme_text(model))
+    return report

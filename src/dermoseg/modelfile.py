@@ -1,0 +1,109 @@
+"""Model files: the only module that reads or writes dermoseg ``.pt`` files.
+
+A model file is a ``torch.save``'d dict ``{"format": TAG, "config": {...}, "state_dict": {...}, "info": {...}}``
+(a classifier file also holds ``"temperature"``), written atomically with a ``.json`` beside it that repeats
+everything but the weights. The format tag says which wing the file belongs to (:data:`FORMATS`); the shipped
+files live in :data:`WEIGHTS_DIR`. Every problem raises :class:`dermoseg.errors.ModelFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dermoseg.errors import ModelFileError
+from dermoseg.io import file_sha256, write_text
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# kind -> (format tag, what the kind is called in messages, what its file is called, shipped file name)
+FORMATS: dict[str, tuple[str, str, str, str]] = {
+    "segmentation": ("dermoseg-segmentation-1", "segmentation model", "model file", "segmentation.pt"),
+    "classifier": ("dermoseg-classifier-1", "classifier", "classifier file", "classifier.pt"),
+}
+
+__all__ = ["FORMATS", "WEIGHTS_DIR", "ModelFileError", "file_sha256", "read", "read_checkpoint", "resolve",
+           "shipped", "write"]
+
+
+def _kind(kind: str) -> tuple[str, str, str, str]:
+    if kind not in FORMATS:
+        raise ValueError(f"unknown model kind '{kind}' (choose from {', '.join(FORMATS)})")
+    return FORMATS[kind]
+
+
+def shipped(kind: str) -> Path:
+    """Path of the shipped model file of ``kind`` ("segmentation" or "classifier")."""
+    return WEIGHTS_DIR / _kind(kind)[3]
+
+
+def resolve(model: str | Path | None, kind: str) -> Path:
+    """The file meant by a ``--model`` value: None or ``"default"`` is the shipped file of ``kind``, anything else
+    a path."""
+    return shipped(kind) if model is None or str(model) == "default" else Path(model)
+
+
+def read(model: str | Path | None, kind: str) -> tuple[Path, dict[str, Any]]:
+    """Read a model file of ``kind``.
+
+    Parameters
+    ----------
+    model : path, or None / "default" for the shipped file.
+    kind : "segmentation" or "classifier".
+
+    Returns
+    -------
+    (path, payload dict with at least ``format``, ``config`` and ``state_dict``).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, not readable by ``torch.load``, or lacks the format tag of ``kind``.
+    """
+    tag, noun, file_noun, _ = _kind(kind)
+    path = resolve(model, kind)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {file_noun} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise ModelFileError(f"{path}: not a dermoseg {noun} (no '{tag}' format tag)")
+    return path, payload
+
+
+def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """The training config, the network weights (``model.`` prefix removed) and ``{"checkpoint_epoch"}``
+    (0-based, -1 if unknown) of a Lightning checkpoint written by :func:`dermoseg.training.fit`."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return ckpt["hyper_parameters"]["cfg"], state, {"checkpoint_epoch": int(ckpt.get("epoch", -1))}
+
+
+def write(path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor],
+          info: dict[str, Any], **extra: Any) -> Path:
+    """Write a model file of ``kind`` atomically, and ``<path>.json`` (config, extra entries, info) beside it.
+
+    Parameters
+    ----------
+    path : output ``.pt``.
+    config : what inference needs (model section, input size, TTA, ...) and the training config.
+    state_dict : the network's weights.
+    info : provenance (epoch, scores, training time, commit).
+    extra : further top-level entries (the classifier's ``temperature``).
+
+    Returns
+    -------
+    ``path``.
+    """
+    tag = _kind(kind)[0]
+    path = Path(path)
+    payload = {"format": tag, "config": config, "state_dict": state_dict, **extra, "info": info}
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    write_text(path.with_suffix(".json"), json.dumps({"config": config, **extra, "info": info}, indent=2, default=str))
+    return path
