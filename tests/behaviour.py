@@ -1,12 +1,13 @@
-"""Run ``segment``, ``diagnose`` and ``evaluate`` on a few real images and reduce their outputs to a comparable digest.
+"""Run ``segment``, ``diagnose`` and ``evaluate`` on a few real images, and ``report`` on the committed results, and
+reduce their outputs to a comparable digest.
 
 Issue 10 (the layout rebuild) must not change any command's output. ``python tests/behaviour.py OUT.json`` with
 the ORIGINAL code on the path (commit 395dd5b, before the rebuild) wrote ``tests/data/behaviour_395dd5b.json``;
 ``tests/test_behaviour.py`` runs the same commands with the current code and compares the digests exactly.
 
-The digest keeps every output file: CSV and JSON contents (the ``seconds`` timing column dropped, absolute paths
-replaced by placeholders), masks as the sha256 of their decoded pixels, overlays as the sha256 of their bytes,
-and each command's exit status and standard output.
+The digest keeps every output file (of ``report``: the README and the figures): CSV and JSON contents (the
+``seconds`` timing column dropped, absolute paths replaced by placeholders), masks as the sha256 of their decoded
+pixels, overlays and other files as the sha256 of their bytes, and each command's exit status and standard output.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DATA_ROOT = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
 ISIC_IDS = ("ISIC_0000021", "ISIC_0000032")  # two of the committed validation split
 PH2_IDS = ("IMD002", "IMD004")
 PH2_IMAGES = Path("ph2") / "PH2Dataset" / "PH2 Dataset images"
@@ -64,7 +66,7 @@ def _file_digest(path: Path, tmp: Path) -> object:
         return json.loads(text())
     if path.suffix == ".png":
         return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
-    if path.suffix == ".txt":  # README.txt names the classifier file by its absolute path
+    if path.suffix in (".txt", ".md"):  # README.txt names the classifier file by its absolute path
         return re.sub(r"Classifier: \S*/", "Classifier: ", text())
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -91,13 +93,18 @@ def digest() -> dict:
                               str(tmp / "evaluate_dirs")],
             "evaluate_dataset": ["evaluate", "--dataset", "ph2", "--data-root", str(tmp / "data"), "--out",
                                  str(tmp / "evaluate_dataset"), "--save-masks"],
+            # the reproduction report from the committed results (no data folder: the worst-case sheets are kept)
+            "report": ["report", "--config", str(REPO / "configs" / "report.yaml"), "--results", str(tmp / "report"),
+                       "--data-root", str(tmp / "no_data")],
         }
+        shutil.copytree(REPO / "docs" / "results", tmp / "report")
         result = {}
         for name, argv in runs.items():
             result[name] = _run(argv, tmp)
             out_dir = tmp / name
-            result[name]["files"] = {str(p.relative_to(out_dir)): _file_digest(p, tmp)
-                                     for p in sorted(out_dir.rglob("*")) if p.is_file()}
+            files = [out_dir / "README.md", *sorted((out_dir / "figures").glob("*"))] if name == "report" else \
+                sorted(p for p in out_dir.rglob("*") if p.is_file())
+            result[name]["files"] = {str(p.relative_to(out_dir)): _file_digest(p, tmp) for p in files}
         return result
 
 

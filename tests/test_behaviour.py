@@ -2,7 +2,8 @@
 
 ``tests/data/behaviour_395dd5b.json`` is the digest (``tests/behaviour.py``) of ``segment`` (with measurements and
 diagnosis; and without TTA, with cleaning, at another threshold), ``diagnose``, ``evaluate --pred/--truth`` and
-``evaluate --dataset ph2`` on four real ISIC and PH2 images, made with the code of commit 395dd5b, before the
+``evaluate --dataset ph2`` on four real ISIC and PH2 images, and of ``report`` on the committed
+``docs/results``, made with the code of commit 395dd5b, before the
 rebuild (``git worktree add /tmp/orig 395dd5b; PYTHONPATH=/tmp/orig/src python tests/behaviour.py OUT.json``).
 """
 
