@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from dermoseg.experiments.report import model_key
+from dermoseg.report import model_key
 from dermoseg.segmentation.losses import get_loss
 from dermoseg.models import build_model
 from dermoseg.models.complexity import count_macs, count_parameters

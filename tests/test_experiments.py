@@ -12,7 +12,7 @@ import pytest
 from dermoseg.experiments import sweep as sw
 from dermoseg.experiments.collect import WORST_FILE, read_worst_masks, write_worst_masks
 from dermoseg.experiments.logs import best_epoch, read_epoch_log
-from dermoseg.experiments.report import load_report_config, model_key, write_report
+from dermoseg.report import ReportError, load_report_config, model_key, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -289,9 +289,29 @@ def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
     assert (dest / "metrics.csv").read_text().startswith("epoch")
 
 
+def test_report_sections_and_paper_figures_come_from_the_config(tmp_path, data_root):
+    root = tmp_path / "results"
+    _write_run(root, "comparison/codec_paper", "codec", 0.85)
+    _write_run(root, "comparison/unet", "unet", 0.80)
+    spec = load_report_config(REPO / "configs" / "report.yaml")
+    for claim in spec["paper_claims"]:  # the paper's U-Net figure, changed in the config only
+        if claim["model"].startswith("U-Net"):
+            claim["test_accuracy"] = 0.5
+    spec["sections"] = ["worst", "claims"]
+    spec["worst_cases"] = {"set": "isic2018_val", "count": 12, "runs": ["comparison/unet"]}
+    text = write_report(spec, root, data_root=data_root).read_text()
+    assert "codec +0.408 pixel acc. (0.908 vs 0.500, PH2)" in text and "| 0.5000 |" in text
+    assert text.index("## The worst validation cases") < text.index("## Claims checked") and "## Main table" not in text
+    # real data but no committed masks: the report names the missing file (this branch raised NameError before)
+    assert "no predicted masks in runs/comparison/unet/eval/isic2018_val/worst_masks.npz" in text
+    (tmp_path / "bad.yaml").write_text("sections: [claims, no_such_section]\n")
+    with pytest.raises(ReportError, match="no_such_section"):
+        load_report_config(tmp_path / "bad.yaml")
+
+
 def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root):
     from dermoseg.data.evalsets import dataset_samples
-    from dermoseg.io import read_mask, write_image
+    from dermoseg.io import read_mask
     root = tmp_path / "results"
     _write_run(root, "comparison/unet", "unet", 0.8)
     samples = dataset_samples("isic2018", data_root, "val")[:3]

@@ -230,7 +230,7 @@ def _add_report(sub) -> None:
 
 def _run_report(args) -> int:
     from dermoseg.experiments.collect import import_run
-    from dermoseg.experiments.report import load_report_config, write_report
+    from dermoseg.report import load_report_config, write_report
     spec = load_report_config(args.config)
     results = args.results or Path(spec["results_dir"])
     for item in args.imports:

@@ -1,4 +1,4 @@
-"""Evaluation of trained runs and the committed results layout that :mod:`dermoseg.experiments.report` reads.
+"""Evaluation of trained runs and the committed results layout that :mod:`dermoseg.report` reads.
 
 Layout under the results folder (``docs/results`` by default)::
 
