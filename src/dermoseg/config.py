@@ -63,13 +63,26 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
     return data
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
+def merge(base: dict, override: dict | None, where: str = "overrides") -> dict:
+    """``base`` with ``override`` merged in, mapping by mapping (the one deep merge of configurations).
+
+    Parameters
+    ----------
+    base : the mapping merged into (deep-copied, never changed).
+    override : its keys win; a nested mapping is merged into the base's mapping of the same key.
+    where : how to name ``override`` in messages (a file name, ``overrides``).
+
+    Raises
+    ------
+    ConfigError
+        If ``override`` gives a non-mapping where ``base`` has a mapping.
+    """
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if key in out and isinstance(out[key], dict) and out[key] is not None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: '{key}' must be a mapping, got {value!r}")
-            out[key] = _merge(out[key], value, f"{where}.{key}")
+            out[key] = merge(out[key], value, f"{where}.{key}")
         else:
             out[key] = value
     return out
@@ -98,9 +111,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     """
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        cfg = _merge(cfg, read_with_base(path), str(path))
+        cfg = merge(cfg, read_with_base(path), str(path))
     if overrides:
-        cfg = _merge(cfg, overrides, "overrides")
+        cfg = merge(cfg, overrides, "overrides")
     return cfg
 
 
@@ -115,4 +128,4 @@ def read_with_base(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dic
     base_path = path.parent / str(base)
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
         raise ConfigError(f"{path}: base_config '{base}' leads back to itself")
-    return _merge(read_with_base(base_path, (*_seen, path.resolve())), raw, str(path))
+    return merge(read_with_base(base_path, (*_seen, path.resolve())), raw, str(path))

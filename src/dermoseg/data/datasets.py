@@ -1,7 +1,7 @@
 """Dataset layouts: ISIC 2018 Task 1, PH2 and HAM10000, as lists of samples with their files.
 
-The loaders follow the official release layouts (paper §4.1; ``../shared/data/README.md``), accept any image
-resolution, and check pairing up front: a missing or extra mask raises :class:`DatasetError` naming the file.
+The loaders follow the official release layouts (paper §4.1; Codella et al. 2019, Mendonça et al. 2013,
+Tschandl et al. 2018), accept any image resolution, and check pairing up front: a missing or extra mask raises :class:`DatasetError` naming the file.
 Reading the pixels is left to :mod:`dermoseg.io`.
 """
 

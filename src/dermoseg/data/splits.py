@@ -14,7 +14,6 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from dermoseg.errors import SplitError
-from dermoseg.io import write_text
 
 SPLIT_DIR = Path(__file__).resolve().parent.parent / "splits"
 ISIC_SPLIT = SPLIT_DIR / "isic2018_task1.csv"
@@ -73,14 +72,9 @@ def make_grouped_stratified_split(ids: Sequence[str], groups: Sequence[str], lab
     return out
 
 
-def write_split(path: str | Path, split: dict[str, str]) -> Path:
-    """Write a split as CSV ``image_id,split`` sorted by id (atomic)."""
-    lines = ["image_id,split"] + [f"{i},{s}" for i, s in sorted(split.items())]
-    return write_text(path, "\n".join(lines) + "\n")
-
-
 def read_split(path: str | Path) -> dict[str, str]:
-    """Read a split CSV written by :func:`write_split`.
+    """Read a split CSV (``image_id,split`` rows, split ``train`` or ``val``; the committed ones are in
+    :data:`SPLIT_DIR`).
 
     Returns
     -------

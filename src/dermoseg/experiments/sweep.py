@@ -23,8 +23,6 @@ holds all epochs and ``train_wall_cumulative_s`` the wall time a run from scratc
 from __future__ import annotations
 
 import copy
-import csv
-import io as _io
 import itertools
 import json
 import os
@@ -33,13 +31,13 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dermoseg.config import ConfigError, load_config, read_yaml_mapping
+from dermoseg.config import ConfigError, load_config, merge, read_yaml_mapping
 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "name": None,                     # default: the sweep file's stem
@@ -79,14 +77,6 @@ class Sweep:
     path: Path
     cells: list[Cell]
     options: dict[str, Any]
-    invocations: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _deep_merge(base: Mapping, over: Mapping) -> dict:
-    out = copy.deepcopy(dict(base))
-    for k, v in (over or {}).items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else copy.deepcopy(v)
-    return out
 
 
 def set_dotted(target: dict, key: str, value: Any) -> dict:
@@ -99,16 +89,6 @@ def set_dotted(target: dict, key: str, value: Any) -> dict:
             raise SweepError(f"grid key '{key}': '{p}' is not a mapping")
     node[parts[-1]] = value
     return target
-
-
-def get_dotted(source: Mapping, key: str, default: Any = None) -> Any:
-    """``source["a"]["b"]`` for ``key == "a.b"``, or ``default`` where a level is missing."""
-    node: Any = source
-    for p in key.split("."):
-        if not isinstance(node, Mapping) or p not in node:
-            return default
-        node = node[p]
-    return node
 
 
 def _format_value(value: Any) -> str:
@@ -186,7 +166,7 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
     """
     path = Path(path)
     raw = read_yaml_mapping(path, "sweep file", SweepError)
-    options = _deep_merge(SWEEP_DEFAULTS, raw.get("sweep") or {})
+    options = merge(SWEEP_DEFAULTS, raw.get("sweep") or {}, f"{path}: sweep")
     name = options["name"] or path.stem
     if not NAME_OK.match(str(name)):
         raise SweepError(f"{path}: sweep name '{name}' may only use letters, digits and _.,+-")
@@ -219,9 +199,9 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
             specs.append((cell_name, _flatten(overrides), overrides, str(item.get("label", ""))))
     cells = []
     for cell_name, settings, overrides, label in specs:
-        merged = _deep_merge(train_keys, overrides)
+        merged = merge(train_keys, overrides, f"{path}: cell {cell_name}")
         if data_root is not None:
-            merged = _deep_merge(merged, {"data": {"root": str(data_root)}})
+            merged = merge(merged, {"data": {"root": str(data_root)}})
         cfg = load_config(base_path, merged)
         cfg["name"] = f"{name}/{cell_name}"
         cells.append(Cell(cell_name, settings, cfg, label))
@@ -278,15 +258,9 @@ def cell_row(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_results_csv(path: str | Path, records: list[Mapping[str, Any]]) -> Path:
     """Write the sweep's CSV (one :func:`cell_row` per finished cell, in sweep order); atomic."""
+    from dermoseg.batch import rows_to_csv
     from dermoseg.io import write_text
-    rows = [cell_row(r) for r in records]
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    buf = _io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
-    return write_text(path, buf.getvalue())
+    return write_text(path, rows_to_csv([cell_row(r) for r in records], []))
 
 
 def _log_summary(metrics_csv: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The encoder is :class:`dermoseg.models.encoders.MobileNetV2Encoder` with its 1×1 conv head to 1280 channels
 (``with_head=True``, output stride 32), i.e. torchvision's MobileNetV2 feature extractor (Sandler et al. 2018,
 "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR), the ImageNet-pretrained depthwise-separable
-encoder. Like segmentation_models_pytorch's classification head (style.md), the head is
+encoder. Like segmentation_models_pytorch's classification head, the head is
 pooling → dropout → linear on the deepest features.
 
 The lesion mask can be a fourth input channel (``mask_mode: channel``): the first convolution then gets a fourth

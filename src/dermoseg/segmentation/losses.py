@@ -1,7 +1,8 @@
 """Segmentation losses (paper §3.2.4, eq. 7–9; §4.2).
 
 All losses take lesion logits ``(N, 1, H, W)`` float32 and a target ``(N, 1, H, W)`` float32 in {0, 1}
-(1 = lesion), reduce per image first and then average over the batch (method.md row 7), and return a scalar.
+(1 = lesion), reduce per image first (the sums of eq. 8 run over one image's pixels) and then average over the
+batch, and return a scalar.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def weighted_bce_loss(logits: torch.Tensor, target: torch.Tensor, lesion_weight:
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, lesion_weight: float = 0.7,
                   background_weight: float = 0.3, smooth: float = 1.0) -> torch.Tensor:
     """Sum of :func:`weighted_dice_loss` and :func:`weighted_bce_loss`: Dice for overlap, cross-entropy for
-    calibrated probabilities and stable early gradients (method.md row 7)."""
+    calibrated probabilities and stable early gradients, the compound loss of nnU-Net (Isensee et al., Nature
+    Methods 18:203–211, 2021)."""
     return (weighted_dice_loss(logits, target, lesion_weight, background_weight, smooth)
             + weighted_bce_loss(logits, target, lesion_weight, background_weight))
 
