@@ -58,3 +58,35 @@ def test_own_outputs_skipped_only_inside_out_dir_and_inputs_never_overwritten(tm
                        progress=False)
     assert seen == ["a_out"]
     assert report.failures and "overwrite" in report.failures[0][1]
+
+
+def test_shards_are_deterministic_disjoint_and_together_every_image(tmp_path, isic_samples, capsys):
+    from dermoseg.batch import parse_shard
+    from dermoseg.cli import main
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for i in range(7):  # two files share the stem "x": its unique names must not depend on the shard
+        shutil.copy(isic_samples[i].image_path, src / ("sub" if i % 2 else ".") / ("x.jpg" if i < 2 else f"im{i}.jpg"))
+
+    def run(shard=None):
+        return [(r["file"], r["id"]) for r in run_batch([str(src)], tmp_path / "out", lambda p, s, im: {"file": str(p), "id": s},
+                                                        desc="t", progress=False, shard=shard).rows]
+
+    everything = run()
+    shards = [run((i, 3)) for i in (1, 2, 3)]
+    assert len(everything) == 7 and all(shards)
+    assert sorted(sum(shards, [])) == sorted(everything)  # together every image, under the unsharded names
+    assert len(set(sum(shards, []))) == 7  # disjoint
+    assert shards == [run((i, 3)) for i in (1, 2, 3)]  # deterministic
+    assert parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "a/3", "3"):
+        assert main(["segment", str(src), "--out", str(tmp_path / "o"), "--shard", bad]) == 2
+        assert "--shard expects I/N" in capsys.readouterr().err
+    two = tmp_path / "two"
+    two.mkdir()
+    for i in range(2):
+        shutil.copy(isic_samples[i].image_path, two / f"im{i}.jpg")
+    for i in (1, 2):
+        assert main(["segment", str(two), "--out", str(tmp_path / f"s{i}"), "--no-tta", "--shard", f"{i}/2"]) == 0
+    assert [sorted(p.name for p in (tmp_path / f"s{i}").glob("*_segmentation.png")) for i in (1, 2)] == \
+        [["im0_segmentation.png"], ["im1_segmentation.png"]]

@@ -83,10 +83,29 @@ def write_failures(report: BatchReport) -> None:
         target.unlink()
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → ``(I, N)``: shard I (1-based) of N.
+
+    Raises
+    ------
+    BatchItemError
+        Unless ``text`` is two integers with 1 ≤ I ≤ N.
+    """
+    i, sep, n = str(text).partition("/")
+    try:
+        index, count = int(i), int(n)
+    except ValueError:
+        index = count = 0
+    if not sep or not 1 <= index <= count:
+        raise BatchItemError(f"--shard expects I/N with 1 <= I <= N (e.g. 2/8), got '{text}'")
+    return index, count
+
+
 def run_batch(inputs: Sequence[str], out_dir: str | Path,
               process: Callable[[Path, str, np.ndarray], dict[str, Any]], *, desc: str,
               outputs: Callable[[str], list[Path]] | None = None,
-              is_own_output: Callable[[Path], bool] | None = None, progress: bool = True) -> BatchReport:
+              is_own_output: Callable[[Path], bool] | None = None, progress: bool = True,
+              shard: tuple[int, int] | None = None) -> BatchReport:
     """Apply ``process`` to every image found in ``inputs``; collect its rows and the failures.
 
     Parameters
@@ -103,6 +122,11 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     is_own_output : ``f(path) -> bool`` for files an earlier run of the command wrote; such files found inside
         ``out_dir`` by a folder or pattern search are skipped (an input named explicitly is always processed).
     progress : show a progress bar on stderr.
+    shard : ``(I, N)``: process only shard I of N of the images found (:func:`parse_shard`), so that N machines
+        given the same ``inputs`` over the same archive split it between them: the k-th image (0-based, in the
+        sorted order of :func:`dermoseg.io.find_images`) belongs to shard ``k % N + 1``. Shards are disjoint,
+        together they are every image, and output names are those of an unsharded run (stems are made unique
+        over all the images, not per shard).
 
     Returns
     -------
@@ -118,7 +142,11 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     report = BatchReport(out_dir, failures=list(problems))
     input_paths = {p.resolve() for p in files}
-    for path, stem in zip(tqdm(files, desc=desc, unit="img", disable=not progress), unique_stems(files)):
+    jobs = list(zip(files, unique_stems(files)))
+    if shard is not None:
+        index, count = shard
+        jobs = jobs[index - 1::count]
+    for path, stem in tqdm(jobs, desc=desc, unit="img", disable=not progress):
         start = time.perf_counter()
         clash = next((o for o in (outputs(stem) if outputs else []) if o.resolve() in input_paths), None)
         if clash is not None:

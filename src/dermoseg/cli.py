@@ -49,14 +49,20 @@ def _add_segment(sub) -> None:
                    "(default: the shipped classifier)")
     p.add_argument("--mm-per-pixel", type=float, default=None, metavar="MM",
                    help="pixel size of the input images in mm, for the lesion diameter in mm")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="segment only shard I of N (1 <= I <= N) of the images found: run N machines with the same "
+                   "INPUT arguments and --shard 1/N ... N/N, each with its own --out; the shards are disjoint, "
+                   "deterministic and together cover every image, with the same output names as one run")
     p.set_defaults(func=_run_segment)
 
 
 def _run_segment(args) -> int:
+    from dermoseg.batch import parse_shard
     from dermoseg.segmentation.job import segment_columns, segment_files
     from dermoseg.segmentation.segmenter import Segmenter
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    shard = parse_shard(args.shard) if args.shard else None
     columns = segment_columns(None, args.mm_per_pixel)  # checks --mm-per-pixel before any model is loaded
     if args.diagnose:
         from dermoseg.classification import DISCLAIMER
@@ -64,7 +70,7 @@ def _run_segment(args) -> int:
         columns = segment_columns(Classifier.load(args.classifier), args.mm_per_pixel)
         print(DISCLAIMER)
     report = segment_files(args.inputs, args.out, Segmenter.load(args.model), args.threshold, args.tta,
-                           args.preprocess, extra_columns=columns)
+                           args.preprocess, extra_columns=columns, shard=shard)
     print(f"segmented {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
     return report.exit_code
 

@@ -60,7 +60,7 @@ def mask_geometry(mask: np.ndarray) -> dict[str, Any]:
 def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, threshold: float | None = None,
                   tta: bool | None = None, preprocess: bool | None = None,
                   extra_columns: Callable[[Segmentation], dict[str, Any]] | None = None,
-                  progress: bool = True) -> BatchReport:
+                  progress: bool = True, shard: tuple[int, int] | None = None) -> BatchReport:
     """Segment every image found in ``inputs`` and write the outputs into ``out_dir``.
 
     Parameters
@@ -73,6 +73,8 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     preprocess : apply black-frame and hair removal before the model; None follows the model file's setting.
     extra_columns : optional ``f(segmentation) -> dict`` adding columns to each row (measurements, diagnosis).
     progress : show a progress bar on stderr.
+    shard : ``(I, N)``: segment only shard I of N of the images found, for spreading a large archive over N
+        machines (:func:`dermoseg.batch.run_batch`; deterministic, disjoint, together all images).
 
     Returns
     -------
@@ -100,7 +102,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
         return row
 
     report = run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, is_own_output=is_own_output,
-                       progress=progress)
+                       progress=progress, shard=shard)
     write_text(out_dir / "results.csv", rows_to_csv(report.rows, RESULT_COLUMNS))
     return report
 
