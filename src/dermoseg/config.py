@@ -26,8 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},
-    "trainer": {"epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "strategy": "auto",
-                "precision": "32-true", "num_threads": None, "max_time_minutes": None},
+    # batch_size is per process; with strategy "ddp" on D devices x num_nodes nodes the effective batch is the product
+    "trainer": {"epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
+                "sync_batchnorm": False, "precision": "32-true", "num_threads": None, "max_time_minutes": None},
     "augment": {"enabled": True, "flip": True, "rotate_limit": 180, "scale": 0.1, "elastic_p": 0.15,
                 "grid_p": 0.15, "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
                                                   "hue": 0.02, "p": 0.5}},

@@ -71,12 +71,14 @@ def git_commit() -> str:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` leaves: the best checkpoint, its monitored score, seconds spent and epochs completed."""
+    """What :func:`fit` leaves: the best checkpoint, its monitored score, seconds spent, epochs completed, and
+    whether this process is the global rank 0 (under DDP every process returns here; only rank 0 exports)."""
 
     best_checkpoint: Path
     best_score: float
     seconds: float
     epochs_completed: int
+    is_global_zero: bool = True
 
     def info(self, score_name: str) -> dict[str, Any]:
         """Provenance for an exported model file: time, score, epochs, machine and commit."""
@@ -117,16 +119,18 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
         resume: bool = False) -> FitResult:
     """The run driver shared by segmentation and classification training.
 
-    Seeds everything, writes ``config.yaml``, trains with Lightning (devices, strategy and precision from the
-    config's ``trainer`` section, so one or several GPUs work by configuration), keeps ``checkpoints/last.ckpt``
-    every epoch and ``checkpoints/best.ckpt`` (highest ``monitor``), logs each session to ``logs/version_N``
-    and merges them into ``metrics.csv`` (one row per epoch). ``resume`` continues from ``last.ckpt``.
+    Writes ``config.yaml``, trains with Lightning (``trainer`` section: accelerator, devices, num_nodes,
+    strategy, precision, sync_batchnorm; so several GPUs or nodes work by configuration, ``strategy: ddp``),
+    keeps ``checkpoints/last.ckpt`` every epoch and ``checkpoints/best.ckpt`` (highest ``monitor``), logs each
+    session to ``logs/version_N`` and merges them into ``metrics.csv`` (one row per epoch). ``resume``
+    continues from ``last.ckpt``. Under DDP every process runs this function; checkpoints, logs and
+    ``metrics.csv`` are written by global rank 0 only, and the tasks log their figures synchronised over ranks.
     """
     import yaml
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg["trainer"]
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
                            every_n_epochs=1)
@@ -134,16 +138,19 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
-                        strategy=tcfg["strategy"], precision=tcfg["precision"], logger=logger,
+                        num_nodes=int(tcfg.get("num_nodes") or 1), strategy=tcfg["strategy"],
+                        precision=tcfg["precision"], sync_batchnorm=bool(tcfg.get("sync_batchnorm")), logger=logger,
                         callbacks=[best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)],
                         log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start
-    merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    if trainer.is_global_zero:
+        merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
     score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch))
+    return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch),
+                     trainer.is_global_zero)
 
 
 def seed_and_threads(cfg: dict[str, Any]) -> None:

@@ -158,7 +158,7 @@ class ClassificationTask(L.LightningModule):
         """Class-weighted cross-entropy of one batch (logged as ``train_loss``)."""
         x, y = batch
         loss = nn.functional.cross_entropy(self(x), y, weight=self.class_weight, label_smoothing=self.label_smoothing)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
@@ -168,8 +168,9 @@ class ClassificationTask(L.LightningModule):
         logits = self(x)
         n = x.shape[0]
         self.log("val_loss", nn.functional.cross_entropy(logits, y, weight=self.class_weight), on_step=False,
-                 on_epoch=True, batch_size=n)
-        self.log("val_nll", nn.functional.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=n)
+                 on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("val_nll", nn.functional.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=n,
+                 sync_dist=True)
         self._val_logits.append(logits.detach().float().cpu())
         self._val_labels.append(y.cpu())
 
@@ -177,7 +178,9 @@ class ClassificationTask(L.LightningModule):
         """Log ``val_balanced_accuracy`` (ISIC 2018 Task 3 metric) over the whole validation split."""
         if not self._val_logits:
             return
-        logits, labels = torch.cat(self._val_logits).numpy(), torch.cat(self._val_labels).numpy()
+        # under DDP every rank gathers all ranks' shares, so each computes the same figure over the whole split
+        logits = self.all_gather(torch.cat(self._val_logits)).reshape(-1, len(HAM_CLASSES)).cpu().numpy()
+        labels = self.all_gather(torch.cat(self._val_labels)).reshape(-1).cpu().numpy()
         self._val_logits, self._val_labels = [], []
         self.log("val_balanced_accuracy", balanced_accuracy(labels, logits), prog_bar=True)
 
@@ -234,6 +237,8 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     data.setup()
     weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"].get("class_weight_power", 1.0)))
     result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
+    if not result.is_global_zero:  # under DDP only rank 0 calibrates and exports
+        return out_dir / "model.pt"
     return export_classifier(result.best_checkpoint, out_dir / "model.pt", data.val_set,
                              extra=result.info("val_balanced_accuracy"))
 

@@ -115,9 +115,11 @@ class SegmentationTask(L.LightningModule):
         loss = self.loss_fn(logits, y)
         dice, acc = _hard_dice_and_accuracy(logits.detach(), y)
         n = x.shape[0]
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log(f"{stage}_dice", dice.mean(), on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n)
-        self.log(f"{stage}_pixel_accuracy", acc.mean(), on_step=False, on_epoch=True, batch_size=n)
+        # sync_dist: under DDP the epoch figures are averaged over the ranks' shares of the data
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(f"{stage}_dice", dice.mean(), on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=n,
+                 sync_dist=True)
+        self.log(f"{stage}_pixel_accuracy", acc.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -160,6 +162,8 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     out_dir = Path(out_dir)
     seed_and_threads(cfg)
     result = fit(SegmentationTask(cfg), SegmentationData(cfg), cfg, out_dir, "val_dice", resume)
+    if not result.is_global_zero:  # under DDP only rank 0 exports
+        return out_dir / "model.pt"
     return export_model(result.best_checkpoint, out_dir / "model.pt", extra=result.info("val_dice"))
 
 
