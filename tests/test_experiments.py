@@ -339,6 +339,10 @@ def test_run_sweep_starts_no_cell_after_the_deadline(tmp_path, monkeypatch):
     p.write_text(f"name: g\ngrid: {{trainer.epochs: [1, 2]}}\n"
                  f"sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, evaluate: [ph2]}}\n")
     assert sw.run_sweep(sw.load_sweep(p), log=lambda s: None, deadline=time.time() - 1) == []
+    assert time.localtime(sw.parse_deadline("23:59"))[3:5] == (23, 59)
+    for bad in ("25:00", "noon", "1:2:3"):
+        with pytest.raises(sw.SweepError, match="HH:MM"):
+            sw.parse_deadline(bad)
     assert calls == []
     meta = json.loads((tmp_path / "results" / "g.meta.json").read_text())
     assert meta["invocations"][0]["cells_skipped_for_deadline"] == ["epochs1", "epochs2"]

@@ -198,15 +198,8 @@ def _add_sweep(sub) -> None:
 
 
 def _run_sweep(args) -> int:
-    from dermoseg.experiments.sweep import load_sweep, run_sweep
-    deadline = None
-    if args.deadline:
-        import datetime as dt
-        try:
-            hh, mm = (int(x) for x in args.deadline.split(":"))
-            deadline = dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
-        except ValueError:
-            raise CommandError(f"--deadline expects HH:MM, got '{args.deadline}'") from None
+    from dermoseg.experiments.sweep import load_sweep, parse_deadline, run_sweep
+    deadline = parse_deadline(args.deadline) if args.deadline else None
     sweep = load_sweep(args.config, args.data_root)
     records = run_sweep(sweep, only=args.only, dry_run=args.dry_run, data_root=args.data_root, deadline=deadline)
     results = Path(sweep.options["results_dir"]) / f"{sweep.name}.csv"

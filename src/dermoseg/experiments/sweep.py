@@ -350,6 +350,22 @@ def _epochs_to_train(cell: Cell, done: dict[str, dict], sweep: Sweep) -> int:
     return int(cell.config["trainer"]["epochs"]) - (int(pred.config["trainer"]["epochs"]) if pred else 0)
 
 
+def parse_deadline(text: str) -> float:
+    """``"HH:MM"`` → that local time today, in seconds since the epoch (for :func:`run_sweep`).
+
+    Raises
+    ------
+    SweepError
+        Unless ``text`` is HH:MM with a valid hour and minute.
+    """
+    import datetime as dt
+    try:
+        hh, mm = (int(x) for x in text.split(":"))
+        return dt.datetime.now().replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    except ValueError:
+        raise SweepError(f"--deadline expects HH:MM, got '{text}'") from None
+
+
 def run_sweep(sweep: Sweep, only: list[str] | None = None, dry_run: bool = False, data_root: str | Path | None = None,
               log: Callable[[str], None] = print, deadline: float | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of a sweep in order and keep the results CSV up to date.

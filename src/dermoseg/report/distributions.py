@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from dermoseg.metrics import THRESHOLDED_JACCARD_CUTOFF
 from dermoseg.report.figures import plot_distributions
 from dermoseg.report.results import FIGURES, Results, md_table
 
@@ -27,7 +28,7 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
             if pi:
                 dice = [float(r["dice"]) for r in pi]
                 data.setdefault(set_name, {})[res.label(name, rec)] = dice
-                fails = sum(float(r["jaccard"]) < 0.65 for r in pi)
+                fails = sum(float(r["jaccard"]) < THRESHOLDED_JACCARD_CUTOFF for r in pi)
                 row += [f"{np.median(dice):.3f}", f"{np.percentile(dice, 10):.3f}", f"{fails} / {len(pi)} ({100 * fails / len(pi):.1f}%)"]
             else:
                 row += ["_missing_", "—", "—"]
