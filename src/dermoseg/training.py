@@ -1,10 +1,10 @@
 """The training floor both wings stand on: Lightning fit, the checkpoint callback, seeding, log merging and the
 in-memory data module.
 
-:func:`fit` runs a wing's task (:class:`dermoseg.segmentation.task.SegmentationTask`,
-:class:`dermoseg.classification.task.ClassificationTask`) on its data module: it seeds, checkpoints every whole
-epoch (``last.ckpt``) and the best one, resumes, and merges the per-session Lightning logs into one
-``metrics.csv``. Devices, strategy (``ddp`` for several GPUs or nodes) and precision come from the config's
+Each wing's ``train`` seeds with :func:`seed_and_threads`, then :func:`fit` runs its task
+(:class:`dermoseg.segmentation.task.SegmentationTask`, :class:`dermoseg.classification.task.ClassificationTask`)
+on its data module (a :class:`CachedData`): it checkpoints every whole epoch (``last.ckpt``) and the best one,
+resumes, and merges the per-session Lightning logs into one ``metrics.csv``. Devices, strategy (``ddp`` for several GPUs or nodes) and precision come from the config's
 ``trainer`` section (paper §4.2 trains with Adam; the optimiser belongs to each task).
 """
 
