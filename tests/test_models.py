@@ -65,3 +65,24 @@ def test_complexity_counts_a_single_convolution_by_hand():
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown encoder"):
         build_model({"encoder": "resnet"})
+
+
+def test_truncated_mobilenet_v2_keeps_imagenet_blocks_and_reports_its_stride():
+    state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
+    enc = MobileNetV2Encoder(pretrained=True, layers=14)
+    assert len(enc.features) == 14 and enc.high_channels == 96 and enc.output_stride == 16
+    assert torch.equal(enc.features[13].conv[2].weight, state["features.13.conv.2.weight"])
+    low, high = enc(torch.zeros(1, 3, 64, 96))
+    assert low.shape == (1, 24, 16, 24) and high.shape == (1, 96, 4, 6)
+    with pytest.raises(ValueError, match="layers"):
+        MobileNetV2Encoder(pretrained=False, layers=3)
+
+
+def test_fast_preset_config_is_under_a_tenth_of_a_gmac():
+    import yaml
+    from pathlib import Path
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "codec_fast.yaml").read_text())
+    model = build_model(cfg["model"], pretrained=False)
+    size = cfg["data"]["image_size"]
+    assert count_macs(model, size, size) <= 0.1e9
+    assert count_macs(model, size, size) * 10 < count_macs(build_model({}, pretrained=False), 256, 256)

