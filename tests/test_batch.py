@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
+import pytest
+
 from dermoseg.batch import BatchItemError, rows_to_csv, run_batch, unique_stems
+from dermoseg.provenance import OutputFolderError
 
 
 def test_unique_stems_and_csv_hand_made(tmp_path):
@@ -40,22 +44,26 @@ def test_process_errors_and_warnings_are_reported_and_the_batch_goes_on(tmp_path
     assert "warning: " + str(src / "im2.jpg") + ": odd" in err and "error: " + str(src / "im1.jpg") in err
 
 
-def test_own_outputs_skipped_only_inside_out_dir_and_inputs_never_overwritten(tmp_path, isic_samples):
+def test_own_outputs_skipped_and_files_not_written_by_dermoseg_never_overwritten(tmp_path, isic_samples):
     folder = tmp_path / "f"
     folder.mkdir()
     shutil.copy(isic_samples[0].image_path, folder / "a.jpg")
-    shutil.copy(isic_samples[1].image_path, folder / "a_out.jpg")  # looks like an output of "a"
+    shutil.copy(isic_samples[1].image_path, folder / "a_out.jpg")  # looks like an output of "a", but is the user's
+    before = (folder / "a_out.jpg").read_bytes()
     seen = []
-    report = run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, desc="t",
-                       outputs=lambda stem: [folder / f"{stem}_out.jpg"], is_own_output=lambda p: p.stem.endswith("_out"),
-                       progress=False)
-    assert seen == ["a"] and report.exit_code == 0  # a_out.jpg skipped as an own output
+    kwargs = dict(desc="t", outputs=lambda stem: [folder / f"{stem}_out.jpg"],
+                  is_own_output=lambda p: p.stem.endswith("_out"), progress=False)
+    with pytest.raises(OutputFolderError, match="a_out.jpg: exists and was not written by dermoseg"):
+        run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, **kwargs)
+    assert seen == [] and (folder / "a_out.jpg").read_bytes() == before  # refused before any work
+    # once a dermoseg run.json lists it as an output, it is skipped as an input and may be replaced
+    (folder / "run.json").write_text(json.dumps({"tool": "dermoseg", "outputs": ["a_out.jpg"]}))
+    report = run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, **kwargs)
+    assert seen == ["a"] and report.exit_code == 0
     # named explicitly, a_out.jpg is an input, so writing a_out.jpg for "a" would overwrite it: refused
     seen.clear()
     report = run_batch([str(folder / "a.jpg"), str(folder / "a_out.jpg")], folder,
-                       lambda p, s, im: seen.append(s) or {"id": s}, desc="t",
-                       outputs=lambda stem: [folder / f"{stem}_out.jpg"], is_own_output=lambda p: p.stem.endswith("_out"),
-                       progress=False)
+                       lambda p, s, im: seen.append(s) or {"id": s}, **kwargs)
     assert seen == ["a_out"]
     assert report.failures and "overwrite" in report.failures[0][1]
 

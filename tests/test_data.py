@@ -10,7 +10,8 @@ from PIL import Image
 
 from dermoseg.data.datasets import DatasetError, load_isic2018_task1, load_ph2, load_ph2_diagnosis
 from dermoseg.data.splits import ISIC_SPLIT, make_random_split, read_split, select
-from dermoseg.io import ImageReadError, find_images, read_image, read_mask
+from dermoseg.inputs import scan_inputs
+from dermoseg.io import ImageReadError, read_image, read_mask
 
 
 def test_isic_loader_pairs_every_image_with_its_mask(isic_samples):
@@ -117,11 +118,12 @@ def test_read_image_rejects_truncated_jpeg(tmp_path, isic_samples):
         read_image(bad)
 
 
-def test_find_images_expands_folders_and_globs_and_reports_misses(tmp_path, isic_samples):
+def test_scan_inputs_expands_folders_and_globs_and_reports_misses(tmp_path, isic_samples):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for s in isic_samples[:3]:
         shutil.copy(s.image_path, tmp_path / "a" / "b")
     (tmp_path / "a" / "notes.txt").write_text("x")
-    found, problems = find_images([tmp_path / "a", str(tmp_path / "a" / "b" / "*.jpg"), tmp_path / "missing"])
-    assert len(found) == 3
-    assert problems == [(str(tmp_path / "missing"), "no such file or folder")]
+    scan = scan_inputs([tmp_path / "a", str(tmp_path / "a" / "b" / "*.jpg"), tmp_path / "missing"])
+    assert len(scan.files) == 3
+    assert scan.problems == [(str(tmp_path / "missing"), "no such file or folder")]
+    assert scan.unsupported == {".txt": 1}

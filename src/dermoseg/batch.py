@@ -1,10 +1,14 @@
 """One job over many image files: what every batch command (segment, preprocess, diagnose) shares.
 
-:func:`run_batch` finds the inputs (files, folders searched recursively, glob patterns), skips what an earlier
-run wrote into the output folder, refuses to overwrite an input, reads each image, hands it to the command's
-own ``process`` function and collects one result row per image. A file that cannot be read, or that ``process``
-rejects with a :class:`BatchItemError`, is recorded with its reason and the batch goes on; failures are printed
-on stderr and written to ``failures.csv``. Every file is written atomically (:mod:`dermoseg.io`).
+:func:`run_batch` checks the output folder before any work (writable; no output would replace a file that
+dermoseg did not write: :mod:`dermoseg.provenance`), finds the inputs (:mod:`dermoseg.inputs`: files, folders
+searched recursively, glob patterns; ground-truth masks and earlier outputs skipped with a summary line), reads
+each image, hands it to the command's own ``process`` function and appends its row to the command's tables as
+soon as it is done (:mod:`dermoseg.tables`), so an interrupted run keeps every finished row, and ``resume``
+skips inputs whose rows and outputs are complete. A file that cannot be read, whose name is not valid UTF-8,
+whose outputs cannot be written, or that ``process`` rejects with a :class:`BatchItemError`, is recorded with its
+reason and the batch goes on; failures are printed on stderr and appended to ``failures.csv``. ``run.json``
+records the provenance and the files written. Every per-image file is written atomically (:mod:`dermoseg.io`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from dermoseg import provenance
 from dermoseg.errors import DermosegError
-from dermoseg.io import ImageReadError, find_images, read_image, write_text
+from dermoseg.inputs import display_name, name_problem, scan_inputs
+from dermoseg.io import ImageReadError, read_image
+from dermoseg.tables import CsvTable, format_value
 
 
 class BatchItemError(DermosegError, ValueError):
@@ -30,13 +37,14 @@ class BatchItemError(DermosegError, ValueError):
 
 @dataclass
 class BatchReport:
-    """What a batch command did: result rows, failures ``(input, reason)``, warnings ``(input, message)`` and
-    the output folder."""
+    """What a batch command did: result rows, failures ``(input, reason)``, warnings ``(input, message)``, the
+    output folder and how many inputs a resumed run found already done."""
 
     out_dir: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    resumed: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -53,7 +61,7 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     writer = csv.DictWriter(buf, fieldnames=header, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        writer.writerow({k: format_value(v) for k, v in r.items()})
     return buf.getvalue()
 
 
@@ -68,19 +76,12 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def write_failures(report: BatchReport) -> None:
-    """Print each failure and warning to stderr and write ``failures.csv`` (file, reason) when there are failures;
-    a ``failures.csv`` left by an earlier run into the same folder is removed when this run has none."""
+def print_messages(report: BatchReport) -> None:
+    """Print each warning and failure to stderr, one line each (names that are not UTF-8 shown escaped)."""
     for name, message in report.warnings:
-        print(f"warning: {name}: {message}", file=sys.stderr)
+        print(f"warning: {display_name(name)}: {message}", file=sys.stderr)
     for name, reason in report.failures:
-        print(f"error: {name}: {reason}", file=sys.stderr)
-    target = report.out_dir / "failures.csv"
-    if report.failures:
-        rows = [{"file": n, "reason": r} for n, r in report.failures]
-        write_text(target, rows_to_csv(rows, ["file", "reason"]))
-    elif target.is_file():
-        target.unlink()
+        print(f"error: {display_name(name)}: {reason}", file=sys.stderr)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -105,62 +106,112 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
               process: Callable[[Path, str, np.ndarray], dict[str, Any]], *, desc: str,
               outputs: Callable[[str], list[Path]] | None = None,
               is_own_output: Callable[[Path], bool] | None = None, progress: bool = True,
-              shard: tuple[int, int] | None = None) -> BatchReport:
-    """Apply ``process`` to every image found in ``inputs``; collect its rows and the failures.
+              shard: tuple[int, int] | None = None, tables: Sequence[CsvTable] = (), resume: bool = False,
+              settings: dict[str, Any] | None = None, models: list[dict[str, str]] | None = None,
+              extra_outputs: Sequence[Path] = ()) -> BatchReport:
+    """Apply ``process`` to every image found in ``inputs``; write its rows as they come; record the failures.
 
     Parameters
     ----------
-    inputs : files, folders (searched recursively) and glob patterns (:func:`dermoseg.io.find_images`).
-    out_dir : output folder (created).
+    inputs : files, folders (searched recursively) and glob patterns (:func:`dermoseg.inputs.scan_inputs`).
+    out_dir : output folder (created; checked writable before any input is read).
     process : ``f(path, stem, image) -> row`` with ``image`` (H, W, 3) uint8 RGB from
         :func:`dermoseg.io.read_image`; it writes its own per-image files and may raise :class:`BatchItemError`
-        to fail this input only. A row without ``"seconds"`` gets the wall time of reading + processing; a
-        non-empty ``"warning"`` value is also reported on stderr (the input still counts as processed).
-    desc : progress-bar label.
+        to fail this input only (an OSError while writing also fails this input only). A row without
+        ``"seconds"`` gets the wall time of reading + processing; a non-empty ``"warning"`` value is also
+        reported on stderr (the input still counts as processed).
+    desc : progress-bar label; also the command name in ``run.json``.
     outputs : ``f(stem) -> paths`` the command writes for one input; an input that would be overwritten by one
         of them fails with "choose another --out" and nothing is written for it.
-    is_own_output : ``f(path) -> bool`` for files an earlier run of the command wrote; such files found inside
-        ``out_dir`` by a folder or pattern search are skipped (an input named explicitly is always processed).
+    is_own_output : ``f(path) -> bool`` for further files the command writes (besides the name patterns and
+        ``run.json`` lists of :mod:`dermoseg.inputs`); such files found by a folder or pattern search are
+        skipped (an input named explicitly is always processed).
     progress : show a progress bar on stderr.
     shard : ``(I, N)``: process only shard I of N of the images found (:func:`parse_shard`), so that N machines
         given the same ``inputs`` over the same archive split it between them: the k-th image (0-based, in the
-        sorted order of :func:`dermoseg.io.find_images`) belongs to shard ``k % N + 1``. Shards are disjoint,
+        sorted order of :func:`dermoseg.inputs.scan_inputs`) belongs to shard ``k % N + 1``. Shards are disjoint,
         together they are every image, and output names are those of an unsharded run (stems are made unique
         over all the images, not per shard).
+    tables : the command's result tables; each row is appended to every table as soon as it is made.
+    resume : keep the rows of an earlier run into ``out_dir`` and skip inputs that have a row in every table
+        and all their ``outputs`` on disk.
+    settings, models : recorded in ``run.json`` (:class:`dermoseg.provenance.RunRecord`).
+    extra_outputs : further files the command writes at the end (a contact sheet, a README).
 
     Returns
     -------
-    A :class:`BatchReport` (rows in input order). ``failures.csv`` is written (or a stale one removed) and
-    failures are printed; the caller writes its own results table.
+    A :class:`BatchReport` (rows made by this run, in input order). ``failures.csv`` holds this run's failures
+    (an earlier one is removed), failures and warnings are printed.
+
+    Raises
+    ------
+    dermoseg.provenance.OutputFolderError
+        Before any work, if ``out_dir`` is not writable or an output would replace a file that no dermoseg run
+        wrote there.
     """
-    out_dir = Path(out_dir)
-    files, problems = find_images(list(inputs))
-    if is_own_output is not None:
-        named = {Path(i).resolve() for i in inputs if Path(i).is_file()}
-        out_res = out_dir.resolve()
-        files = [p for p in files if p.resolve() in named or p.parent.resolve() != out_res or not is_own_output(p)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = BatchReport(out_dir, failures=list(problems))
+    out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
+    scan = scan_inputs(list(inputs), extra_skip=is_own_output)
+    files = scan.files
     input_paths = {p.resolve() for p in files}
     jobs = list(zip(files, unique_stems(files)))
     if shard is not None:
         index, count = shard
         jobs = jobs[index - 1::count]
-    for path, stem in tqdm(jobs, desc=desc, unit="img", disable=not progress):
-        start = time.perf_counter()
-        clash = next((o for o in (outputs(stem) if outputs else []) if o.resolve() in input_paths), None)
-        if clash is not None:
-            report.failures.append((str(path), f"output {clash.name} would overwrite an input; choose another --out"))
-            continue
-        try:
-            image = read_image(path)
-            row = process(path, stem, image)
-        except (ImageReadError, BatchItemError) as exc:
-            report.failures.append((str(path), str(exc).removeprefix(f"{path}: ")))
-            continue
-        row.setdefault("seconds", round(time.perf_counter() - start, 3))
-        if row.get("warning"):
-            report.warnings.append((str(path), row["warning"]))
-        report.rows.append(row)
-    write_failures(report)
+    planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
+    planned += [o for _, stem in jobs for o in (outputs(stem) if outputs else []) if o.resolve() not in input_paths]
+    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [])
+    for line in scan.summary_lines():
+        print(line, file=sys.stderr)
+    report = BatchReport(out_dir)
+    failures = CsvTable(out_dir / "failures.csv", ["file", "reason"], key="file", extra=False)
+    if (out_dir / "failures.csv").exists():
+        (out_dir / "failures.csv").unlink()
+
+    def fail(name: str, reason: str) -> None:
+        report.failures.append((name, reason))
+        if not failures.path.exists():
+            failures.start()
+        failures.append({"file": display_name(name), "reason": reason})
+
+    status = "interrupted"
+    try:
+        for name, reason in scan.problems:
+            fail(name, reason)
+        for t in tables:
+            t.start(resume)
+        for path, stem in tqdm(jobs, desc=desc, unit="img", disable=not progress):
+            start = time.perf_counter()
+            mine = outputs(stem) if outputs else []
+            if resume and tables and all(t.done(stem, str(path)) for t in tables) and all(o.exists() for o in mine):
+                report.resumed += 1
+                continue
+            clash = next((o for o in mine if o.resolve() in input_paths), None)
+            if clash is not None:
+                fail(str(path), f"output {clash.name} would overwrite an input; choose another --out")
+                continue
+            problem = name_problem(path)
+            if problem:
+                fail(str(path), problem)
+                continue
+            try:
+                image = read_image(path)
+                row = process(path, stem, image)
+            except (ImageReadError, BatchItemError) as exc:
+                fail(str(path), str(exc).removeprefix(f"{path}: "))
+                continue
+            except OSError as exc:
+                fail(str(path), f"could not write an output: {exc.strerror or exc}")
+                continue
+            row.setdefault("seconds", round(time.perf_counter() - start, 3))
+            if row.get("warning"):
+                report.warnings.append((str(path), row["warning"]))
+            for t in tables:
+                t.append(row)
+            report.rows.append(row)
+        status = "complete"
+    finally:
+        record.finish(status, processed=len(report.rows), failed=len(report.failures), resumed=report.resumed,
+                      skipped_masks_or_outputs=len(scan.masks_skipped),
+                      skipped_unsupported=sum(scan.unsupported.values()))
+    print_messages(report)
     return report

@@ -14,13 +14,23 @@ from pathlib import Path
 
 from dermoseg.config import DATA_ROOT as DATA_ROOT_DEFAULT
 from dermoseg.errors import DermosegError
-from dermoseg.segmentation.segmenter import THRESHOLD
 
 EPILOG = "Research tool, not a medical device."
 
 
 class CommandError(DermosegError):
     """A user-facing error: printed as 'error: <message>', exit status 2."""
+
+
+def _add_resume(p) -> None:
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out: keep its "
+                   "table rows and skip the images whose outputs are complete")
+
+
+def _check_out(folder: Path) -> None:
+    """Fail before any work (model loading, input search) if the output folder cannot be written."""
+    from dermoseg.provenance import ensure_writable
+    ensure_writable(folder)
 
 
 # --------------------------------------------------------------------------------------------- segment
@@ -32,6 +42,7 @@ def _add_segment(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    from dermoseg.segmentation.segmenter import THRESHOLD  # here, not at import: Ctrl-C during torch's import
     p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"lesion probability threshold (default {THRESHOLD})")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
@@ -48,11 +59,15 @@ def _add_segment(sub) -> None:
     p.add_argument("--classifier", type=Path, default=None, help="classifier file for --diagnose "
                    "(default: the shipped classifier)")
     p.add_argument("--mm-per-pixel", type=float, default=None, metavar="MM",
-                   help="pixel size of the input images in mm, for the lesion diameter in mm")
+                   help="pixel size of the input images in mm (finite, > 0), for the lesion diameter, perimeter (mm) "
+                   "and area (mm²)")
+    p.add_argument("--no-measure", dest="measure", action="store_false",
+                   help="skip the lesion measurements (asymmetry, border, colours, diameter)")
     p.add_argument("--shard", metavar="I/N", default=None,
                    help="segment only shard I of N (1 <= I <= N) of the images found: run N machines with the same "
                    "INPUT arguments and --shard 1/N ... N/N, each with its own --out; the shards are disjoint, "
                    "deterministic and together cover every image, with the same output names as one run")
+    _add_resume(p)
     p.set_defaults(func=_run_segment)
 
 
@@ -63,15 +78,25 @@ def _run_segment(args) -> int:
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
     shard = parse_shard(args.shard) if args.shard else None
-    columns = segment_columns(None, args.mm_per_pixel)  # checks --mm-per-pixel before any model is loaded
+    columns = segment_columns(None, args.mm_per_pixel, args.measure)  # checks --mm-per-pixel before any model is loaded
+    _check_out(args.out)
+    models = None
     if args.diagnose:
         from dermoseg.classification import DISCLAIMER
         from dermoseg.classification.classifier import Classifier
-        columns = segment_columns(Classifier.load(args.classifier), args.mm_per_pixel)
+        from dermoseg.provenance import model_record
+        classifier = Classifier.load(args.classifier)
+        columns = segment_columns(classifier, args.mm_per_pixel, args.measure)
+        models = [model_record("classifier", classifier.path)]
         print(DISCLAIMER)
-    report = segment_files(args.inputs, args.out, Segmenter.load(args.model), args.threshold, args.tta,
-                           args.preprocess, extra_columns=columns, shard=shard)
-    print(f"segmented {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
+    model = Segmenter.load(args.model)
+    report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
+                           extra_columns=columns, shard=shard, resume=args.resume,
+                           settings={"mm_per_pixel": args.mm_per_pixel, "measure": args.measure,
+                                     "diagnose": args.diagnose}, models=models)
+    resumed = f", {report.resumed} already done" if report.resumed else ""
+    print(f"segmented {len(report.rows)} image(s){resumed}, {len(report.failures)} failed; "
+          f"results in {report.out_dir.resolve()}")
     return report.exit_code
 
 
@@ -95,25 +120,47 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--preprocess", dest="preprocess", action="store_true", default=None, help="clean images first")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false", help="do not clean images")
     p.add_argument("--save-masks", action="store_true", help="also write the predicted masks under OUT/masks/")
+    p.add_argument("--subset", type=Path, metavar="FILE", help="score only the image ids listed in FILE (one per "
+                   "line, or the first column of a CSV)")
+    p.add_argument("--skip-bad", action="store_true", help="score the pairs that can be scored; list missing, "
+                   "unreadable and non-binary masks in summary.json ('skipped') instead of stopping")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args) -> int:
+    from dermoseg.provenance import model_record, start_run
     from dermoseg.segmentation import evaluate as evaluation
+    if args.dataset and (args.pred or args.truth):
+        raise CommandError("use either --dataset or --pred/--truth, not both")
+    if not args.dataset and not (args.pred and args.truth):
+        raise CommandError("give --pred and --truth, or --dataset")
+    if args.out:
+        _check_out(args.out)
+    subset = evaluation.read_subset(args.subset) if args.subset else None
+    settings = {"dataset": args.dataset, "split": args.split if args.dataset == "isic2018" else None,
+                "pred": str(args.pred) if args.pred else None, "truth": str(args.truth) if args.truth else None,
+                "subset": str(args.subset) if args.subset else None, "skip_bad": args.skip_bad}
+    planned = [args.out / "per_image.csv", args.out / "summary.json"] if args.out else []
     if args.dataset:
-        if args.pred or args.truth:
-            raise CommandError("use either --dataset or --pred/--truth, not both")
         from dermoseg.data.evalsets import dataset_samples
-        from dermoseg.segmentation.segmenter import Segmenter
-        samples = dataset_samples(args.dataset, args.data_root, args.split)
-        _, summary = evaluation.evaluate_model(Segmenter.load(args.model), samples, args.out, tta=args.tta,
-                                               preprocess=args.preprocess, save_masks=args.save_masks)
-    elif args.pred and args.truth:
-        rows, summary = evaluation.evaluate_dirs(args.pred, args.truth)
+        from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter
+        samples = dataset_samples(args.dataset, args.data_root, args.split, subset)
+        model = Segmenter.load(args.model)
+        settings.update(threshold=THRESHOLD, tta=bool(model.tta if args.tta is None else args.tta),
+                        preprocess=bool(model.preprocess.get("enabled") if args.preprocess is None else args.preprocess))
+        if args.save_masks and args.out:
+            planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
+        record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path)]) \
+            if args.out else None
+        rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
+                                                  save_masks=args.save_masks)
+    else:
+        record = start_run(args.out, "evaluate", planned, settings, []) if args.out else None
+        rows, summary = evaluation.evaluate_dirs(args.pred, args.truth, subset, args.skip_bad)
         if args.out:
             evaluation.write_report(args.out, rows, summary)
-    else:
-        raise CommandError("give --pred and --truth, or --dataset")
+    if record is not None:
+        record.finish("complete", images=len(rows), skipped=len(summary.get("skipped", [])))
     print(json.dumps(summary, indent=2))
     if args.out:
         print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}")
@@ -154,11 +201,27 @@ def _add_info(sub) -> None:
                        description="Print parameters and MACs of a model (a model file, or a config's model) at a "
                        "given input size.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    src.add_argument("--model", type=Path, help="segmentation or classifier model file (default: the shipped "
+                     "segmentation model)")
     src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
     p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                    help="input size in pixels (default: the model's training size)")
     p.set_defaults(func=_run_info)
+
+
+def _load_any_model(path: Path | None):
+    """(network, input size, file name) of a segmentation model file or, failing that, a classifier file."""
+    from dermoseg.errors import ModelFileError
+    from dermoseg.segmentation.segmenter import Segmenter
+    try:
+        m = Segmenter.load(path)
+    except ModelFileError as first:
+        from dermoseg.classification.classifier import Classifier
+        try:
+            m = Classifier.load(path)
+        except ModelFileError:
+            raise ModelFileError(f"{first}, nor a dermoseg classifier") from None
+    return m.network, m.image_size, str(m.path)
 
 
 def _run_info(args) -> int:
@@ -169,9 +232,7 @@ def _run_info(args) -> int:
         cfg = load_config(args.config)
         network, size, name = build_model(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
     else:
-        from dermoseg.segmentation.segmenter import Segmenter
-        m = Segmenter.load(args.model)
-        network, size, name = m.network, m.image_size, str(m.path)
+        network, size, name = _load_any_model(args.model)
     h, w = args.size or (size, size)
     if h < 1 or w < 1:
         raise CommandError(f"--size must be positive, got {h} {w}")
@@ -270,15 +331,17 @@ def _add_diagnose(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     _add_classifier_arguments(p)
+    _add_resume(p)
     p.set_defaults(func=_run_diagnose)
 
 
 def _run_diagnose(args) -> int:
     from dermoseg.classification import DISCLAIMER
     from dermoseg.classification.job import diagnose_files
+    _check_out(args.out)
     model, segmenter = _load_classifier(args)
     print(DISCLAIMER)
-    report = diagnose_files(args.inputs, args.out, model, segmenter)
+    report = diagnose_files(args.inputs, args.out, model, segmenter, resume=args.resume)
     print(f"classified {len(report.rows)} image(s), {len(report.failures)} failed; "
           f"predictions in {(report.out_dir / 'predictions.csv').resolve()}")
     return report.exit_code
@@ -306,16 +369,29 @@ def _add_evaluate_diagnosis(sub) -> None:
 
 def _run_evaluate_diagnosis(args) -> int:
     from dermoseg.classification import evaluate as evaluation
-    model, segmenter = _load_classifier(args)
+    from dermoseg.provenance import model_record, start_run
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
+    _check_out(args.out)
+    model, segmenter = _load_classifier(args)
+    models = [model_record("classifier", model.path)] + ([model_record("segmentation", segmenter.path)] if segmenter else [])
+    settings = {"split": args.split, "limit": args.limit, "mask_dir": str(args.mask_dir) if args.mask_dir else None,
+                "temperature": model.temperature, "tta": model.tta}
+    ham_files = ["predictions.csv", "truth.csv", "logits.npy", "per_class.csv", "summary.json",
+                 "confusion_matrix.png", "reliability.png"]
     results = {}
     if args.dataset in ("ham10000", "both"):
+        out = args.out / f"ham10000_{args.split}"
+        record = start_run(out, "evaluate-diagnosis", [out / f for f in ham_files], settings, models)
         results[f"ham10000_{args.split}"] = evaluation.evaluate_ham10000(
-            model, args.data_root, args.out / f"ham10000_{args.split}", args.split, segmenter, args.limit,
-            mask_dir=args.mask_dir)
+            model, args.data_root, out, args.split, segmenter, args.limit, mask_dir=args.mask_dir)
+        record.finish("complete")
     if args.dataset in ("ph2", "both"):
-        results["ph2"] = evaluation.evaluate_ph2(model, args.data_root, args.out / "ph2", segmenter)
+        out = args.out / "ph2"
+        record = start_run(out, "evaluate-diagnosis",
+                           [out / f for f in ("ph2_predictions.csv", "summary.json", "roc_ph2.png")], settings, models)
+        results["ph2"] = evaluation.evaluate_ph2(model, args.data_root, out, segmenter)
+        record.finish("complete")
     print(json.dumps(results, indent=2))
     print(f"reports in {args.out.resolve()}")
     return 0
@@ -326,25 +402,27 @@ def _add_preprocess(sub) -> None:
     p = sub.add_parser("preprocess", help="remove black frame and hair from images",
                        description="Remove the black frame (filled, so the size is kept) and the hair of each image "
                        "(paper §3.1). Writes DIR/<stem>.png (the clean image), DIR/<stem>_hair.png and "
-                       "DIR/<stem>_frame.png (masks 0/255, the input's size) and DIR/preprocess.csv (hair %%, hair "
-                       "count N, repair mode, frame found and its area %%, seconds). Bad files are reported and "
+                       "DIR/<stem>_frame.png (masks 0/255, the input's size) and DIR/preprocess.csv (hair %, hair "
+                       "count N, repair mode, frame found and its area %, seconds). Bad files are reported and "
                        "skipped; exit status 1 if any failed.", epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--sheet", action="store_true", help="also write DIR/preprocess_sheet.png (before/after)")
     p.add_argument("--config", type=Path, help="YAML file with preprocessing settings (a 'preprocess:' section "
                    "or the settings themselves; default: the shipped configs/preprocess.yaml)")
+    _add_resume(p)
     p.set_defaults(func=_run_preprocess)
 
 
 def _run_preprocess(args) -> int:
     from dermoseg.preprocess.batch import preprocess_files
+    _check_out(args.out)
     cfg = None
     if args.config:
         from dermoseg.config import read_yaml_mapping
         loaded = read_yaml_mapping(args.config, "preprocessing settings file", CommandError)
         cfg = loaded.get("preprocess", loaded)
-    report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet)
+    report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet, resume=args.resume)
     print(f"cleaned {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
     return report.exit_code
 
@@ -367,17 +445,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dermoseg`` console script; returns the exit status."""
+    """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, at any point,
+    with one line and no traceback)."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from dermoseg.provenance import set_command_line
+    set_command_line(argv)
     known = (DermosegError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
     try:
         return int(args.func(args) or 0)
     except known as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # an unexpected failure: one line for the user, the traceback on request
         if os.environ.get("DERMOSEG_DEBUG"):
             raise

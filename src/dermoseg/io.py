@@ -7,19 +7,19 @@ so an interrupted run never leaves a half-written output, and no function here e
 
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from dermoseg.errors import ImageReadError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Extensions of the formats read_image reads (Pillow); JPEG 2000 only where Pillow was built with OpenJPEG.
+IMAGE_EXTENSIONS = tuple([".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                          ".ppm", ".pgm", ".pbm", ".pnm"] + ([".jp2", ".j2k"] if features.check_codec("jpg_2000") else []))
 # Gray level above which a pixel of a mask file that dermoseg wrote (0/255) is lesion: the binarisation of the
 # official ISIC 2018 scorer (isic-challenge-scoring), used wherever a predicted mask file is read back.
 MASK_FILE_THRESHOLD = 128
@@ -32,12 +32,15 @@ Image.MAX_IMAGE_PIXELS = 400_000_000
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any common image file as RGB.
 
-    Handles grayscale, palette, RGBA (alpha dropped, composited on white), 16-bit (scaled to 8 bits) and
-    EXIF-rotated files (the EXIF orientation is applied, so the array is upright as a viewer shows it).
+    Handles grayscale, palette, CMYK, 16-bit (scaled to 8 bits), EXIF-rotated files (the EXIF orientation is
+    applied, so the array is upright as a viewer shows it) and transparency: an image with an alpha channel is
+    composited over its own background colour, the mean colour of the opaque pixels on the image border (the
+    skin around the lesion), so that transparent regions look like skin and are not taken for lesion (over
+    white when no border pixel is opaque); see :func:`composite_background`.
 
     Parameters
     ----------
-    path : file path (JPEG, PNG, BMP, TIFF, WebP).
+    path : file path (any format of :data:`IMAGE_EXTENSIONS`).
 
     Returns
     -------
@@ -58,7 +61,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb8(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: image dimensions too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: image too large to hold in memory") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -73,14 +80,69 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
         arr = np.asarray(im, dtype=np.float64)
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, im)
+    if _has_alpha(im):
+        rgba = np.asarray(im.convert("RGBA"))
+        return composite_background(rgba[..., :3], rgba[..., 3])
     if im.mode in ("RGB;16", "RGBA;16") or (im.mode.startswith("RGB") and np.asarray(im).dtype == np.uint16):
         arr = np.asarray(im).astype(np.float64) / 257.0
         return np.clip(arr[..., :3] + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "La", "LA", "PA", "RGBa") or (im.mode in ("P", "L", "RGB") and "transparency" in im.info)
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The opacity of an image file with transparency, upright like :func:`read_image`'s array.
+
+    Parameters
+    ----------
+    path : image file (already read successfully by :func:`read_image`).
+
+    Returns
+    -------
+    (H, W) uint8 alpha (0 = fully transparent, 255 = opaque), or None for a file without transparency (only
+    the header is read then).
+
+    Raises
+    ------
+    ImageReadError
+        If the file cannot be read.
+    """
+    try:
+        with Image.open(path) as im:
+            if not _has_alpha(im):
+                return None
+            im.load()
+            return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(im).convert("RGBA"))[..., 3])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def composite_background(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite an image with transparency over its background colour.
+
+    The background is the mean colour of the fully opaque pixels on the image's border (one pixel wide), i.e.
+    the skin around a centred lesion; white if no border pixel is opaque. Each pixel becomes
+    ``alpha/255 · rgb + (1 − alpha/255) · background``.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 RGB.
+    alpha : (H, W) uint8 opacity, 255 = opaque.
+
+    Returns
+    -------
+    (H, W, 3) uint8 RGB.
+    """
+    edge_rgb = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    edge_alpha = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+    opaque = edge_rgb[edge_alpha == 255]
+    background = opaque.mean(0) if len(opaque) else np.full(3, 255.0)
+    a = alpha[..., None].astype(np.float32) / 255.0
+    out = rgb.astype(np.float32) * a + background.astype(np.float32) * (1.0 - a)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def read_mask(path: str | os.PathLike, threshold: int = 0) -> np.ndarray:
@@ -115,6 +177,60 @@ def read_mask(path: str | os.PathLike, threshold: int = 0) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: not a readable mask ({exc})") from None
     return gray > threshold
+
+
+NEAR_BINARY_SHARE = 0.98  # a mask with at least this share of pixels within 10 grey levels of 0 or 255 is binary
+
+
+def read_binary_mask(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Read a mask that must be binary, for scoring: 0/255 (ISIC, PH2, ``dermoseg segment``) or 0/1.
+
+    A 0/1 mask is read as 1 = lesion (not as a nearly black image); a 0/255 mask, and a nearly binary one
+    (JPEG-compressed or anti-aliased edges: at least :data:`NEAR_BINARY_SHARE` of its pixels within 10 grey
+    levels of 0 or 255), is binarised at > 128 as the ISIC 2018 scorer does. Anything else (a photograph, a
+    probability map, a colour image) is refused.
+
+    Parameters
+    ----------
+    path : mask file (PNG, BMP, 1-bit, 8- or 16-bit gray; RGB with three equal channels is accepted).
+
+    Returns
+    -------
+    (mask, note): (H, W) bool, True = lesion; note is "" or a warning about a nearly binary mask.
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, unreadable, a colour image, or not binary; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such mask file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "1":
+                return np.asarray(im, dtype=bool).copy(), ""
+            arr = np.asarray(im.convert("RGB") if im.mode in ("P", "RGBA", "CMYK", "YCbCr", "LA") else im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{path}: not a readable mask ({exc})") from None
+    if arr.ndim == 3:
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])):
+            raise ImageReadError(f"{path}: a colour image, not a binary mask (masks are 0/255 or 0/1 gray)")
+        arr = arr[..., 0]
+    if arr.dtype != np.uint8:  # 16-bit or 32-bit gray: scale to 8 bits
+        arr = np.clip(arr.astype(np.float64) / (257.0 if arr.max() > 255 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+    values = np.unique(arr)
+    if set(values.tolist()) <= {0, 1}:
+        return arr == 1, ""
+    if set(values.tolist()) <= {0, 255}:
+        return arr > 128, ""
+    near = float(np.mean((arr <= 10) | (arr >= 245)))
+    if near >= NEAR_BINARY_SHARE:
+        return arr > 128, f"not exactly binary ({len(values)} grey levels, {100 * (1 - near):.1f}% of pixels " \
+                          "between 10 and 245); binarised at > 128"
+    raise ImageReadError(f"{path}: not a binary mask ({len(values)} grey levels, {100 * (1 - near):.0f}% of pixels "
+                         "between 10 and 245: a photograph or probability map?); masks must be 0/255 or 0/1")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -204,45 +320,3 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     _atomic_write_bytes(path, text.encode("utf-8"))
     return path
-
-
-def find_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files, folders (searched recursively) and glob patterns into a sorted list of image files.
-
-    Parameters
-    ----------
-    inputs : paths or glob patterns as typed on a command line.
-
-    Returns
-    -------
-    (images, problems): the image paths found, without duplicates, in a stable order; and a list of
-    ``(input, reason)`` for inputs that matched nothing (missing path, empty folder, glob without match).
-    """
-    found: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    for item in inputs:
-        item = str(item)
-        path = Path(item)
-        if path.is_dir():
-            hits = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                          and not p.name.startswith("."))
-            if not hits:
-                problems.append((item, "folder contains no image files"))
-            found.extend(hits)
-        elif path.is_file():
-            found.append(path)
-        elif glob.has_magic(item):
-            hits = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-            if not hits:
-                problems.append((item, "glob pattern matched no file"))
-            found.extend(hits)
-        else:
-            problems.append((item, "no such file or folder"))
-    seen: set[Path] = set()
-    unique = []
-    for p in found:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, problems

@@ -4,7 +4,9 @@
 ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` and one row per input file (its stem, made unique as in ``segment``),
 each row a probability vector summing to 1 — the format ``isic-challenge-scoring classification`` reads
 (Codella et al. 2019, arXiv:1902.03368, Task 3). The scorer refuses comment lines and extra columns, so the
-research-tool disclaimer goes to standard output and to ``DIR/README.txt``, never into the CSV.
+research-tool disclaimer goes to standard output and to ``DIR/README.txt``, never into the CSV, and the source
+file of each image id is in a second table, ``DIR/image_sources.csv`` (``image,file,warning``). Rows are
+appended as images finish; ``run.json`` records the classifier file and its sha256.
 
 Data flow: file → :func:`dermoseg.io.read_image` → (for a classifier trained with ``mask_mode`` crop/channel,
 the lesion mask of :meth:`dermoseg.segmentation.segmenter.Segmenter.segment`) →
@@ -19,12 +21,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dermoseg import provenance
 from dermoseg.batch import BatchReport, run_batch
 from dermoseg.classification import DISCLAIMER, HAM_CLASSES
 from dermoseg.classification.classifier import Classifier
+from dermoseg.inputs import image_warning
 from dermoseg.io import write_text
+from dermoseg.tables import CsvTable
 
 CSV_DECIMALS = 8
+SOURCES_NAME = "image_sources.csv"
 
 
 def _row_strings(p: np.ndarray) -> list[str]:
@@ -77,12 +83,13 @@ def readme_text(model: Classifier) -> str:
             "validation split; they describe HAM10000-like dermoscopic images and may be wrong elsewhere.\n"
             f"Classifier: {model.path} (sha256 {model.sha256}), temperature {model.temperature:.4f}, "
             f"flip TTA {'on' if model.tta else 'off'}.\n"
+            f"{SOURCES_NAME} gives the source file of each image id; run.json how the predictions were made.\n"
             "Score against a ground truth with: isic-challenge-scoring classification TRUTH.csv predictions.csv\n")
 
 
 def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier, segmenter=None,
-                   progress: bool = True) -> BatchReport:
-    """Classify every image found in ``inputs``; write ``predictions.csv``, ``README.txt`` and failures.
+                   progress: bool = True, resume: bool = False) -> BatchReport:
+    """Classify every image found in ``inputs``; write ``predictions.csv``, ``image_sources.csv``, ``README.txt``.
 
     Parameters
     ----------
@@ -91,12 +98,15 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     model : a loaded :class:`Classifier`.
     segmenter : a :class:`dermoseg.segmentation.segmenter.Segmenter`, needed when the classifier uses the lesion mask.
     progress : progress bar on stderr.
+    resume : keep the rows of an earlier run into ``out_dir`` and skip the images already done.
 
     Returns
     -------
-    A :class:`dermoseg.batch.BatchReport` whose rows hold ``image`` and the seven probabilities; unreadable
-    files are in ``failures`` (also printed to stderr and written to ``failures.csv``); ``exit_code`` is 1 if any
-    input failed.
+    A :class:`dermoseg.batch.BatchReport` whose rows hold ``image``, ``file``, ``warning`` and the seven
+    probabilities, appended to ``predictions.csv`` (ISIC format) and ``image_sources.csv`` as each image is
+    done; tiny, blank and grayscale inputs are classified but warned about (:func:`dermoseg.inputs.image_warning`);
+    unreadable files are in ``failures`` (also printed to stderr and written to ``failures.csv``);
+    ``exit_code`` is 1 if any input failed.
 
     Raises
     ------
@@ -110,10 +120,21 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
         mask = segmenter.segment(image).mask if model.uses_mask else None
         p = model.predict(image, mask)
-        return {"image": stem, **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
+        return {"image": stem, "file": str(path), "warning": image_warning(image),
+                **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
 
-    report = run_batch(inputs, out_dir, process, desc="diagnose", progress=progress)
-    probs = np.array([[r[c] for c in HAM_CLASSES] for r in report.rows], dtype=np.float64).reshape(-1, len(HAM_CLASSES))
-    write_text(out_dir / "predictions.csv", predictions_csv([r["image"] for r in report.rows], probs))
+    def isic_row(row: dict[str, Any]) -> dict[str, str]:
+        return {"image": row["image"], **dict(zip(HAM_CLASSES, _row_strings(np.array([row[c] for c in HAM_CLASSES]))))}
+
+    tables = [CsvTable(out_dir / "predictions.csv", ["image", *HAM_CLASSES], key="image", extra=False,
+                       format_row=isic_row),
+              CsvTable(out_dir / SOURCES_NAME, ["image", "file", "warning"], key="image", extra=False)]
+    models = [provenance.model_record("classifier", model.path)]
+    if segmenter is not None:
+        models.append(provenance.model_record("segmentation", segmenter.path))
+    report = run_batch(inputs, out_dir, process, desc="diagnose", progress=progress, tables=tables, resume=resume,
+                       settings={"temperature": model.temperature, "tta": model.tta, "mask_mode": model.mask_mode,
+                                 "image_size": model.image_size}, models=models,
+                       extra_outputs=[out_dir / "README.txt"])
     write_text(out_dir / "README.txt", readme_text(model))
     return report

@@ -14,8 +14,9 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from dermoseg.batch import BatchReport, rows_to_csv, run_batch
-from dermoseg.io import write_image, write_text
+from dermoseg.batch import BatchReport, run_batch
+from dermoseg.io import write_image
+from dermoseg.tables import CsvTable
 from dermoseg.preprocess import CleanResult, clean_image, resolve_settings
 
 COLUMNS = ["file", "image_id", "height", "width", "hair_pct", "n_hairs", "mode", "frame_found", "frame_pct",
@@ -24,7 +25,8 @@ SHEET_NAME = "preprocess_sheet.png"
 
 
 def preprocess_files(inputs: list[str], out_dir: str | Path, cfg: Mapping[str, Any] | None = None,
-                     sheet: bool = False, progress: bool = True, sheet_max: int = 48) -> BatchReport:
+                     sheet: bool = False, progress: bool = True, sheet_max: int = 48,
+                     resume: bool = False) -> BatchReport:
     """Clean every image found in ``inputs`` (files, folders searched recursively, glob patterns).
 
     Parameters
@@ -35,18 +37,21 @@ def preprocess_files(inputs: list[str], out_dir: str | Path, cfg: Mapping[str, A
     sheet : also write ``preprocess_sheet.png``: before/after thumbnails with the hair (green) and frame
         (magenta) masks, for the first ``sheet_max`` images.
     progress : show a progress bar on stderr.
+    resume : keep the rows of an earlier run into ``out_dir`` and skip the images already done (the sheet then
+        shows only the images cleaned by this run).
 
     Returns
     -------
-    A :class:`~dermoseg.batch.BatchReport`; ``preprocess.csv`` (and ``failures.csv`` if any input failed)
-    are written atomically. Its ``exit_code`` is 1 if any input failed.
+    A :class:`~dermoseg.batch.BatchReport`; each row is appended to ``preprocess.csv`` as soon as its image is
+    done (failures to ``failures.csv``); ``run.json`` records the settings. Its ``exit_code`` is 1 if any input
+    failed.
 
     Raises
     ------
     PreprocessConfigError
         If ``cfg`` is invalid (checked before any file is read).
     """
-    resolve_settings(cfg)  # fail early on a bad setting, before a long batch
+    settings = resolve_settings(cfg)  # fail early on a bad setting, before a long batch
     out_dir = Path(out_dir)
     thumbs: list[np.ndarray] = []
 
@@ -67,8 +72,9 @@ def preprocess_files(inputs: list[str], out_dir: str | Path, cfg: Mapping[str, A
                 "seconds": round(seconds, 4)}
 
     report = run_batch(inputs, out_dir, process, desc="preprocess", outputs=outputs, is_own_output=is_own_output,
-                       progress=progress)
-    write_text(out_dir / "preprocess.csv", rows_to_csv(report.rows, COLUMNS))
+                       progress=progress, tables=[CsvTable(out_dir / "preprocess.csv", COLUMNS, key="image_id")],
+                       resume=resume, settings={"preprocess_settings": settings},
+                       extra_outputs=[out_dir / SHEET_NAME] if sheet else [])
     if sheet and thumbs:
         write_image(out_dir / SHEET_NAME, contact_sheet(thumbs))
     return report

@@ -14,15 +14,16 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from dermoseg.batch import BatchReport, rows_to_csv, run_batch
-from dermoseg.io import write_image, write_text
+from dermoseg import provenance
+from dermoseg.batch import BatchReport, run_batch
+from dermoseg.inputs import image_warning
+from dermoseg.io import read_alpha, write_image
 from dermoseg.segmentation.measure import check_mm_per_pixel
-from dermoseg.segmentation.segmenter import Segmentation, Segmenter
+from dermoseg.segmentation.segmenter import THRESHOLD, Segmentation, Segmenter
+from dermoseg.tables import CsvTable
 
 RESULT_COLUMNS = ["file", "image_id", "height", "width", "lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y",
                   "bbox_width", "bbox_height", "mean_lesion_probability", "warning", "seconds"]
-MIN_SIDE = 32     # pixels; smaller inputs get a warning (the model sees 256 x 256)
-BLANK_STD = 2.0   # grey levels; a flatter image gets a warning
 
 
 def draw_overlay(image: np.ndarray, mask: np.ndarray, color=(0, 255, 0), truth: np.ndarray | None = None,
@@ -60,7 +61,8 @@ def mask_geometry(mask: np.ndarray) -> dict[str, Any]:
 def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, threshold: float | None = None,
                   tta: bool | None = None, preprocess: bool | None = None,
                   extra_columns: Callable[[Segmentation], dict[str, Any]] | None = None,
-                  progress: bool = True, shard: tuple[int, int] | None = None) -> BatchReport:
+                  progress: bool = True, shard: tuple[int, int] | None = None, resume: bool = False,
+                  settings: dict[str, Any] | None = None, models: list[dict[str, str]] | None = None) -> BatchReport:
     """Segment every image found in ``inputs`` and write the outputs into ``out_dir``.
 
     Parameters
@@ -75,20 +77,27 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     progress : show a progress bar on stderr.
     shard : ``(I, N)``: segment only shard I of N of the images found, for spreading a large archive over N
         machines (:func:`dermoseg.batch.run_batch`; deterministic, disjoint, together all images).
+    resume : keep the rows of an earlier run into ``out_dir`` and skip the images already done.
+    settings, models : further settings and model files for ``run.json`` (the segmentation model, threshold,
+        TTA and preprocessing are always recorded).
 
     Returns
     -------
-    A :class:`dermoseg.batch.BatchReport`; ``results.csv`` and, if any input failed, ``failures.csv`` are
-    written atomically. A tiny, blank or lesion-less input is segmented but flagged in the ``warning`` column
-    and on stderr (:func:`input_warning`).
+    A :class:`dermoseg.batch.BatchReport`; each row is appended to ``results.csv`` as soon as its image is done,
+    failures to ``failures.csv``. A tiny, blank, grayscale or lesion-less input is segmented but flagged in the
+    ``warning`` column and on stderr (:func:`input_warning`). Fully transparent pixels of an image with an
+    alpha channel are never lesion.
     """
     out_dir = Path(out_dir)
+    use_pre = bool(model.preprocess.get("enabled")) if preprocess is None else preprocess
+    use_tta = model.tta if tta is None else tta
 
     def outputs(stem: str) -> list[Path]:
         return [out_dir / f"{stem}_segmentation.png", out_dir / f"{stem}_overlay.jpg"]
 
     def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
-        seg = model.segment(image, threshold, tta, preprocess)
+        alpha = read_alpha(path)
+        seg = model.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
         mask, prob = seg.mask, seg.probability
         mask_path, overlay_path = outputs(stem)
         write_image(mask_path, mask)
@@ -101,13 +110,16 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
             row.update(extra_columns(seg))
         return row
 
-    report = run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, is_own_output=is_own_output,
-                       progress=progress, shard=shard)
-    write_text(out_dir / "results.csv", rows_to_csv(report.rows, RESULT_COLUMNS))
-    return report
+    table = CsvTable(out_dir / "results.csv", RESULT_COLUMNS, key="image_id")
+    run_settings = {"threshold": THRESHOLD if threshold is None else threshold, "tta": bool(use_tta),
+                    "preprocess": bool(use_pre), "preprocess_settings": model.preprocess if use_pre else None,
+                    "shard": f"{shard[0]}/{shard[1]}" if shard else None, **(settings or {})}
+    return run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, progress=progress, shard=shard,
+                     tables=[table], resume=resume, settings=run_settings,
+                     models=[provenance.model_record("segmentation", model.path), *(models or [])])
 
 
-def segment_columns(classifier=None, mm_per_pixel: float | None = None
+def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure: bool = True
                     ) -> Callable[[Segmentation], dict[str, Any]]:
     """The ``extra_columns`` of ``dermoseg segment``: the lesion measurements and, with a classifier, the diagnosis.
 
@@ -116,7 +128,8 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None
     classifier : a loaded :class:`dermoseg.classification.classifier.Classifier`, or None. When given, each row
         gets ``diagnosis_note`` (the research-tool disclaimer), ``top_class`` and ``p_MEL`` … ``p_VASC``
         (calibrated probabilities; a mask-using classifier gets this segmentation's mask).
-    mm_per_pixel : pixel size in mm for ``diameter_mm`` (None: left empty).
+    mm_per_pixel : pixel size in mm for the ``_mm`` columns (None: left empty).
+    measure : add the measurements (``dermoseg segment --no-measure`` leaves them out).
 
     Returns
     -------
@@ -130,7 +143,7 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None
     check_mm_per_pixel(mm_per_pixel)
 
     def columns(seg: Segmentation) -> dict[str, Any]:
-        row = seg.measure(mm_per_pixel)
+        row = seg.measure(mm_per_pixel) if measure else {}
         if classifier is not None:
             row.update(classifier.diagnosis_columns(seg.image, seg.mask))
         return row
@@ -141,28 +154,20 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None
 def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
     """Why a segmentation is likely unreliable, or "" if nothing looks wrong.
 
-    Checks, in order: an image under :data:`MIN_SIDE` pixels on a side (the model works at 256 px); a nearly
-    uniform image (grey-level standard deviation under :data:`BLANK_STD`, e.g. a blank or failed capture); no
-    lesion pixel found; lesion on every pixel.
+    Checks, in order: the image checks of :func:`dermoseg.inputs.image_warning` (tiny, nearly uniform,
+    grayscale); no lesion pixel found; lesion on every pixel.
 
     Parameters
     ----------
     image : (H, W, 3) uint8 RGB.
     mask : (H, W) bool, True = lesion.
     """
-    h, w = image.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        return f"image is only {w}x{h} pixels (< {MIN_SIDE}); the mask is unreliable"
-    step = max(1, min(h, w) // 256)  # a strided view is enough to tell a blank image, and cheap on 24 MP inputs
-    if float(image[::step, ::step].std()) < BLANK_STD:
-        return "image is nearly uniform (blank?); the mask is unreliable"
+    first = image_warning(image)
+    if first and not first.startswith("grayscale"):
+        return first  # tiny or blank: nothing else is worth saying
+    problems = [first] if first else []
     if not mask.any():
-        return "no lesion found"
-    if mask.all():
-        return "lesion covers the whole image (lesion larger than the field of view, or not a dermoscopic image?)"
-    return ""
-
-
-def is_own_output(path: Path) -> bool:
-    """True for a mask or overlay that ``segment`` writes (never re-segment those when found in its output folder)."""
-    return path.name.endswith(("_segmentation.png", "_overlay.jpg"))
+        problems.append("no lesion found")
+    elif mask.all():
+        problems.append("lesion covers the whole image (lesion larger than the field of view, or not a dermoscopic image?)")
+    return "; ".join(problems)

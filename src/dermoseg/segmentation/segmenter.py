@@ -145,11 +145,14 @@ class Segmenter:
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
-                preprocess: bool | None = None) -> Segmentation:
+                preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
         """Probability and lesion mask of one image (see :meth:`probability`; ``threshold`` defaults to
-        :data:`THRESHOLD`, a pixel is lesion where its probability is above it)."""
+        :data:`THRESHOLD`, a pixel is lesion where its probability is above it). ``exclude``: (H, W) bool pixels
+        that show nothing (fully transparent) and get probability 0, so they are never lesion."""
         threshold = THRESHOLD if threshold is None else threshold
         prob = self.probability(image, tta, preprocess)
+        if exclude is not None:
+            prob[exclude] = 0.0
         return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold)
 
 

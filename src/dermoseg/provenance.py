@@ -1,0 +1,183 @@
+"""Where a result came from, and which files a run may write: the ``run.json`` sidecar of every output folder.
+
+Every command that writes a results table (``results.csv``, ``preprocess.csv``, ``predictions.csv``,
+``per_image.csv`` / ``summary.json``) writes ``run.json`` beside it: the dermoseg version, the engine, the model
+files (name, path, sha256), the settings (threshold, test-time augmentation, preprocessing, ...), the command
+line, start and end time (UTC, ISO 8601), the outcome, and the list of files the run wrote (``outputs``, paths
+relative to the folder).
+
+That list is also what makes overwriting safe: before any work, :func:`claim_outputs` refuses to replace an
+existing file that no earlier dermoseg run in that folder listed as its own output (a ground-truth mask beside
+the images, a user's own ``results.csv``), naming the file; the claimed names are recorded before the first
+output is written, so an interrupted run's files stay recognisable as dermoseg's.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from dermoseg.errors import DermosegError
+from dermoseg.io import file_sha256, write_text
+
+RUN_FILE = "run.json"
+ENGINE = "torch"
+_command_line: list[str] | None = None
+
+
+class OutputFolderError(DermosegError, OSError):
+    """The output folder cannot be written, or an output would replace a file dermoseg did not write."""
+
+
+def set_command_line(argv: Iterable[str]) -> None:
+    """Record the command's arguments (without the program name) for the ``run.json`` files of this process."""
+    global _command_line
+    _command_line = ["dermoseg", *argv]
+
+
+def command_line() -> list[str]:
+    """The recorded command line, or ``sys.argv`` when none was recorded."""
+    return list(_command_line) if _command_line is not None else list(sys.argv)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) and check that a file can be created in it, before any work.
+
+    Returns
+    -------
+    The folder as a Path.
+
+    Raises
+    ------
+    OutputFolderError
+        If the folder cannot be created or written (permission, read-only file system, a file in the way);
+        the message names the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".dermoseg-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputFolderError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+    return folder
+
+
+def read_run(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``run.json`` of ``folder`` if it is a dermoseg one, else None."""
+    path = Path(folder) / RUN_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("tool") == "dermoseg" else None
+
+
+def read_manifest(folder: str | os.PathLike) -> set[str]:
+    """Names (relative to ``folder``, ``/``-separated) of the files dermoseg runs wrote there; empty if none."""
+    record = read_run(folder)
+    outputs = record.get("outputs", []) if record else []
+    return {str(o) for o in outputs if isinstance(o, str)}
+
+
+def _relative(folder: Path, path: Path) -> str:
+    return Path(os.path.relpath(Path(path).absolute(), folder.absolute())).as_posix()
+
+
+def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> set[str]:
+    """Check that none of ``paths`` (inside ``folder``) would replace a file that dermoseg did not write.
+
+    A path may be written when it does not exist, or when the folder's ``run.json`` lists it as an earlier
+    dermoseg output. ``run.json`` itself may be replaced only if it is a dermoseg one.
+
+    Returns
+    -------
+    The claimed names relative to ``folder`` (to record with :class:`RunRecord`).
+
+    Raises
+    ------
+    OutputFolderError
+        Naming the first file that exists and was not written by dermoseg (nothing has been written then).
+    """
+    folder = Path(folder)
+    own = read_manifest(folder)
+    if (folder / RUN_FILE).exists() and read_run(folder) is None:
+        raise OutputFolderError(f"{folder / RUN_FILE}: exists and was not written by dermoseg; refusing to "
+                                "overwrite it (choose another --out)")
+    names = set()
+    for p in paths:
+        name = _relative(folder, Path(p))
+        if (os.path.lexists(p)) and name not in own:
+            raise OutputFolderError(f"{p}: exists and was not written by dermoseg; refusing to overwrite it "
+                                    "(choose another --out, or move the file)")
+        names.add(name)
+    return names
+
+
+def model_record(role: str, path: str | os.PathLike) -> dict[str, str]:
+    """``{"role", "file", "path", "sha256"}`` of a model file."""
+    path = Path(path)
+    return {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+
+
+class RunRecord:
+    """The ``run.json`` of one run: written at the start (claiming the outputs) and again at the end.
+
+    Parameters
+    ----------
+    folder : output folder.
+    command : subcommand name (``segment``, ``evaluate``, ...).
+    settings : JSON-serialisable settings (threshold, tta, preprocess, ...).
+    models : :func:`model_record` entries.
+    claimed : names from :func:`claim_outputs`; the files of earlier runs still present stay listed.
+    """
+
+    def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
+                 models: list[dict[str, str]], claimed: Iterable[str]):
+        import torch
+
+        from dermoseg import __version__
+        self.folder = Path(folder)
+        self.record: dict[str, Any] = {
+            "tool": "dermoseg", "dermoseg_version": __version__, "command": command,
+            "command_line": shlex.join(command_line()), "engine": ENGINE, "engine_version": torch.__version__,
+            "python": sys.version.split()[0], "models": models, "settings": settings, "started": _now(),
+            "finished": None, "status": "running", "counts": {}}
+        self.outputs = read_manifest(self.folder) | set(claimed)
+        self._write()
+
+    def _write(self) -> None:
+        present = sorted(o for o in self.outputs if os.path.lexists(self.folder / o))
+        claimed = present if self.record["status"] != "running" else sorted(self.outputs)
+        write_text(self.folder / RUN_FILE, json.dumps({**self.record, "outputs": claimed}, indent=2) + "\n")
+
+    def finish(self, status: str = "complete", **counts: Any) -> None:
+        """Record the end time, the outcome (``complete``/``interrupted``/``failed``) and counts; the output list
+        keeps only files that exist."""
+        self.record.update(finished=_now(), status=status, counts=counts)
+        self._write()
+
+
+def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
+              settings: dict[str, Any], models: list[dict[str, str]]) -> RunRecord:
+    """Before any work: check ``folder`` is writable (:func:`ensure_writable`), that none of ``paths`` would
+    replace a file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
+
+    Raises
+    ------
+    OutputFolderError
+        As :func:`ensure_writable` and :func:`claim_outputs`.
+    """
+    folder = ensure_writable(folder)
+    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths))

@@ -1,0 +1,125 @@
+"""Issue #11 finding 3: tables are written row by row (valid after Ctrl-C, never a stale table), --resume
+skips finished images, a file name that is not UTF-8 fails alone, Ctrl-C at start-up prints no traceback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dermoseg.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def four_images(tmp_path, isic_samples):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, s in enumerate(isic_samples[:4]):
+        shutil.copy(s.image_path, folder / f"im{i}.jpg")
+    return folder
+
+
+def _interrupt_on(monkeypatch, module, name, after):
+    """Make ``module.name`` raise KeyboardInterrupt (as Ctrl-C does) on its call number ``after + 1``."""
+    original, calls = getattr(module, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > after:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+def test_segment_interrupted_keeps_finished_rows_and_resume_completes(tmp_path, four_images, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure"]) == 0
+    assert len(_rows(out / "results.csv")) == 4
+    import dermoseg.segmentation.job as segment
+    with monkeypatch.context() as m:
+        _interrupt_on(m, segment, "draw_overlay", 2)  # Ctrl-C while the third image is being written
+        assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = _rows(out / "results.csv")
+    assert [r["image_id"] for r in rows] == ["im0", "im1"]  # this run's rows, not the earlier run's stale table
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    done = {p: (out / f"{p}_segmentation.png").stat().st_mtime_ns for p in ("im0", "im1")}
+    assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0
+    assert "2 already done" in capsys.readouterr().out
+    assert [r["image_id"] for r in _rows(out / "results.csv")] == ["im0", "im1", "im2", "im3"]
+    assert {p: (out / f"{p}_segmentation.png").stat().st_mtime_ns for p in done} == done  # not redone
+
+
+def test_preprocess_and_diagnose_tables_survive_an_interruption(tmp_path, four_images, monkeypatch):
+    import dermoseg.preprocess.batch as preprocess_batch
+    from dermoseg.classification.classifier import Classifier
+    _interrupt_on(monkeypatch, preprocess_batch, "clean_image", 1)
+    _interrupt_on(monkeypatch, Classifier, "predict", 3)
+    assert main(["preprocess", str(four_images), "--out", str(tmp_path / "pre")]) == 130
+    assert [r["image_id"] for r in _rows(tmp_path / "pre" / "preprocess.csv")] == ["im0"]
+    assert main(["diagnose", str(four_images), "--out", str(tmp_path / "dx")]) == 130
+    predictions = _rows(tmp_path / "dx" / "predictions.csv")
+    assert [r["image"] for r in predictions] == ["im0", "im1", "im2"]
+    assert list(predictions[0]) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]  # ISIC format
+    assert main(["diagnose", str(four_images), "--out", str(tmp_path / "dx"), "--resume"]) == 130  # 4th call fails
+    monkeypatch.undo()
+    assert main(["diagnose", str(four_images), "--out", str(tmp_path / "dx"), "--resume"]) == 0
+    assert [r["image"] for r in _rows(tmp_path / "dx" / "predictions.csv")] == ["im0", "im1", "im2", "im3"]
+
+
+@pytest.mark.parametrize("command", ["segment", "preprocess", "diagnose"])
+def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path, isic_samples, command, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "good.jpg")
+    odd = os.path.join(os.fsencode(folder), b"bad\xff\xfename.jpg")  # Latin-1 bytes: not valid UTF-8
+    shutil.copy(isic_samples[1].image_path, odd)
+    argv = [command, str(folder), "--out", str(tmp_path / "out")] + (["--no-tta"] if command == "segment" else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "bad\\xff\\xfename.jpg: file name is not valid UTF-8" in err and "Traceback" not in err
+    table = {"segment": "results.csv", "preprocess": "preprocess.csv", "diagnose": "predictions.csv"}[command]
+    assert [r.get("image_id", r.get("image")) for r in _rows(tmp_path / "out" / table)] == ["good"]
+    assert [r["file"] for r in _rows(tmp_path / "out" / "failures.csv")] == [str(folder / "bad\\xff\\xfename.jpg")]
+    assert os.path.exists(odd)
+
+
+def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monkeypatch, capsys):
+    import dermoseg.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "build_parser", interrupted)
+        try:
+            code = main(["segment", "x.jpg", "--out", str(tmp_path)])
+        except KeyboardInterrupt:
+            code = "KeyboardInterrupt escaped main()"
+        assert code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    # a real SIGINT while the command is still importing its libraries
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment", str(isic_samples[0].image_path),
+                             "--out", str(tmp_path / "out")], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err

@@ -1,0 +1,103 @@
+"""Issue #11 findings 1 and 4: a run never replaces a file it did not create, skips ground-truth masks and
+earlier outputs found by a folder search, and finds an unwritable output folder before any work."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from dermoseg.cli import main
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_ground_truth_beside_the_images_is_never_overwritten(tmp_path, isic_samples, capsys):
+    folder = tmp_path / "isic"
+    folder.mkdir()
+    for s in isic_samples[:2]:
+        shutil.copy(s.image_path, folder)
+        shutil.copy(s.mask_path, folder)  # the ISIC layout when masks are kept with the images
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main(["segment", str(folder), "--out", str(folder), "--no-tta"]) == 2
+    err = capsys.readouterr().err
+    assert f"{isic_samples[0].image_id}_segmentation.png: exists and was not written by dermoseg" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # refused before any work: nothing written
+    # into another folder: the masks are skipped as inputs, with one summary line
+    assert main(["segment", str(folder), "--out", str(tmp_path / "out"), "--no-tta"]) == 0
+    assert "skipped 2 ground-truth mask(s)" in capsys.readouterr().err
+    assert sorted(r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")) == sorted(
+        s.image_id for s in isic_samples[:2])
+
+
+def test_earlier_outputs_and_ph2_lesion_masks_are_not_inputs(tmp_path, ph2_samples, capsys):
+    study = tmp_path / "study"
+    for s in ph2_samples[:2]:  # the official PH2 layout: IMDxxx/IMDxxx_Dermoscopic_Image/, IMDxxx/IMDxxx_lesion/
+        shutil.copytree(s.image_path.parent.parent, study / "PH2 Dataset images" / s.image_id)
+    assert main(["segment", str(study), "--out", str(study / "results"), "--no-tta"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 ground-truth mask(s)" in err and "unsupported" not in err
+    # a second run over the same folder does not re-segment the first run's masks and overlays
+    assert main(["segment", str(study), "--out", str(study / "results_v2"), "--no-tta"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 6 ground-truth mask(s)" in err  # 2 lesion masks + the first run's 2 masks and 2 overlays
+    assert "unsupported" not in err  # the first run's results.csv and run.json are recognised as its own
+    assert sorted(r["image_id"] for r in _rows(study / "results_v2" / "results.csv")) == sorted(
+        s.image_id for s in ph2_samples[:2])
+
+
+def test_binary_single_channel_images_are_recognised_as_masks(tmp_path, isic_samples, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "photo.jpg")
+    truth = np.asarray(Image.open(isic_samples[0].mask_path).convert("L"))
+    Image.fromarray(truth).save(folder / "annotation01.png")  # 0/255, no telling name
+    Image.fromarray((truth > 128).astype(np.uint8)).save(folder / "annotation02.png")  # 0/1
+    gray = np.asarray(Image.open(isic_samples[0].image_path).convert("L"))
+    Image.fromarray(gray).save(folder / "gray_photo.png")  # a grayscale photograph is an input
+    assert main(["segment", str(folder), "--out", str(tmp_path / "out"), "--no-tta", "--no-measure"]) == 0
+    assert "skipped 2 ground-truth mask(s)" in capsys.readouterr().err
+    assert sorted(r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")) == ["gray_photo", "photo"]
+
+
+def test_a_users_own_results_table_is_not_replaced(tmp_path, isic_samples, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("my own notes\n")
+    assert main(["segment", str(isic_samples[0].image_path), "--out", str(out), "--no-tta"]) == 2
+    assert "results.csv: exists and was not written by dermoseg" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "my own notes\n" and not (out / "run.json").exists()
+
+
+def test_unwritable_output_folder_is_found_before_any_work(tmp_path, isic_samples, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")  # a file where the output folder's parent should be: nothing can be created there
+    started = []
+
+    def no_work(*args, **kwargs):
+        started.append(True)
+        raise RuntimeError("work started")
+
+    import dermoseg.preprocess.batch as preprocess_batch
+    import dermoseg.segmentation.evaluate as evaluation
+    from dermoseg.classification.classifier import Classifier
+    from dermoseg.segmentation.segmenter import Segmenter
+    monkeypatch.setattr(Segmenter, "load", staticmethod(no_work))
+    monkeypatch.setattr(Classifier, "load", staticmethod(no_work))
+    monkeypatch.setattr(evaluation, "evaluate_model", no_work)
+    monkeypatch.setattr(evaluation, "evaluate_dirs", no_work)
+    monkeypatch.setattr(preprocess_batch, "preprocess_files", no_work)
+    image = str(isic_samples[0].image_path)
+    truth = str(isic_samples[0].mask_path.parent)
+    for argv in (["segment", image], ["diagnose", image], ["preprocess", image], ["evaluate", "--dataset", "ph2"],
+                 ["evaluate", "--pred", truth, "--truth", truth]):
+        assert main(argv + ["--out", str(blocker / "out")]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{blocker / 'out'}: output folder is not writable" in err, (argv, err)
+        assert started == [], argv
