@@ -224,10 +224,10 @@ def read_binary_mask(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     if set(values.tolist()) <= {0, 1}:
         return arr == 1, ""
     if set(values.tolist()) <= {0, 255}:
-        return arr > 128, ""
+        return arr > MASK_FILE_THRESHOLD, ""
     near = float(np.mean((arr <= 10) | (arr >= 245)))
     if near >= NEAR_BINARY_SHARE:
-        return arr > 128, f"not exactly binary ({len(values)} grey levels, {100 * (1 - near):.1f}% of pixels " \
+        return arr > MASK_FILE_THRESHOLD, f"not exactly binary ({len(values)} grey levels, {100 * (1 - near):.1f}% of pixels " \
                           "between 10 and 245); binarised at > 128"
     raise ImageReadError(f"{path}: not a binary mask ({len(values)} grey levels, {100 * (1 - near):.0f}% of pixels "
                          "between 10 and 245: a photograph or probability map?); masks must be 0/255 or 0/1")

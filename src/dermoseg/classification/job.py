@@ -83,7 +83,6 @@ def readme_text(model: Classifier) -> str:
             "validation split; they describe HAM10000-like dermoscopic images and may be wrong elsewhere.\n"
             f"Classifier: {model.path} (sha256 {model.sha256}), temperature {model.temperature:.4f}, "
             f"flip TTA {'on' if model.tta else 'off'}.\n"
-            f"{SOURCES_NAME} gives the source file of each image id; run.json how the predictions were made.\n"
             "Score against a ground truth with: isic-challenge-scoring classification TRUTH.csv predictions.csv\n")
 
 

@@ -16,25 +16,37 @@ from dermoseg.errors import EvaluationError
 EVAL_SETS = {"isic2018_val": ("isic2018", "val"), "isic2018_train": ("isic2018", "train"), "ph2": ("ph2", "all")}
 
 
-def dataset_samples(dataset: str, data_root: str | Path, split: str = "val") -> list[SegmentationSample]:
+def dataset_samples(dataset: str, data_root: str | Path, split: str = "val",
+                    subset: list[str] | None = None) -> list[SegmentationSample]:
     """Samples of a dataset part.
 
     Parameters
     ----------
     dataset : ``isic2018`` (with ``split`` train/val/all of the committed split) or ``ph2`` (all 200).
     data_root : the folder holding ``isic2018_task1/`` and ``ph2/`` (default :data:`dermoseg.config.DATA_ROOT`).
+    subset : keep only these ids, in this order.
 
     Raises
     ------
     EvaluationError
-        For an unknown dataset; the loaders' DatasetError / SplitError name a missing file.
+        For an unknown dataset or a subset id that is not in the set; the loaders' DatasetError / SplitError
+        name a missing file.
     """
     root = Path(data_root)
     if dataset == "isic2018":
-        return select(load_isic2018_task1(root / "isic2018_task1"), read_split(ISIC_SPLIT), split)
-    if dataset == "ph2":
-        return load_ph2(root / "ph2")
-    raise EvaluationError(f"unknown dataset '{dataset}' (use isic2018 or ph2)")
+        samples = select(load_isic2018_task1(root / "isic2018_task1"), read_split(ISIC_SPLIT), split)
+    elif dataset == "ph2":
+        samples = load_ph2(root / "ph2")
+    else:
+        raise EvaluationError(f"unknown dataset '{dataset}' (use isic2018 or ph2)")
+    if subset is None:
+        return samples
+    by_id = {s.image_id: s for s in samples}
+    unknown = [i for i in subset if i not in by_id]
+    if unknown:
+        part = f" {split}" if dataset == "isic2018" else ""
+        raise EvaluationError(f"subset id '{unknown[0]}' is not in {dataset}{part} ({len(unknown)} unknown)")
+    return [by_id[i] for i in subset]
 
 
 def eval_set_samples(name: str, data_root: str | Path) -> list[SegmentationSample]:

@@ -4,7 +4,7 @@ Layout under the results folder (``docs/results`` by default)::
 
     runs/<run>/run.json                     settings, size (parameters, MACs), wall times, provenance
     runs/<run>/metrics.csv                  the per-epoch training log (Lightning CSVLogger), copied
-    runs/<run>/eval/<set>/summary.json      mean metrics over the set (dermoseg.metrics.summarize)
+    runs/<run>/eval/<set>/summary.json      mean metrics over the set (segmentation.evaluate.summarize_with_empty_truth)
     runs/<run>/eval/<set>/per_image.csv     one row per image (optional)
     runs/<run>/eval/<set>/worst_masks.npz               predicted masks of the worst images ({id: (H, W) bool})
 
@@ -27,7 +27,6 @@ import numpy as np
 from dermoseg.data.evalsets import EVAL_SETS, eval_set_samples
 from dermoseg.errors import DermosegError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask, write_bytes, write_text
-from dermoseg.metrics import summarize
 
 # Committed worst-case predictions live in one compressed file per evaluation, keyed by image id: our own output,
 # kept apart from anything that could be mistaken for dataset images.
@@ -101,15 +100,15 @@ def evaluate_loaded(model, data: LoadedSet, threshold: float | None = None
 
     Returns
     -------
-    (per-image rows with ``image_id`` and every metric, summary of means with ``images`` and
-    ``failures_jaccard_below_0.65``, {image_id: (H, W) bool predicted mask}).
+    (per-image rows with ``image_id`` and every metric, summary of means with ``images``,
+    ``failures_jaccard_below_0.65`` and ``empty_truth_images``, {image_id: (H, W) bool predicted mask}).
     """
-    from dermoseg.segmentation.evaluate import score_images
+    from dermoseg.segmentation.evaluate import score_images, summarize_with_empty_truth
     rows, masks = [], {}
     for row, mask in score_images(model, zip(data.ids, data.images, data.truths), threshold):
         masks[row["image_id"]] = mask
         rows.append(row)
-    return rows, summarize(rows), masks
+    return rows, summarize_with_empty_truth(rows), masks
 
 
 def worst_ids(rows: list[dict[str, Any]], n: int, key: str = "dice") -> list[str]:

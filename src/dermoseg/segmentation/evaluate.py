@@ -1,9 +1,11 @@
 """Scoring masks against ground truth, the ISIC 2018 Task 1 way (Codella et al. 2019, arXiv:1902.03368).
 
 Predicted and true mask files are binarised at ``> 128`` (:data:`dermoseg.io.MASK_FILE_THRESHOLD`, as the
-official ``isic-challenge-scoring`` does), each image's metrics come from its own confusion matrix
-(:mod:`dermoseg.metrics`), and the summary is their mean. The outputs are ``per_image.csv`` and ``summary.json``
-in the chosen folder. :func:`score_images` is the one evaluation loop of a model, used by ``dermoseg evaluate``
+official ``isic-challenge-scoring`` does; a 0/1 mask is read as 1 = lesion, and a mask that is not binary is
+refused: :func:`dermoseg.io.read_binary_mask`), each image's metrics come from its own confusion matrix
+(:mod:`dermoseg.metrics`), and the summary is their mean. Images whose truth has no lesion are counted apart
+(``empty_truth_images``), with the convention stated in the summary. The outputs are ``per_image.csv``,
+``summary.json`` (and, from the command line, ``run.json``) in the chosen folder. :func:`score_images` is the one evaluation loop of a model, used by ``dermoseg evaluate``
 and by the sweeps.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -20,12 +23,15 @@ from tqdm import tqdm
 from dermoseg.batch import rows_to_csv
 from dermoseg.data.datasets import SegmentationSample
 from dermoseg.errors import EvaluationError
-from dermoseg.io import (IMAGE_EXTENSIONS, MASK_FILE_THRESHOLD, ImageReadError, read_image, read_mask, write_image,
+from dermoseg.io import (IMAGE_EXTENSIONS, ImageReadError, read_binary_mask, read_image, read_mask, write_image,
                          write_text)
 from dermoseg.metrics import METRIC_NAMES, image_metrics, summarize
 from dermoseg.segmentation.segmenter import Segmenter
 
 MASK_SUFFIX = re.compile(r"_(segmentation|lesion|mask|gt|truth)$", re.IGNORECASE)
+EMPTY_TRUTH_CONVENTION = ("an image whose ground truth has no lesion pixel scores Dice, Jaccard and sensitivity 1 if "
+                          "the prediction is empty too and Dice and Jaccard 0 otherwise (the ISIC 2018 scorer's "
+                          "convention); such images are included in the means and counted in empty_truth_images")
 
 
 def mask_id(path: Path) -> str:
@@ -52,40 +58,104 @@ def _index_masks(folder: Path, what: str) -> dict[str, Path]:
     return out
 
 
-def evaluate_dirs(pred_dir: str | Path, truth_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Score every predicted mask in ``pred_dir`` against the true mask of the same id in ``truth_dir``.
-
-    Ids are file stems without ``_segmentation``/``_lesion``/``_mask`` (so ISIC ``ISIC_x_segmentation.png`` and
-    PH2 ``IMDxxx_lesion.png`` both match ``dermoseg segment`` output). Folders are searched recursively.
-
-    Returns
-    -------
-    (per-image rows with ``image_id`` and every metric, summary of means).
+def read_subset(path: str | Path) -> list[str]:
+    """Image ids from a subset file: the first comma-separated field of each line; blank lines, ``#`` comments
+    and a header ``image_id``/``image`` are skipped.
 
     Raises
     ------
     EvaluationError
-        If a truth has no prediction, a prediction has no truth, sizes differ, or a file is unreadable.
+        If the file is unreadable or lists no id.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read the subset file ({exc})") from None
+    ids = [ln.split(",")[0].strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    ids = [i for i in ids if i not in ("image_id", "image")]
+    if not ids:
+        raise EvaluationError(f"{path}: the subset file lists no image id")
+    return list(dict.fromkeys(ids))
+
+
+def evaluate_dirs(pred_dir: str | Path, truth_dir: str | Path, subset: list[str] | None = None,
+                  skip_bad: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score every predicted mask in ``pred_dir`` against the true mask of the same id in ``truth_dir``.
+
+    Ids are file stems without ``_segmentation``/``_lesion``/``_mask`` (so ISIC ``ISIC_x_segmentation.png`` and
+    PH2 ``IMDxxx_lesion.png`` both match ``dermoseg segment`` output). Folders are searched recursively. Masks
+    are read by :func:`dermoseg.io.read_binary_mask` (0/255 or 0/1; nearly binary ones with a warning on
+    stderr).
+
+    Parameters
+    ----------
+    subset : score only these ids (every one must have a truth and a prediction, unless ``skip_bad``).
+    skip_bad : score the pairs that can be scored; ids without a prediction or truth, unreadable or non-binary
+        masks and size mismatches are listed in the summary's ``skipped`` (id, file, reason) instead of stopping.
+
+    Returns
+    -------
+    (per-image rows with ``image_id`` and every metric, summary: the means, ``images``,
+    ``empty_truth_images`` and ``empty_truth_convention``, ``skipped`` and ``warnings`` lists).
+
+    Raises
+    ------
+    EvaluationError
+        Without ``skip_bad``: if a truth has no prediction, a prediction has no truth, sizes differ, or a mask is
+        unreadable or not binary (the message names the file); with it, if no pair can be scored.
     """
     preds, truths = _index_masks(Path(pred_dir), "prediction"), _index_masks(Path(truth_dir), "truth")
-    missing = sorted(set(truths) - set(preds))
-    if missing:
-        raise EvaluationError(f"{truths[missing[0]]}: no prediction for id '{missing[0]}' in {pred_dir} "
-                              f"({len(missing)} missing)")
-    extra = sorted(set(preds) - set(truths))
-    if extra:
-        raise EvaluationError(f"{preds[extra[0]]}: no ground truth for id '{extra[0]}' in {truth_dir} ({len(extra)} extra)")
+    keys = sorted(set(truths) | set(preds)) if subset is None else list(subset)
+    skipped: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []
+
+    def problem(key: str, file: Path | str, reason: str) -> None:
+        if not skip_bad:
+            raise EvaluationError(f"{file}: {reason}")
+        skipped.append({"image_id": key, "file": str(file), "reason": reason})
+
+    if subset is None and not skip_bad:
+        missing = sorted(set(truths) - set(preds))
+        if missing:
+            raise EvaluationError(f"{truths[missing[0]]}: no prediction for id '{missing[0]}' in {pred_dir} "
+                                  f"({len(missing)} missing)")
+        extra = sorted(set(preds) - set(truths))
+        if extra:
+            raise EvaluationError(f"{preds[extra[0]]}: no ground truth for id '{extra[0]}' in {truth_dir} "
+                                  f"({len(extra)} extra)")
     rows = []
-    for key in tqdm(sorted(truths), desc="evaluate", unit="img"):
-        rows.append(_score_pair(key, preds[key], truths[key]))
-    return rows, summarize(rows)
+    for key in tqdm(keys, desc="evaluate", unit="img"):
+        if key not in truths or key not in preds:
+            where = (f"no ground truth for id '{key}' in {truth_dir}" if key not in truths
+                     else f"no prediction for id '{key}' in {pred_dir}")
+            problem(key, preds.get(key) or truths.get(key) or key, where)
+            continue
+        try:
+            rows.append(_score_pair(key, preds[key], truths[key], warnings))
+        except EvaluationError as exc:
+            file, _, reason = str(exc).partition(": ")
+            problem(key, file, reason)
+    if not rows:
+        raise EvaluationError(f"{pred_dir}: no pair of prediction and truth could be scored ({len(skipped)} skipped)")
+    return rows, {**summarize_with_empty_truth(rows), "skipped": skipped, "warnings": warnings}
 
 
-def _score_pair(key: str, pred_path: Path, truth_path: Path) -> dict[str, Any]:
+def summarize_with_empty_truth(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`dermoseg.metrics.summarize` plus ``empty_truth_images`` (truths without a lesion pixel: TP + FN
+    = 0) and the scoring convention for them."""
+    return {**summarize(rows), "empty_truth_images": int(sum(r["tp"] + r["fn"] == 0 for r in rows)),
+            "empty_truth_convention": EMPTY_TRUTH_CONVENTION}
+
+
+def _score_pair(key: str, pred_path: Path, truth_path: Path, warnings: list[dict[str, str]]) -> dict[str, Any]:
     try:
-        pred, truth = read_mask(pred_path, MASK_FILE_THRESHOLD), read_mask(truth_path, MASK_FILE_THRESHOLD)
+        (pred, pred_note), (truth, truth_note) = read_binary_mask(pred_path), read_binary_mask(truth_path)
     except ImageReadError as exc:
         raise EvaluationError(str(exc)) from None
+    for path, note in ((pred_path, pred_note), (truth_path, truth_note)):
+        if note:
+            print(f"warning: {path}: {note}", file=sys.stderr)
+            warnings.append({"image_id": key, "file": str(path), "warning": note})
     if pred.shape != truth.shape:
         raise EvaluationError(f"{pred_path}: size {pred.shape[::-1]} differs from truth {truth_path} {truth.shape[::-1]}")
     return {"image_id": key, **image_metrics(pred, truth)}
@@ -121,7 +191,7 @@ def _read_pairs(samples: Iterable[SegmentationSample]) -> Iterator[tuple[str, np
 
 def evaluate_model(model: Segmenter, samples: Iterable[SegmentationSample], out_dir: str | Path | None = None,
                    threshold: float | None = None, tta: bool | None = None, preprocess: bool | None = None,
-                   save_masks: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
+                   save_masks: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Segment each sample with ``model`` and score it against its ground truth (:func:`score_images`).
 
     Predicted masks are written as 0/255 PNG exactly as ``dermoseg segment`` writes them and binarised at > 128
@@ -142,7 +212,7 @@ def evaluate_model(model: Segmenter, samples: Iterable[SegmentationSample], out_
         if save_masks and out_dir is not None:
             write_image(Path(out_dir) / "masks" / f"{row['image_id']}_segmentation.png", mask)
         rows.append(row)
-    summary = summarize(rows)
+    summary = summarize_with_empty_truth(rows)
     if out_dir is not None:
         write_report(out_dir, rows, summary)
     return rows, summary

@@ -1,0 +1,92 @@
+"""Issue #11 finding 2: evaluate reads 0/1 masks as binary, refuses photographs and other non-binary masks
+(naming the file), counts empty-truth images apart, and has --subset and --skip-bad."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermoseg.cli import main
+
+
+@pytest.fixture
+def pairs(tmp_path, isic_samples):
+    """pred/ and truth/ folders with three real ISIC ground truths (the predictions are copies of them)."""
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    for s in isic_samples[:3]:
+        shutil.copy(s.mask_path, truth)
+        shutil.copy(s.mask_path, pred)
+    return pred, truth, [s.image_id for s in isic_samples[:3]]
+
+
+def _summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_zero_one_masks_are_read_as_binary(tmp_path, pairs):
+    pred, truth, ids = pairs
+    for i in ids:  # the truths as 0/1 PNGs; the predictions stay 0/255
+        m = np.asarray(Image.open(truth / f"{i}_segmentation.png").convert("L")) > 128
+        Image.fromarray(m.astype(np.uint8)).save(truth / f"{i}_segmentation.png")
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(tmp_path / "e")]) == 0
+    summary = _summary(tmp_path / "e")
+    assert summary["dice"] == 1.0 and summary["images"] == 3
+
+
+def test_a_photograph_given_as_mask_is_refused_naming_the_file(tmp_path, pairs, isic_samples, capsys):
+    pred, truth, ids = pairs
+    (pred / f"{ids[1]}_segmentation.png").unlink()
+    Image.open(isic_samples[1].image_path).convert("L").save(pred / f"{ids[1]}_segmentation.png")  # gray photo
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth)]) == 2
+    err = capsys.readouterr().err
+    assert f"{pred / ids[1]}_segmentation.png: not a binary mask" in err and "Traceback" not in err
+    # --skip-bad scores the pairs that can be scored and lists the others
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--skip-bad",
+                 "--out", str(tmp_path / "e")]) == 0
+    summary = _summary(tmp_path / "e")
+    assert summary["images"] == 2 and summary["dice"] == 1.0
+    assert [s["image_id"] for s in summary["skipped"]] == [ids[1]] and "not a binary mask" in summary["skipped"][0]["reason"]
+
+
+def test_colour_photograph_and_missing_pairs_with_skip_bad(tmp_path, pairs, isic_samples):
+    pred, truth, ids = pairs
+    shutil.copy(isic_samples[0].image_path, pred / f"{ids[0]}_segmentation.jpg")  # a colour photo, second file
+    (pred / f"{ids[0]}_segmentation.png").unlink()
+    (pred / f"{ids[2]}_segmentation.png").unlink()  # no prediction at all
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--skip-bad",
+                 "--out", str(tmp_path / "e")]) == 0
+    skipped = {s["image_id"]: s["reason"] for s in _summary(tmp_path / "e")["skipped"]}
+    assert "colour image, not a binary mask" in skipped[ids[0]] and "no prediction" in skipped[ids[2]]
+    assert _summary(tmp_path / "e")["images"] == 1
+
+
+def test_empty_truth_is_counted_with_its_convention_and_subset(tmp_path, pairs):
+    pred, truth, ids = pairs
+    empty = np.zeros((64, 64), np.uint8)
+    Image.fromarray(empty).save(truth / "blank_segmentation.png")
+    Image.fromarray(empty).save(pred / "blank_segmentation.png")
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(tmp_path / "e")]) == 0
+    summary = _summary(tmp_path / "e")
+    assert summary["empty_truth_images"] == 1 and "ISIC 2018 scorer" in summary["empty_truth_convention"]
+    (tmp_path / "subset.txt").write_text(f"# two ids\n{ids[0]}\n{ids[2]}\n")
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--subset", str(tmp_path / "subset.txt"),
+                 "--out", str(tmp_path / "s")]) == 0
+    assert _summary(tmp_path / "s")["images"] == 2 and _summary(tmp_path / "s")["empty_truth_images"] == 0
+    with open(tmp_path / "s" / "per_image.csv") as fh:
+        assert [line.split(",")[0] for line in fh][1:] == [ids[0], ids[2]]
+
+
+def test_dataset_subset(tmp_path, ph2_samples, capsys):
+    (tmp_path / "ids.txt").write_text("image_id\nIMD002\n")
+    assert main(["evaluate", "--dataset", "ph2", "--subset", str(tmp_path / "ids.txt"), "--no-tta",
+                 "--out", str(tmp_path / "e")]) == 0
+    assert _summary(tmp_path / "e")["images"] == 1
+    (tmp_path / "bad.txt").write_text("IMD999\n")
+    assert main(["evaluate", "--dataset", "ph2", "--subset", str(tmp_path / "bad.txt"), "--no-tta"]) == 2
+    assert "subset id 'IMD999' is not in ph2" in capsys.readouterr().err
