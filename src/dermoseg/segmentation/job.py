@@ -51,9 +51,11 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, color=(0, 255, 0), truth: 
 def mask_geometry(mask: np.ndarray) -> dict[str, Any]:
     """Area (pixels and % of the image) and bounding box (x, y, width, height in pixels) of a (H, W) bool mask;
     an empty mask gives area 0 and an empty bounding box."""
-    area = int(mask.sum())
-    ys, xs = np.nonzero(mask)
-    bbox = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)) if area else ("", "", 0, 0)
+    area = int(np.count_nonzero(mask))
+    bbox: tuple = ("", "", 0, 0)
+    if area:  # from the rows and columns that hold lesion (np.nonzero would list every pixel of a 30 Mpx mask)
+        ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        bbox = (int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
     return {"lesion_area_px": area, "lesion_area_pct": 100.0 * area / mask.size, "bbox_x": bbox[0],
             "bbox_y": bbox[1], "bbox_width": bbox[2], "bbox_height": bbox[3]}
 

@@ -179,6 +179,7 @@ def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_lar
     # Fill holes: background not connected to the border becomes lesion.
     inv = (~mask).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
-    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
-    holes = (labels > 0) & ~np.isin(labels, list(border))
-    return mask | holes
+    outside = np.zeros(n, bool)  # background regions that touch the image border (a lookup table by label:
+    outside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True  # fast on 30 Mpx)
+    outside[0] = True
+    return mask | ~outside[labels]
