@@ -1,0 +1,90 @@
+"""Issue #11 finding 7: run.json beside every results table; mm measurements; --mm-per-pixel checks;
+'dermoseg info' on the classifier; '%' in preprocess --help."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+
+import pytest
+
+from dermoseg import __version__
+from dermoseg.cli import main
+from dermoseg.io import file_sha256
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def one_image(tmp_path, isic_samples):
+    shutil.copy(isic_samples[0].image_path, tmp_path / "a.jpg")
+    return tmp_path / "a.jpg"
+
+
+def _run_json(folder):
+    record = json.loads((folder / "run.json").read_text())
+    assert record["dermoseg_version"] == __version__ and record["engine"] == "torch" and record["status"] == "complete"
+    for key in ("started", "finished"):
+        assert dt.datetime.fromisoformat(record[key]).tzinfo is not None
+    for m in record["models"]:
+        assert m["sha256"] == file_sha256(m["path"])
+    return record
+
+
+def test_segment_run_json_and_mm_measurements(tmp_path, one_image):
+    out = tmp_path / "out"
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--mm-per-pixel", "0.02"]) == 0
+    record = _run_json(out)
+    assert record["command_line"].startswith("dermoseg segment") and "--mm-per-pixel 0.02" in record["command_line"]
+    assert [m["file"] for m in record["models"]] == ["segmentation.pt"]
+    assert record["settings"]["threshold"] == 0.5 and record["settings"]["tta"] is False
+    assert record["settings"]["preprocess"] is False and record["settings"]["mm_per_pixel"] == 0.02
+    assert {"results.csv", "a_segmentation.png", "a_overlay.jpg"} <= set(record["outputs"])
+    row = _rows(out / "results.csv")[0]
+    assert float(row["area_mm2"]) == pytest.approx(int(row["lesion_area_px"]) * 0.02 ** 2, rel=1e-5)
+    assert float(row["perimeter_mm"]) == pytest.approx(float(row["perimeter_px"]) * 0.02, rel=1e-5)
+    assert float(row["diameter_mm"]) == pytest.approx(float(row["diameter_px"]) * 0.02, rel=1e-5)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-0.1"])
+def test_mm_per_pixel_must_be_finite_and_positive(tmp_path, one_image, value, capsys):
+    assert main(["segment", str(one_image), "--out", str(tmp_path / "o"), f"--mm-per-pixel={value}"]) == 2
+    assert "(--mm-per-pixel) must be a finite number > 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_diagnose_preprocess_and_evaluate_write_run_json(tmp_path, one_image, isic_samples):
+    assert main(["diagnose", str(one_image), "--out", str(tmp_path / "dx")]) == 0
+    record = _run_json(tmp_path / "dx")
+    assert [m["file"] for m in record["models"]] == ["classifier.pt"] and "temperature" in record["settings"]
+    assert main(["preprocess", str(one_image), "--out", str(tmp_path / "pre")]) == 0
+    assert "hair" in _run_json(tmp_path / "pre")["settings"]["preprocess_settings"]
+    truth = isic_samples[0].mask_path.parent
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    shutil.copy(isic_samples[0].mask_path, pred)
+    sub = tmp_path / "ids.txt"
+    sub.write_text(isic_samples[0].image_id + "\n")
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--subset", str(sub),
+                 "--out", str(tmp_path / "ev")]) == 0
+    record = _run_json(tmp_path / "ev")
+    assert record["settings"]["truth"] == str(truth) and {"summary.json", "per_image.csv"} <= set(record["outputs"])
+
+
+def test_info_accepts_the_classifier_file(capsys):
+    from dermoseg.modelfile import shipped
+    assert main(["info", "--model", str(shipped("classifier"))]) == 0
+    out = capsys.readouterr().out
+    assert "classifier.pt" in out and "parameters:" in out and "GMAC" in out
+
+
+def test_preprocess_help_prints_percent_signs(capsys):
+    with pytest.raises(SystemExit):
+        main(["preprocess", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "hair %, hair count" in text and "%%" not in text
