@@ -8,7 +8,6 @@ import csv
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from dermoseg.cli import main

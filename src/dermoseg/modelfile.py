@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from dermoseg.errors import ModelFileError
-from dermoseg.io import file_sha256, write_text
+from dermoseg.io import file_sha256, write_text, write_torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # kind -> (format tag, what the kind is called in messages, what its file is called, shipped file name)
@@ -102,8 +102,6 @@ def write(path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[
     tag = _kind(kind)[0]
     path = Path(path)
     payload = {"format": tag, "config": config, "state_dict": state_dict, **extra, "info": info}
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    write_torch(path, payload)
     write_text(path.with_suffix(".json"), json.dumps({"config": config, **extra, "info": info}, indent=2, default=str))
     return path

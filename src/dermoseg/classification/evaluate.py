@@ -26,7 +26,7 @@ from dermoseg.classification.classifier import Classifier, mask_path_for
 from dermoseg.classification.job import predictions_csv
 from dermoseg.data.datasets import load_ham10000, load_ph2, load_ph2_diagnosis
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
-from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask, write_figure, write_text
+from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask, write_array, write_figure, write_text
 
 PH2_NAMES = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
 
@@ -219,7 +219,7 @@ def evaluate_ham10000(model: Classifier, data_root: str | Path, out_dir: str | P
     probs = calibration.probabilities(logits, model.temperature)
     write_text(out_dir / "predictions.csv", predictions_csv(ids, probs))
     write_text(out_dir / "truth.csv", truth_csv(ids, labels))
-    np.save(out_dir / "logits.npy", logits)
+    write_array(out_dir / "logits.npy", logits)
     write_text(out_dir / "per_class.csv", _per_class_csv(summary))
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     plot_confusion(labels, probs, out_dir / "confusion_matrix.png",
