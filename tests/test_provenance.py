@@ -88,3 +88,16 @@ def test_preprocess_help_prints_percent_signs(capsys):
         main(["preprocess", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "hair %, hair count" in text and "%%" not in text
+
+
+def test_a_second_run_into_the_folder_keeps_the_first_runs_record(tmp_path, one_image, isic_samples):
+    out = tmp_path / "out"
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 0
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    shutil.copy(isic_samples[0].mask_path, truth / "a_segmentation.png")
+    assert main(["evaluate", "--pred", str(out), "--truth", str(truth), "--out", str(out)]) == 0
+    record = _run_json(out)
+    assert record["command"] == "evaluate" and [r["command"] for r in record["earlier_runs"]] == ["segment"]
+    assert record["earlier_runs"][0]["models"][0]["file"] == "segmentation.pt"
+    assert {"results.csv", "a_segmentation.png", "summary.json"} <= set(record["outputs"])

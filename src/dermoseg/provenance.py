@@ -4,7 +4,9 @@ Every command that writes a results table (``results.csv``, ``preprocess.csv``, 
 ``per_image.csv`` / ``summary.json``) writes ``run.json`` beside it: the dermoseg version, the engine, the model
 files (name, path, sha256), the settings (threshold, test-time augmentation, preprocessing, ...), the command
 line, start and end time (UTC, ISO 8601), the outcome, and the list of files the run wrote (``outputs``, paths
-relative to the folder).
+relative to the folder). When several runs write into one folder (``segment`` then ``evaluate --out`` there, or a
+``--resume``), the earlier records are kept in ``earlier_runs`` (the last :data:`KEEP_EARLIER`), so each file
+stays traceable to the run that wrote it.
 
 That list is also what makes overwriting safe: before any work, :func:`claim_outputs` refuses to replace an
 existing file that no earlier dermoseg run in that folder listed as its own output (a ground-truth mask beside
@@ -28,6 +30,7 @@ from dermoseg.io import file_sha256, write_text
 
 RUN_FILE = "run.json"
 ENGINE = "torch"
+KEEP_EARLIER = 20
 _command_line: list[str] | None = None
 
 
@@ -154,6 +157,10 @@ class RunRecord:
             "command_line": shlex.join(command_line()), "engine": ENGINE, "engine_version": torch.__version__,
             "python": sys.version.split()[0], "models": models, "settings": settings, "started": _now(),
             "finished": None, "status": "running", "counts": {}}
+        earlier = read_run(self.folder)
+        if earlier is not None:
+            previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs")}
+            self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
         self.outputs = read_manifest(self.folder) | set(claimed)
         self._write()
 
