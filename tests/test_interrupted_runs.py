@@ -123,3 +123,15 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+
+
+def test_resume_refuses_other_settings(tmp_path, isic_samples, capsys):
+    shutil.copy(isic_samples[0].image_path, tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "a.jpg"), "--out", str(out), "--no-tta", "--no-measure"]) == 0
+    before = (out / "results.csv").read_bytes()
+    assert main(["segment", str(tmp_path / "a.jpg"), "--out", str(out), "--no-tta", "--no-measure", "--resume",
+                 "--threshold", "0.3"]) == 2
+    assert "--resume with threshold = 0.3, but the run being resumed used 0.5" in capsys.readouterr().err
+    assert (out / "results.csv").read_bytes() == before
+    assert main(["segment", str(tmp_path / "a.jpg"), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0

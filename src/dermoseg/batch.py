@@ -146,8 +146,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     Raises
     ------
     dermoseg.provenance.OutputFolderError
-        Before any work, if ``out_dir`` is not writable or an output would replace a file that no dermoseg run
-        wrote there.
+        Before any work, if ``out_dir`` is not writable, an output would replace a file that no dermoseg run
+        wrote there, or ``resume`` continues a run made with other settings or models (the table would mix them).
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
     scan = scan_inputs(list(inputs), extra_skip=is_own_output)
@@ -159,6 +159,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         jobs = jobs[index - 1::count]
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
     planned += [o for _, stem in jobs for o in (outputs(stem) if outputs else []) if o.resolve() not in input_paths]
+    if resume:
+        provenance.check_resumable(out_dir, desc, settings or {}, models or [])
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [])
     for line in scan.summary_lines():
         print(line, file=sys.stderr)

@@ -128,6 +128,31 @@ def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike])
     return names
 
 
+def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str, Any],
+                    models: list[dict[str, str]]) -> None:
+    """Before ``--resume``: the run being continued (the folder's ``run.json``) must be the same command with the
+    same settings and model files (by sha256), or its rows and the new ones would not be comparable.
+
+    Raises
+    ------
+    OutputFolderError
+        Naming the first difference; nothing has been written.
+    """
+    previous = read_run(folder)
+    if previous is None or previous.get("command") != command:
+        return  # nothing of this command to continue: a fresh table
+    old = json.loads(json.dumps(previous.get("settings", {})))
+    new = json.loads(json.dumps(settings))
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with {key} = {new.get(key)!r}, but the run "
+                                    f"being resumed used {old.get(key)!r}; use the same settings or another --out")
+    old_models = sorted((m.get("role"), m.get("sha256")) for m in previous.get("models", []))
+    if old_models != sorted((m["role"], m["sha256"]) for m in models):
+        raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with other model files than the run being "
+                                "resumed; use the same models or another --out")
+
+
 def model_record(role: str, path: str | os.PathLike) -> dict[str, str]:
     """``{"role", "file", "path", "sha256"}`` of a model file."""
     path = Path(path)
