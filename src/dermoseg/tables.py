@@ -56,6 +56,7 @@ class CsvTable:
         self.format_row = format_row or (lambda row: {k: format_value(v) for k, v in row.items()})
         self.header = list(columns)
         self.rows: list[dict[str, str]] = []
+        self._done: set[tuple[str | None, str | None]] = set()  # (key, file) of every row: resume checks in O(1)
 
     def start(self, resume: bool = False) -> None:
         """Begin the table: on ``resume`` keep the complete rows of an existing file (a cut last line is
@@ -69,14 +70,18 @@ class CsvTable:
             self.rows = [dict(r) for r in reader]
         else:
             self.header, self.rows = list(self.columns), []
+        self._done = {self._id(r) for r in self.rows}
         self._rewrite()
+
+    def _id(self, row: dict[str, str]) -> tuple[str | None, str | None]:
+        return row.get(self.key), row.get("file") if "file" in self.header else None
 
     def _rewrite(self) -> None:
         write_text(self.path, _csv_text(self.rows, self.header, with_header=True))
 
     def done(self, key: str, file: str) -> bool:
         """True if a row for input ``key`` (and, when the table has a ``file`` column, that file) exists."""
-        return any(r.get(self.key) == key and ("file" not in self.header or r.get("file") == file) for r in self.rows)
+        return (key, file if "file" in self.header else None) in self._done
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one row now (flushed and synced).
@@ -90,6 +95,7 @@ class CsvTable:
         new = [k for k in cells if k not in self.header] if self.extra else []
         line = _csv_text([cells], self.header + new).encode("utf-8")
         self.rows.append(cells)
+        self._done.add(self._id(cells))
         if new:
             self.header += new
             self._rewrite()
