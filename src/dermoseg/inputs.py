@@ -73,9 +73,15 @@ def name_problem(path: Path) -> str:
     return ""
 
 
+LOSSY = (".jpg", ".jpeg", ".jpe", ".jfif")  # masks are not stored lossy (their values would not stay 0/255)
+
+
 def is_binary_single_channel(path: Path) -> bool:
-    """True if ``path`` is a one-channel image whose values are only {0, 255} or {0, 1} (a mask). RGB files
-    and unreadable files give False (a bad file is reported later, by the reader)."""
+    """True if ``path`` is a one-channel image whose values are only {0, 255} or {0, 1} (a mask). RGB files,
+    JPEG files (not opened at all: a folder of dermoscopic photographs costs no extra read) and unreadable files
+    give False (a bad file is reported later, by the reader)."""
+    if path.suffix.lower() in LOSSY:
+        return False
     try:
         with Image.open(path) as im:
             if im.mode == "1":
