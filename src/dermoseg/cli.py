@@ -427,8 +427,32 @@ def _run_preprocess(args) -> int:
     return report.exit_code
 
 
+# ------------------------------------------------------------------------------------------------- serve
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="REST API and web page (segment, measure, diagnose) on this machine",
+                       description="Serve the web page at http://HOST:PORT/ and the REST API under /v1 (segment, "
+                       "diagnose, analyze, models; OpenAPI documentation at /docs) with the same models as the other "
+                       "commands. Limits (upload size, pixels, work queue) come from dermoseg/configs/serve.yaml, "
+                       "overridden by --config. Stop with Ctrl+C.", epilog=EPILOG)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
+                   "any other address needs --token)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own models (default 1)")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /v1 routes "
+                   "(default: the DERMOSEG_TOKEN environment variable; none: no token needed)")
+    p.add_argument("--config", type=Path, default=None, help="YAML file with serve settings to override")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from dermoseg.serve import run
+    print(f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
+    run(args.host, args.port, args.workers, args.token, args.config)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess]
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,14 @@ class ImageReadError(DermosegError, ValueError):
     """A file could not be read as an image or mask; the message names the file and the reason."""
 
 
+class UnsupportedImageError(ImageReadError):
+    """The bytes are not in any image format dermoseg reads (e.g. a text or PDF file)."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than the caller allows (checked from the header, before decoding)."""
+
+
 class DatasetError(DermosegError, ValueError):
     """A dataset folder is not in the expected layout; the message names the file or folder."""
 

@@ -7,6 +7,7 @@ so an interrupted run never leaves a half-written output, and no function here e
 
 from __future__ import annotations
 
+import io as _io
 import os
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from dermoseg.errors import ImageReadError
+from dermoseg.errors import ImageReadError, ImageTooLargeError, UnsupportedImageError
 
 # Extensions of the formats read_image reads (Pillow); JPEG 2000 only where Pillow was built with OpenJPEG.
 IMAGE_EXTENSIONS = tuple([".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif",
@@ -49,24 +50,70 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        If the file is missing, empty, truncated, or not an image; the message names the file.
+        If the file is missing, empty, truncated, or not an image (:class:`UnsupportedImageError`); the
+        message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    return _decode(path, str(path), None)[0]
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode an image held in memory (an upload) exactly as :func:`read_image` and :func:`read_alpha` read a
+    file with these bytes.
+
+    The format is found from the content, never from ``name``; the pixel count is checked from the header
+    before the pixels are decoded, so an oversize image costs no memory.
+
+    Parameters
+    ----------
+    data : the encoded bytes (any format of :data:`IMAGE_EXTENSIONS`).
+    name : how to name the image in error messages (nothing is written or opened under it).
+    max_pixels : refuse images with more than this many pixels (width × height); None: no limit beyond
+        :data:`PIL.Image.MAX_IMAGE_PIXELS`.
+
+    Returns
+    -------
+    (rgb, alpha): the (H, W, 3) uint8 RGB array of :func:`read_image`, and the (H, W) uint8 opacity of
+    :func:`read_alpha` (None without transparency).
+
+    Raises
+    ------
+    ImageReadError
+        If ``data`` is empty or truncated; :class:`UnsupportedImageError` if it is not an image;
+        :class:`ImageTooLargeError` if it has more than ``max_pixels`` pixels.
+    """
+    if len(data) == 0:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    return _decode(_io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Open, check the size of, load, EXIF-rotate and convert one image (``source``: a path or a file object);
+    returns RGB and the opacity (None without transparency)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageTooLargeError(f"{name}: image is {im.width}x{im.height} = {im.width * im.height:,} "
+                                         f"pixels, more than the limit of {max_pixels:,}")
             im.load()
             im = ImageOps.exif_transpose(im)
-            return _to_rgb8(im)
+            alpha = np.ascontiguousarray(np.asarray(im.convert("RGBA"))[..., 3]) if _has_alpha(im) else None
+            return _to_rgb8(im), alpha
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: image dimensions too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise ImageTooLargeError(f"{name}: image dimensions too large (over {2 * Image.MAX_IMAGE_PIXELS:,} "
+                                 "pixels)") from None
     except MemoryError:
-        raise ImageReadError(f"{path}: image too large to hold in memory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+        raise ImageTooLargeError(f"{name}: image too large to hold in memory") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(f"{name}: not a readable image (not in any image format this tool reads)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"{name}: not a readable image ({exc})") from None
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:
@@ -288,7 +335,6 @@ def write_figure(path: str | os.PathLike, fig, dpi: int | str = 150) -> Path:
     dpi : dots per inch, or "figure" for the figure's own.
     fig : a ``matplotlib.figure.Figure``; it is closed afterwards, also on error.
     """
-    import io as _io
     import matplotlib.pyplot as plt
     buf = _io.BytesIO()
     try:
@@ -296,6 +342,38 @@ def write_figure(path: str | os.PathLike, fig, dpi: int | str = 150) -> Path:
     finally:
         plt.close(fig)
     return write_bytes(path, buf.getvalue())
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png", jpeg_quality: int = 92) -> bytes:
+    """Encode an image as the bytes of a file in the format of ``suffix`` (what :func:`write_image` writes).
+
+    Parameters
+    ----------
+    image : (H, W) uint8 gray, (H, W) bool (encoded 0/255) or (H, W, 3) uint8 RGB.
+    suffix : ``.png``, ``.jpg`` or any other format OpenCV encodes.
+    jpeg_quality : 0..100, for ``.jpg`` only.
+
+    Raises
+    ------
+    ValueError
+        If the array has an unsupported shape or dtype, or OpenCV cannot encode ``suffix``.
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"expected (H, W) or (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    suffix = suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in (".jpg", ".jpeg") else []
+    try:
+        ok, buf = cv2.imencode(suffix, arr, params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"could not encode as {suffix}")
+    return buf.tobytes()
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 92) -> Path:
@@ -317,18 +395,11 @@ def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 
         If the array has an unsupported shape or dtype, or the suffix is not an image format OpenCV writes.
     """
     path = Path(path)
-    arr = np.asarray(image)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ValueError(f"{path}: expected (H, W) or (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix.lower(), arr, params)
-    if not ok:
-        raise ValueError(f"{path}: could not encode as {path.suffix}")
-    _atomic_write_bytes(path, buf.tobytes())
+    try:
+        data = encode_image(image, path.suffix, jpeg_quality)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    _atomic_write_bytes(path, data)
     return path
 
 

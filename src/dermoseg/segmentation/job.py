@@ -100,17 +100,10 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
         alpha = read_alpha(path)
         seg = model.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
-        mask, prob = seg.mask, seg.probability
         mask_path, overlay_path = outputs(stem)
-        write_image(mask_path, mask)
-        write_image(overlay_path, draw_overlay(image, mask))
-        row = {"file": str(path), "image_id": stem, "height": image.shape[0], "width": image.shape[1],
-               **mask_geometry(mask),
-               "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
-               "warning": input_warning(image, mask)}
-        if extra_columns is not None:
-            row.update(extra_columns(seg))
-        return row
+        write_image(mask_path, seg.mask)
+        write_image(overlay_path, draw_overlay(image, seg.mask))
+        return result_row(str(path), stem, seg, extra_columns)
 
     table = CsvTable(out_dir / "results.csv", RESULT_COLUMNS, key="image_id")
     run_settings = {"threshold": THRESHOLD if threshold is None else threshold, "tta": bool(use_tta),
@@ -119,6 +112,27 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     return run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
                      models=[provenance.model_record("segmentation", model.path), *(models or [])])
+
+
+def result_row(file: str, image_id: str, seg: Segmentation,
+               extra_columns: Callable[[Segmentation], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One image's row of ``results.csv`` (every column of :data:`RESULT_COLUMNS` but ``seconds``, then those of
+    ``extra_columns``); ``dermoseg segment`` and ``dermoseg serve`` both make their rows here.
+
+    Parameters
+    ----------
+    file : the input as the user named it (a path, or an upload's file name).
+    image_id : the output stem.
+    seg : the image's :class:`~dermoseg.segmentation.segmenter.Segmentation`.
+    extra_columns : as in :func:`segment_files`.
+    """
+    image, mask, prob = seg.image, seg.mask, seg.probability
+    row = {"file": file, "image_id": image_id, "height": image.shape[0], "width": image.shape[1],
+           **mask_geometry(mask), "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
+           "warning": input_warning(image, mask)}
+    if extra_columns is not None:
+        row.update(extra_columns(seg))
+    return row
 
 
 def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure: bool = True

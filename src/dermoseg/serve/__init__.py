@@ -1,0 +1,135 @@
+"""``dermoseg serve``: the REST API and web page on the same models and library functions as the CLI.
+
+:func:`run` starts uvicorn on :func:`dermoseg.serve.app.create_app`; :mod:`dermoseg.serve.pipeline` is the
+only module here that calls the models; :mod:`dermoseg.serve.settings` holds the limits.
+Research tool, not a medical device.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from dermoseg.errors import ConfigError
+from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, load_settings
+
+CONNECTION_SLACK = 16  # connections beyond the work queue (health checks, page files, uploads being received)
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` names this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str | None = None,
+        config: str | Path | None = None) -> None:
+    """Serve the API and page with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    host : address to bind; anything but loopback needs a token.
+    port : TCP port (1–65535).
+    workers : server processes (each loads the models and has its own work queue).
+    token : bearer token for ``/v1`` routes; None takes :data:`~dermoseg.serve.settings.TOKEN_ENV`.
+    config : YAML settings file merged over ``dermoseg/configs/serve.yaml``.
+
+    Raises
+    ------
+    dermoseg.errors.ConfigError
+        On a bad settings file, port or worker count, or a non-loopback ``host`` without a token.
+    """
+    import uvicorn
+    settings = load_settings(config)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if token:
+        os.environ[TOKEN_ENV] = token
+    if not is_loopback(host) and not os.environ.get(TOKEN_ENV):
+        raise ConfigError(f"--host {host} lets other machines in: give --token (or set {TOKEN_ENV}) as well")
+    if config:
+        os.environ[CONFIG_ENV] = str(Path(config).resolve())
+    uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+                limit_concurrency=settings.compute_threads + settings.max_waiting + CONNECTION_SLACK,
+                log_level="info")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the OS picks it)."""
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``dermoseg serve`` in a child process on 127.0.0.1, for tests, benchmarks and notebooks.
+
+    Use as a context manager: entering starts ``python -m dermoseg.cli serve`` on a free loopback port and waits
+    until ``GET /health`` answers; leaving stops it (SIGINT, then SIGKILL after ``stop_timeout`` seconds).
+
+    Parameters
+    ----------
+    args : extra ``dermoseg serve`` options (e.g. ``["--config", "limits.yaml"]``).
+    env : extra environment variables for the child (e.g. ``{"OMP_NUM_THREADS": "1"}``).
+    start_timeout : seconds to wait for the server to answer before giving up (RuntimeError, output attached).
+    log : file object for the server's output; None: a temporary file, shown in the error if it fails to start.
+
+    Attributes
+    ----------
+    url : ``http://127.0.0.1:<port>``.
+    process : the :class:`subprocess.Popen` of the server.
+    """
+
+    def __init__(self, args: list[str] | None = None, env: dict[str, str] | None = None,
+                 start_timeout: float = 120.0, stop_timeout: float = 20.0, log=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args, self.env = list(args or []), env or {}
+        self.start_timeout, self.stop_timeout, self.log = start_timeout, stop_timeout, log
+        self.process = None
+
+    def __enter__(self) -> "LocalServer":
+        import subprocess
+        import sys
+        import tempfile
+        import time
+        import urllib.request
+        if self.log is None:
+            self.log = tempfile.TemporaryFile(mode="w+")
+        cmd = [sys.executable, "-m", "dermoseg.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               *self.args]
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **self.env})
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.25)
+        self.__exit__(None, None, None)
+        output = ""
+        if self.log.readable():
+            self.log.seek(0)
+            output = self.log.read()[-3000:]
+        raise RuntimeError(f"dermoseg serve did not start on {self.url}:\n{output}")
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        import subprocess
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
