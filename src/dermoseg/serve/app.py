@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dermoseg import __version__
 from dermoseg.errors import ImageReadError, ImageTooLargeError, UnsupportedImageError
 from dermoseg.io import decode_image, encode_image
+from dermoseg.serve import schemas
 from dermoseg.serve.pipeline import DISCLAIMER, HAM_CLASSES, Pipeline, SegmentResult
 from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, ServeSettings, load_settings
 
@@ -73,6 +74,26 @@ class WorkQueue:
     async def compute(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on a compute thread (waiting for one) and return its result."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed after an image back to the operating system (glibc ``malloc_trim(0)``; no-op
+    without glibc). Without it, glibc's per-thread arenas keep the peak of each large image they decoded: in the
+    load test the server grew from 0.3 to 1.8 GB over 1,000 requests, most of it free but not returned."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -249,6 +270,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             return await queue.compute(work, await decoded(upload))
         finally:
             queue.leave()
+            release_freed_memory()
 
     ImageField = Annotated[UploadFile, File(description="the dermoscopic image (JPEG, PNG, BMP, TIFF or WebP)")]
     Threshold = Annotated[float, Form(gt=0, lt=1, description="lesion where probability > threshold")]
@@ -271,7 +293,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
 
     v1 = [Depends(authorised)]
 
-    @app.post("/v1/segment", dependencies=v1, summary="segment and measure the lesion")
+    @app.post("/v1/segment", dependencies=v1, summary="segment and measure the lesion",
+              response_model=schemas.Segmentation, responses=schemas.UPLOAD_ERRORS)
     async def segment(image: ImageField, threshold: Threshold = 0.5, tta: Tta = None, preprocess: Preprocess = None,
                       mm_per_pixel: MmPerPixel = None) -> dict[str, Any]:
         """The lesion mask (base64 PNG, 0/255, the image's size: the file ``dermoseg segment`` writes), its outer
@@ -279,7 +302,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
         inputs, the model's name and sha256, seconds, and the ``results.csv`` row itself (``csv``)."""
         return await admitted(image, segment_work(image, threshold, tta, preprocess, mm_per_pixel, False))
 
-    @app.post("/v1/diagnose", dependencies=v1, summary="seven-class lesion probabilities (research use only)")
+    @app.post("/v1/diagnose", dependencies=v1, summary="seven-class lesion probabilities (research use only)",
+              response_model=schemas.Diagnosis, responses=schemas.UPLOAD_ERRORS)
     async def diagnose(image: ImageField) -> dict[str, Any]:
         """The seven calibrated class probabilities (MEL, NV, BCC, AKIEC, BKL, DF, VASC, as ``dermoseg
         diagnose``), the top class and the research-use disclaimer. Not a diagnosis."""
@@ -290,19 +314,21 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             return out
         return await admitted(image, work)
 
-    @app.post("/v1/analyze", dependencies=v1, summary="segment, measure and diagnose in one call")
+    @app.post("/v1/analyze", dependencies=v1, summary="segment, measure and diagnose in one call",
+              response_model=schemas.Segmentation, responses=schemas.UPLOAD_ERRORS)
     async def analyze(image: ImageField, threshold: Threshold = 0.5, tta: Tta = None, preprocess: Preprocess = None,
                       mm_per_pixel: MmPerPixel = None) -> dict[str, Any]:
         """What ``/v1/segment`` returns, plus ``diagnosis`` (as ``/v1/diagnose``); ``csv`` is then the row of
         ``dermoseg segment --diagnose``."""
         return await admitted(image, segment_work(image, threshold, tta, preprocess, mm_per_pixel, True))
 
-    @app.get("/v1/models", dependencies=v1, summary="the models this server applies")
+    @app.get("/v1/models", dependencies=v1, summary="the models this server applies", response_model=schemas.Models,
+             responses={401: schemas.UPLOAD_ERRORS[401]})
     async def models() -> dict[str, Any]:
         """Each model's task, file name, sha256 and headline figures from its model card."""
         return {"models": pipeline.models(), "disclaimer": DISCLAIMER}
 
-    @app.get("/health", summary="liveness and queue state")
+    @app.get("/health", summary="liveness and queue state", response_model=schemas.Health)
     async def health() -> dict[str, Any]:
         """``{"status": "ok"}`` with the version, the requests in progress or waiting, the queue capacity, the
         upload limits and whether ``/v1`` needs a token."""

@@ -105,7 +105,7 @@ function show(result) {
     : `${fmt(m.diameter_px, 1)} px` + (m.diameter_mm === null ? " (give the pixel size under Options for mm)" : ` = ${fmt(m.diameter_mm, 2)} mm`);
   $("asymmetry").textContent = m.asymmetry_major === null ? "–" : `${fmt(m.asymmetry_major, 3)}, ${fmt(m.asymmetry_minor, 3)}`;
   $("compactness").textContent = fmt(m.compactness, 3);
-  $("colours").textContent = m.colours.length ? `${m.colours.length}: ${m.colours.join(", ")}` : "none";
+  $("colours").textContent = m.colours.length ? `${m.colours.length}: ${m.colours.join(", ").replaceAll("_", " ")}` : "none";
   $("probability").textContent = fmt(result.mean_lesion_probability, 3);
   $("model-note").textContent = `Model ${result.model.name} (sha256 ${result.model.sha256.slice(0, 12)}…), ${fmt(result.seconds, 2)} s.`;
 
