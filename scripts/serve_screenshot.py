@@ -3,16 +3,20 @@
     .venv/bin/python scripts/serve_screenshot.py docs/serve.png [--width 1366] [--height 800] [--image FILE]
 
 Starts the server on a free 127.0.0.1 port, uploads the image through the page, waits for the outline and writes a
-full-page PNG. Uses Debian's /usr/bin/chromium (as the browser test does).
+full-page PNG (reduced to 256 colours with dithering, to keep the repository small). Uses Debian's
+/usr/bin/chromium (as the browser test does).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
+from dermoseg.io import write_bytes
 from dermoseg.serve import LocalServer
 
 PH2_IMAGE = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ph2" / "PH2Dataset" /
@@ -32,9 +36,12 @@ def main() -> None:
         page.goto(server.url + "/")
         page.set_input_files("#file", str(args.image))
         expect(page.locator("#result")).to_be_visible(timeout=120_000)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(args.out), full_page=True)
+        shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
         browser.close()
+    buf = io.BytesIO()
+    shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        buf, "PNG", optimize=True)
+    write_bytes(args.out, buf.getvalue())
     print(f"screenshot written to {args.out.resolve()}")
 
 
