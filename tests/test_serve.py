@@ -85,6 +85,7 @@ def test_segment_returns_exactly_what_the_cli_writes(client, pipeline, images, t
         cv2.fillPoly(filled, [np.array(out["contour"], np.int32)], 1)
         assert abs(int(filled.sum()) - m["lesion_area_px"]) < 0.02 * m["lesion_area_px"]
         assert out["model"]["sha256"] == file_sha256(pipeline.segmenter.path)
+        assert out["options"] == {"threshold": 0.5, "tta": True, "preprocess": False}  # the shipped model's defaults
 
 
 def test_diagnose_and_analyze_match_the_cli(client, images, tmp_path):
@@ -276,3 +277,36 @@ def test_settings_and_host_checks(tmp_path, capsys):
     assert main(["serve", "--config", str(bad)]) == 2
     assert "max_pixel" in capsys.readouterr().err
 
+
+
+def test_requests_in_progress_are_capped_before_their_body_is_read():
+    import asyncio
+
+    import httpx
+
+    from dermoseg.serve.app import RequestGuard
+
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    async def scenario():
+        guard = RequestGuard(slow_app, limit=1000, max_requests=2)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://test") as c:
+            first = asyncio.create_task(c.get("/"))
+            second = asyncio.create_task(c.get("/"))
+            while guard.active < 2:
+                await asyncio.sleep(0.01)
+            third = await c.post("/", content=b"x" * 10)
+            release.set()
+            done = [await first, await second]
+            too_big = await c.post("/", content=b"x" * 1001)
+            return third, done, too_big, guard.active
+
+    third, done, too_big, active = asyncio.run(scenario())
+    assert third.status_code == 503 and "busy" in third.json()["detail"] and third.headers["retry-after"]
+    assert [r.status_code for r in done] == [200, 200] and active == 0
+    assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]

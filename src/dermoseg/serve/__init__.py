@@ -14,8 +14,6 @@ from pathlib import Path
 from dermoseg.errors import ConfigError
 from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, load_settings
 
-CONNECTION_SLACK = 16  # connections beyond the work queue (health checks, page files, uploads being received)
-
 
 def is_loopback(host: str) -> bool:
     """True if ``host`` names this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
@@ -45,7 +43,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
         On a bad settings file, port or worker count, or a non-loopback ``host`` without a token.
     """
     import uvicorn
-    settings = load_settings(config)
+    load_settings(config)  # stop here, with the message, on a bad settings file
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {port}")
     if workers < 1:
@@ -57,7 +55,6 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
     uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                limit_concurrency=settings.compute_threads + settings.max_waiting + CONNECTION_SLACK,
                 log_level="info")
 
 

@@ -7,7 +7,9 @@ generated OpenAPI documentation at ``/docs`` (served from the installed ``fastap
 Limits (:mod:`dermoseg.serve.settings`): a request body larger than the upload limit is refused with 413 before
 it is read; the image type is found by decoding, never from the name or the declared type (not an image: 415;
 empty or truncated: 422; more pixels than allowed: 413, checked from the header); at most ``compute_threads``
-images are processed at once and ``max_waiting`` more wait, any further request gets 503 at once. Uploads stay
+images are processed at once and ``max_waiting`` more wait, any further request gets 503 at once, and beyond
+:data:`REQUEST_SLACK` more requests in progress (uploads still arriving) a request gets 503 before its body is
+read. Uploads stay
 in memory or in anonymous temporary files and are never written under a name the client chose. Every error is a
 JSON object ``{"detail": "<plain words>"}``, never a traceback. With a token (``--token`` or the environment
 variable :data:`dermoseg.serve.settings.TOKEN_ENV`), every ``/v1`` route needs ``Authorization: Bearer <token>``.
@@ -42,6 +44,8 @@ from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, ServeSettings, load_s
 
 STATIC_DIR = resources.files("dermoseg").joinpath("serve", "static")
 FORM_OVERHEAD = 64 * 1024  # bytes a multipart body may hold beyond the file: boundaries, headers, option fields
+REQUEST_SLACK = 16  # requests in progress beyond the work queue: health checks, page files, uploads being received
+BUSY = "the server is busy (too many images waiting); try again in a few seconds"
 
 
 class QueueFull(Exception):
@@ -100,16 +104,27 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request whose body (declared by Content-Length, or counted as it arrives) is
-    larger than ``limit`` bytes, before the application reads it."""
+class RequestGuard:
+    """ASGI middleware, before any body is read: 503 when ``max_requests`` requests are already in progress
+    (uploads being received included, so their number and the memory and temporary files they hold are bounded),
+    and 413 for a body larger than ``limit`` bytes (declared by Content-Length, or counted as it arrives)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, max_requests: int):
+        self.app, self.limit, self.max_requests = app, limit, max_requests
+        self.active = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.active >= self.max_requests:
+            return await _error(503, BUSY, {"Retry-After": "5"})(scope, receive, send)
+        self.active += 1
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            self.active -= 1
+
+    async def _limited(self, scope, receive, send):
         message = f"upload too large: the limit is {self.limit - FORM_OVERHEAD:,} bytes per image"
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
@@ -164,7 +179,7 @@ MEASUREMENT_KEYS = ("lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y", "bb
                     "diameter_px", "diameter_mm")
 
 
-def _segment_json(seg: SegmentResult, pipeline: Pipeline, options: dict[str, Any], mm_per_pixel: float | None,
+def _segment_json(seg: SegmentResult, pipeline: Pipeline, mm_per_pixel: float | None,
                   seconds: float) -> dict[str, Any]:
     row = seg.row
     png, contour = _mask_png_contour(seg.mask)
@@ -175,7 +190,7 @@ def _segment_json(seg: SegmentResult, pipeline: Pipeline, options: dict[str, Any
     out = {"image": {"file": row["file"], "image_id": row["image_id"], "width": row["width"], "height": row["height"]},
            "mask_png": png, "contour": contour, "measurements": measurements,
            "mean_lesion_probability": row["mean_lesion_probability"], "warning": row["warning"] or None,
-           "quality": seg.quality, "options": options,
+           "quality": seg.quality, "options": seg.options,
            "model": {"name": seg_model["name"], "sha256": seg_model["sha256"]}, "seconds": seconds,
            "csv": seg.csv()}
     return out
@@ -215,7 +230,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     app = FastAPIOffline(title="dermoseg", version=__version__,
                          description="Dermoscopic lesion segmentation, measurement and seven-class diagnosis. "
                          f"{DISCLAIMER}")
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(RequestGuard, limit=settings.max_upload_bytes + FORM_OVERHEAD,
+                       max_requests=queue.capacity + REQUEST_SLACK)
     bearer = HTTPBearer(auto_error=False, description="the server's token, when it was started with one")
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -240,8 +256,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
 
     @app.exception_handler(QueueFull)
     async def busy(request: Request, exc: QueueFull):
-        return _error(503, "the server is busy (too many images waiting); try again in a few seconds",
-                      {"Retry-After": "5"})
+        return _error(503, BUSY, {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -284,8 +299,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             seg = pipeline.segment(image, upload.filename or "upload", threshold, tta, preprocess, mm_per_pixel,
                                    diagnose=diagnose)
             seg.row["seconds"] = round(time.perf_counter() - start, 3)
-            options = {"threshold": threshold, "tta": tta, "preprocess": preprocess}
-            out = _segment_json(seg, pipeline, options, mm_per_pixel, seg.row["seconds"])
+            out = _segment_json(seg, pipeline, mm_per_pixel, seg.row["seconds"])
             if diagnose:
                 out["diagnosis"] = _diagnosis_json({c: seg.row[f"p_{c}"] for c in HAM_CLASSES}, pipeline)
             return out

@@ -32,11 +32,13 @@ class SegmentResult:
     mask : (H, W) bool lesion mask, exactly what ``dermoseg segment`` writes as ``<stem>_segmentation.png``.
     row : the image's ``results.csv`` row of ``dermoseg segment`` (same columns and values; ``seconds`` is
         added by the caller), including ``top_class`` and ``p_MEL`` … ``p_VASC`` when diagnosed.
+    options : ``threshold``, ``tta`` and ``preprocess`` as applied (the model file's defaults filled in).
     quality : the image-quality flag, or None where the library has none to give.
     """
 
     mask: np.ndarray
     row: dict[str, Any]
+    options: dict[str, Any]
     quality: dict[str, Any] | None = None
 
     def csv(self) -> str:
@@ -110,7 +112,9 @@ class Pipeline:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         columns = segment_columns(self.classifier if diagnose else None, mm_per_pixel)
         seg = self.segmenter.segment(image, threshold, tta, preprocess)
-        return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns))
+        options = {"threshold": threshold, "tta": self.segmenter.tta if tta is None else tta,
+                   "preprocess": bool(self.segmenter.preprocess.get("enabled")) if preprocess is None else preprocess}
+        return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns), options)
 
     def diagnose(self, image: np.ndarray) -> dict[str, float]:
         """The seven calibrated class probabilities of one image, as ``dermoseg diagnose`` computes them (a

@@ -40,9 +40,10 @@ class Measurements(BaseModel):
 
 
 class Options(BaseModel):
-    threshold: float
-    tta: bool | None = Field(description="as requested; None: the model file's default")
-    preprocess: bool | None = Field(description="as requested; None: the model file's default")
+    threshold: float = Field(description="lesion where probability > threshold")
+    tta: bool = Field(description="flip test-time augmentation, as applied (the model file's default if not given)")
+    preprocess: bool = Field(description="black-frame and hair removal, as applied (the model file's default if not "
+                             "given)")
 
 
 class Diagnosis(BaseModel):
