@@ -250,7 +250,10 @@ def markdown(s: dict) -> str:
         f"- refused uploads (413/415/422): median {f(s['error_latency_median_s'])} s, p95 {f(s['error_latency_p95_s'])} s, "
         f"max {f(s['error_latency_max_s'])} s",
         f"- server memory (RSS, MiB): first {f(m['first'], 0)}, median of the first quarter {f(m['first_quarter_median'], 0)}, "
-        f"of the last quarter {f(m['last_quarter_median'], 0)}, max {f(m['max'], 0)}, last {f(m['last'], 0)}", "",
+        f"of the last quarter {f(m['last_quarter_median'], 0)}, max {f(m['max'], 0)}, last {f(m['last'], 0)}",
+        "- server memory over time (median RSS of each eighth of the run, MiB): " + ", ".join(
+            f"{round(float(np.median([v for _, v in part])))} from {round(part[0][0])} s"
+            for part in np.array_split(np.array(s["memory_samples"], dtype=float), 8) if len(part)), "",
         "| kind | endpoint | requests | statuses | median s | p95 s | max s |", "|---|---|---|---|---|---|---|"]
     for kind, k in s["by_kind"].items():
         statuses = ", ".join(f"{code}: {n}" for code, n in sorted(k["statuses"].items()))
@@ -269,7 +272,16 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=1800, help="stop sending after this long")
     parser.add_argument("--seed", type=int, default=2018)
     parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    parser.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                        help="send nothing: print (and with --out, write as OUT.md) the summary of an earlier run")
     args = parser.parse_args()
+    if args.from_json:
+        text = markdown(json.loads(args.from_json.read_text()))
+        print(text)
+        if args.out:
+            from dermoseg.io import write_text
+            write_text(args.out.with_suffix(".md"), text)
+        return 0
     summary = run(args)
     text = markdown(summary)
     print(text)

@@ -161,7 +161,8 @@ class RequestGuard:
 
 def _mask_png_contour(mask: np.ndarray) -> tuple[str, list[list[int]]]:
     """The mask as base64 PNG (0/255, the bytes ``dermoseg segment`` writes) and the outer contour of the lesion
-    as [[x, y], …] pixel corners (OpenCV's simple chain approximation; [] for an empty mask)."""
+    as [[x, y], …] coordinates of its boundary pixels (OpenCV's simple chain approximation, which keeps the ends
+    of straight runs; [] for an empty mask)."""
     png = base64.b64encode(encode_image(mask, ".png")).decode("ascii")
     if not mask.any():
         return png, []
@@ -179,21 +180,19 @@ MEASUREMENT_KEYS = ("lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y", "bb
                     "diameter_px", "diameter_mm")
 
 
-def _segment_json(seg: SegmentResult, pipeline: Pipeline, mm_per_pixel: float | None,
-                  seconds: float) -> dict[str, Any]:
+def _segment_json(seg: SegmentResult, pipeline: Pipeline, mm_per_pixel: float | None) -> dict[str, Any]:
     row = seg.row
     png, contour = _mask_png_contour(seg.mask)
     seg_model = pipeline.models()[0]
     measurements = {k: _blank_to_none(row[k]) for k in MEASUREMENT_KEYS}
     measurements["colours"] = [c for c in row["colours"].split(";") if c]
     measurements["mm_per_pixel"] = mm_per_pixel
-    out = {"image": {"file": row["file"], "image_id": row["image_id"], "width": row["width"], "height": row["height"]},
-           "mask_png": png, "contour": contour, "measurements": measurements,
-           "mean_lesion_probability": row["mean_lesion_probability"], "warning": row["warning"] or None,
-           "quality": seg.quality, "options": seg.options,
-           "model": {"name": seg_model["name"], "sha256": seg_model["sha256"]}, "seconds": seconds,
-           "csv": seg.csv()}
-    return out
+    return {"image": {"file": row["file"], "image_id": row["image_id"], "width": row["width"], "height": row["height"]},
+            "mask_png": png, "contour": contour, "measurements": measurements,
+            "mean_lesion_probability": row["mean_lesion_probability"], "warning": row["warning"] or None,
+            "quality": seg.quality, "options": seg.options,
+            "model": {"name": seg_model["name"], "sha256": seg_model["sha256"]}, "seconds": row["seconds"],
+            "csv": seg.csv()}
 
 
 def _diagnosis_json(probabilities: dict[str, float], pipeline: Pipeline) -> dict[str, Any]:
@@ -299,7 +298,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             seg = pipeline.segment(image, upload.filename or "upload", threshold, tta, preprocess, mm_per_pixel,
                                    diagnose=diagnose)
             seg.row["seconds"] = round(time.perf_counter() - start, 3)
-            out = _segment_json(seg, pipeline, mm_per_pixel, seg.row["seconds"])
+            out = _segment_json(seg, pipeline, mm_per_pixel)
             if diagnose:
                 out["diagnosis"] = _diagnosis_json({c: seg.row[f"p_{c}"] for c in HAM_CLASSES}, pipeline)
             return out
