@@ -42,4 +42,16 @@ grep ',val$' "$REPO/src/dermoseg/splits/isic2018_task1.csv" | head -3 | cut -d, 
 grep -q '"images": 3' isic/summary.json
 "$V/dermoseg" evaluate-diagnosis --dataset ham10000 --limit 8 --data-root "$DATA" --out dx > /dev/null
 test -s dx/ham10000_val/summary.json && test -s dx/ham10000_val/run.json
-echo "wheel check: segment, evaluate (PH2, ISIC split) and evaluate-diagnosis ran from the installed wheel"
+# dermoseg serve: the page's files and the settings are package data; the app answers on a real image
+# (FastAPI's test client needs httpx, a test extra, installed here for this check only)
+pip_q "$V/python" httpx
+"$V/python" - "$PH2/IMD002/IMD002_Dermoscopic_Image/IMD002.jpg" <<'PY'
+import sys
+from fastapi.testclient import TestClient
+from dermoseg.serve.app import create_app
+with TestClient(create_app(token="")) as c:
+    assert "dermoseg" in c.get("/").text and c.get("/static/app.js").status_code == 200
+    r = c.post("/v1/analyze", files={"image": ("IMD002.jpg", open(sys.argv[1], "rb").read())})
+    assert r.status_code == 200 and r.json()["measurements"]["lesion_area_px"] > 0, r.text[:300]
+PY
+echo "wheel check: segment, evaluate (PH2, ISIC split), evaluate-diagnosis and serve ran from the installed wheel"

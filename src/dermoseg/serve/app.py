@@ -177,7 +177,7 @@ def _blank_to_none(value: Any) -> Any:
 
 MEASUREMENT_KEYS = ("lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y", "bbox_width", "bbox_height",
                     "asymmetry_major", "asymmetry_minor", "compactness", "perimeter_px", "colour_count", "colours",
-                    "diameter_px", "diameter_mm")
+                    "diameter_px", "diameter_mm", "perimeter_mm", "area_mm2")
 
 
 def _segment_json(seg: SegmentResult, pipeline: Pipeline, mm_per_pixel: float | None) -> dict[str, Any]:
@@ -261,8 +261,9 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     async def unexpected(request: Request, exc: Exception):
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
-    async def decoded(upload: UploadFile) -> np.ndarray:
-        """The upload decoded (off the event loop), or the 413/415/422 HTTPException that says why not."""
+    async def decoded(upload: UploadFile) -> tuple[np.ndarray, np.ndarray | None]:
+        """The upload decoded (off the event loop) as (RGB, opacity or None), or the 413/415/422 HTTPException
+        that says why not."""
         name = upload.filename or "upload"
         data = await upload.read()
         if len(data) > settings.max_upload_bytes:
@@ -277,11 +278,11 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
         except ImageReadError as exc:
             raise HTTPException(422, str(exc)) from None
 
-    async def admitted(upload: UploadFile, work: Callable[[np.ndarray], Any]) -> Any:
-        """Take a queue place, decode the upload, run ``work(image)`` on a compute thread."""
+    async def admitted(upload: UploadFile, work: Callable[[np.ndarray, np.ndarray | None], Any]) -> Any:
+        """Take a queue place, decode the upload, run ``work(image, alpha)`` on a compute thread."""
         queue.admit()
         try:
-            return await queue.compute(work, await decoded(upload))
+            return await queue.compute(work, *await decoded(upload))
         finally:
             queue.leave()
             release_freed_memory()
@@ -293,10 +294,10 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     MmPerPixel = Annotated[float | None, Form(gt=0, description="pixel size in mm, for the diameter in mm")]
 
     def segment_work(upload: UploadFile, threshold, tta, preprocess, mm_per_pixel, diagnose):
-        def work(image: np.ndarray) -> dict[str, Any]:
+        def work(image: np.ndarray, alpha: np.ndarray | None) -> dict[str, Any]:
             start = time.perf_counter()
             seg = pipeline.segment(image, upload.filename or "upload", threshold, tta, preprocess, mm_per_pixel,
-                                   diagnose=diagnose)
+                                   diagnose=diagnose, alpha=alpha)
             seg.row["seconds"] = round(time.perf_counter() - start, 3)
             out = _segment_json(seg, pipeline, mm_per_pixel)
             if diagnose:
@@ -320,9 +321,10 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     async def diagnose(image: ImageField) -> dict[str, Any]:
         """The seven calibrated class probabilities (MEL, NV, BCC, AKIEC, BKL, DF, VASC, as ``dermoseg
         diagnose``), the top class and the research-use disclaimer. Not a diagnosis."""
-        def work(img: np.ndarray) -> dict[str, Any]:
+        def work(img: np.ndarray, alpha: np.ndarray | None) -> dict[str, Any]:
             start = time.perf_counter()
             out = _diagnosis_json(pipeline.diagnose(img), pipeline)
+            out["warning"] = pipeline.image_warning(img) or None
             out["seconds"] = round(time.perf_counter() - start, 3)
             return out
         return await admitted(image, work)

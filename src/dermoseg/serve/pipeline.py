@@ -19,6 +19,7 @@ import numpy as np
 from dermoseg.batch import rows_to_csv
 from dermoseg.classification import DISCLAIMER, HAM_CLASSES
 from dermoseg.classification.classifier import Classifier
+from dermoseg.inputs import image_warning
 from dermoseg.segmentation.job import RESULT_COLUMNS, result_row, segment_columns
 from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter
 
@@ -86,7 +87,7 @@ class Pipeline:
 
     def segment(self, image: np.ndarray, filename: str, threshold: float = THRESHOLD, tta: bool | None = None,
                 preprocess: bool | None = None, mm_per_pixel: float | None = None,
-                diagnose: bool = False) -> SegmentResult:
+                diagnose: bool = False, alpha: np.ndarray | None = None) -> SegmentResult:
         """Segment, measure and (optionally) classify one image as ``dermoseg segment [--diagnose]`` does.
 
         Parameters
@@ -97,6 +98,8 @@ class Pipeline:
         tta, preprocess : flip test-time augmentation and black-frame/hair removal; None follows the model file.
         mm_per_pixel : pixel size in mm (> 0) for ``diameter_mm``; None leaves it empty.
         diagnose : add the classifier's columns (``diagnosis_note``, ``top_class``, ``p_MEL`` … ``p_VASC``).
+        alpha : (H, W) uint8 opacity of an image with transparency (:func:`dermoseg.io.decode_image`); its fully
+            transparent pixels are never lesion, as in ``dermoseg segment``.
 
         Returns
         -------
@@ -111,7 +114,7 @@ class Pipeline:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         columns = segment_columns(self.classifier if diagnose else None, mm_per_pixel)
-        seg = self.segmenter.segment(image, threshold, tta, preprocess)
+        seg = self.segmenter.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
         options = {"threshold": threshold, "tta": self.segmenter.tta if tta is None else tta,
                    "preprocess": bool(self.segmenter.preprocess.get("enabled")) if preprocess is None else preprocess}
         return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns), options)
@@ -131,6 +134,12 @@ class Pipeline:
         """
         mask = self.segmenter.segment(image).mask if self.classifier.uses_mask else None
         return {c: float(v) for c, v in zip(HAM_CLASSES, self.classifier.predict(image, mask))}
+
+    @staticmethod
+    def image_warning(image: np.ndarray) -> str:
+        """Why the image itself looks unreliable (tiny, nearly uniform, grayscale), or "": the ``warning`` of
+        ``dermoseg diagnose`` (:func:`dermoseg.inputs.image_warning`)."""
+        return image_warning(image)
 
 
 def card_headlines(card: str) -> list[str]:

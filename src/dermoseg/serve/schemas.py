@@ -36,6 +36,8 @@ class Measurements(BaseModel):
     colours: list[str] = Field(description="their names")
     diameter_px: float | None = Field(description="largest diameter, px")
     diameter_mm: float | None = Field(description="largest diameter, mm (None without mm_per_pixel)")
+    perimeter_mm: float | None = Field(description="border length, mm (None without mm_per_pixel)")
+    area_mm2: float | None = Field(description="lesion area, mm² (None without mm_per_pixel)")
     mm_per_pixel: float | None = Field(description="the pixel size given, mm")
 
 
@@ -52,6 +54,8 @@ class Diagnosis(BaseModel):
     classes: list[str] = Field(description="MEL, NV, BCC, AKIEC, BKL, DF, VASC (ISIC 2018 Task 3 order)")
     disclaimer: str = Field(description="research use only: not a diagnosis")
     model: ModelRef
+    warning: str | None = Field(None, description="why the image looks unreliable (diagnose only; see "
+                                "Segmentation.warning for analyze)")
     seconds: float | None = Field(None, description="processing time, s (diagnose only)")
 
 

@@ -99,6 +99,7 @@ function show(result) {
 
   $("area-px").textContent = String(m.lesion_area_px);
   $("area-pct").textContent = fmt(m.lesion_area_pct, 2);
+  $("area-mm").textContent = m.area_mm2 === null ? "" : ` = ${fmt(m.area_mm2, 2)} mm²`;
   $("image-size").textContent = `${width} × ${height} px`;
   $("bbox").textContent = m.lesion_area_px ? `${m.bbox_x}, ${m.bbox_y}, ${m.bbox_width}, ${m.bbox_height} px` : "–";
   $("diameter").textContent = m.diameter_px === null ? "–"
