@@ -26,3 +26,16 @@ def isic_samples(data_root):
 def ph2_samples(data_root):
     from dermoseg.data.datasets import load_ph2
     return load_ph2(data_root / "ph2")
+
+
+@pytest.fixture(scope="session")
+def hair_models():
+    """benchmarks/hair_models.py (the synthetic hair generators of the hair-removal benchmark) as a module."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("hair_models", REPO / "benchmarks" / "hair_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hair_models"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

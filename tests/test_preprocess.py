@@ -8,7 +8,6 @@ was) or a tolerance stated in the test.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -201,16 +200,18 @@ def test_hairy_id_list_exists_and_ids_are_real(all_samples):
 
 
 def test_visible_hair_is_found_and_removed(all_samples):
-    """On images with visible hair: the hair is found, repaired with a lighter colour (on average over the hair
-    mask, by more than 3 gray levels of HSL lightness; the mask includes the hair's soft edges), and within the
-    hair mask the dark thin structures (grayscale black-hat, the DullRazor filter) lose at least half their
-    energy. (Over the whole image the black-hat also sees the lesion's own pigment network.)"""
+    """On images with visible hair: hair is found (at least 0.5 % of the image: the contrast tests of issue 16
+    leave most of the faint thin hairs of IMD014, which the issue-3 detector found, see docs/preprocessing.md),
+    repaired with a lighter colour (on average over the hair mask, by more than 3 gray levels of HSL lightness;
+    the mask includes the hair's soft edges), and within the hair mask the dark thin structures (grayscale
+    black-hat, the DullRazor filter) lose at least half their energy. (Over the whole image the black-hat also
+    sees the lesion's own pigment network.)"""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
     for image_id in _ids(HERE / "data" / "hairy_ids.txt"):
         img = read_image(all_samples[image_id].image_path)
         res = clean_image(img)
         assert res.mode in ("sparse", "dense"), image_id
-        assert 1.0 <= res.hair_pct <= 60.0, (image_id, res.hair_pct)
+        assert 0.5 <= res.hair_pct <= 60.0, (image_id, res.hair_pct)
         gain = lightness(res.image)[res.hair_mask].astype(float).mean() - lightness(img)[res.hair_mask].mean()
         assert gain > 3, (image_id, gain)
         energy = [cv2.morphologyEx(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.MORPH_BLACKHAT, kernel)[res.hair_mask]
@@ -218,21 +219,60 @@ def test_visible_hair_is_found_and_removed(all_samples):
         assert energy[1] < 0.5 * energy[0], (image_id, energy)
 
 
-def test_synthetic_hair_on_real_images_is_removed(all_samples):
-    """The benchmark's synthetic dark hair on three hair-free images: over the drawn hair pixels the PSNR against
-    the hair-free original rises by at least 6 dB, at least 60 % of the drawn hair pixels are in the hair mask,
-    and over the whole image the PSNR does not fall (tolerance 0.5 dB: where little hair is drawn, false detections in
-    the lesion's own texture can cost about as much as the hair)."""
-    spec = importlib.util.spec_from_file_location("hair_benchmark", REPO / "benchmarks" / "hair_removal.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    for k, image_id in enumerate(_ids(REPO / "benchmarks" / "data" / "hair_free_tune.txt")[::8]):
+def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(float) - b.astype(float))[where] ** 2))
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+@pytest.fixture(scope="module")
+def synthetic_cases(all_samples, hair_models):
+    """Three images of the benchmark's tuning list (a random sample of the training split, not picked for
+    anything) with dark curved, straight and soft hair drawn on them: (id, model, original, hairy, alpha)."""
+    cases = []
+    for k, image_id in enumerate(_ids(REPO / "benchmarks" / "data" / "hair_tune_ids.txt")[:3]):
         original = read_image(all_samples[image_id].image_path)
-        hairy, truth = bench.synthesize_hair(original, np.random.default_rng(k), 8, light_share=0.0)
-        res = clean_image(hairy, {"frame": {"enabled": False}})
-        assert bench.psnr(res.image, original, truth) >= bench.psnr(hairy, original, truth) + 6, image_id
-        assert bench.psnr(res.image, original) >= bench.psnr(hairy, original) - 0.5, image_id
-        assert res.hair_mask[truth].mean() >= 0.6, image_id  # recall: most drawn hair pixels are found
+        for name in ("curved_sparse", "straight", "soft_jpeg"):
+            hairy, alpha = hair_models.draw_hair(original, hair_models.MODELS[name], np.random.default_rng(k))
+            cases.append((image_id, name, original, hairy, alpha))
+    return cases
+
+
+def test_synthetic_hair_on_real_images_is_removed(synthetic_cases, hair_models):
+    """Over the drawn hair pixels the PSNR against the original rises by at least 6 dB and over the whole image
+    it rises; of opaque dark hair (not the soft model, whose faint stretches are meant to be hard) at least 60 %
+    of the drawn pixels are in the hair mask."""
+    off = {"frame": {"enabled": False}}
+    for image_id, name, original, hairy, alpha in synthetic_cases:
+        hair, _ = hair_models.hair_regions(alpha)
+        res = clean_image(hairy, off)
+        everywhere = np.ones(hair.shape, bool)
+        assert _psnr(res.image, original, hair) >= _psnr(hairy, original, hair) + 6, (image_id, name)
+        assert _psnr(res.image, original, everywhere) > _psnr(hairy, original, everywhere), (image_id, name)
+        if name != "soft_jpeg":
+            assert res.hair_mask[hair].mean() >= 0.6, (image_id, name)
+
+
+def test_contrast_tests_drop_false_hair_not_drawn_hair(synthetic_cases, hair_models):
+    """The contrast tests of issue 16 (a hair must be a deep enough trough, deeper inside the lesion) against the
+    same detector without them: the pixels the hair did not touch are damaged less (PSNR there not lower, and
+    fewer of them marked), while at most 15 % of the drawn hair pixels found without the tests are lost (over
+    all nine cases: a faint hair crossing the lesion may be lost whole)."""
+    shipped = {"frame": {"enabled": False}}
+    without = {"frame": {"enabled": False}, "hair": {"min_contrast": 0.0, "lesion_threshold": 0.0}}
+    hs = default_settings()["hair"]
+    assert hs["min_contrast"] > 0 and hs["lesion_threshold"] > hs["threshold_low"]
+    fewer, found = 0, np.zeros(2)
+    for image_id, name, original, hairy, alpha in synthetic_cases:
+        hair, untouched = hair_models.hair_regions(alpha)
+        a, b = clean_image(hairy, shipped), clean_image(hairy, without)
+        # The tests remove hair; a component cut in two by the stricter lesion threshold may pass a shape test
+        # that the whole failed, so a few new pixels are allowed (1 % of the mask).
+        assert (a.hair_mask & ~b.hair_mask).sum() <= 0.01 * a.hair_mask.sum(), (image_id, name)
+        assert _psnr(a.image, original, untouched) >= _psnr(b.image, original, untouched) - 0.05, (image_id, name)
+        found += a.hair_mask[hair].sum(), b.hair_mask[hair].sum()
+        fewer += int((a.hair_mask & untouched).sum() < (b.hair_mask & untouched).sum())
+    assert found[0] >= 0.85 * found[1]
+    assert fewer >= len(synthetic_cases) // 2  # and the tests do remove false hair on most of them
 
 
 # ---------------------------------------------------------------------------------------------------- settings

@@ -37,6 +37,8 @@ _RULES: dict[str, dict[str, tuple]] = {
              "light_weight": ("num", 0, None),
              "threshold_low": ("num", 0, None), "threshold_high": ("num", 0, None),
              "min_length_px": ("num", 0, None), "max_width_px": ("num", 0.5, None), "dilate_px": ("num", 0, None),
+             "min_contrast": ("num", 0, None), "lesion_threshold": ("num", 0, None),
+             "long_hair_px": ("num", 0, None),
              "mode": ("choice", "auto", "sparse", "dense"), "dense_count": ("num", 0, None),
              "diffusion_iterations": ("num", 0, 10000),
              "diffusion_lambda": ("num", 1e-6, 1), "diffusion_kappa": ("num", 1e-6, None)},

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 16, part 3: does black-frame and hair removal before segmentation help? Trains the shipped recipe with
+# cleaning on (and, at the reduced budget, also with it off: the two arms differ only in `preprocess.enabled`)
+# and scores each on the ISIC validation split of the committed split. PH2 takes no part in the choice.
+#
+#   experiments/preprocess_ab.sh reduced   # both arms side by side, one thread each: 128 px, 400 training images,
+#                                          # 3 epochs (configs/codec_mobilenet_v2{,_clean}_reduced.yaml)
+#   experiments/preprocess_ab.sh full      # the clean arm of the shipped recipe (configs/codec_mobilenet_v2_clean.yaml,
+#                                          # ~70+ min of both cores here); the off arm is the shipped model, already
+#                                          # trained by configs/codec_mobilenet_v2.yaml with the same seed and budget
+#
+# Each arm writes runs/<config>/ (model.pt, metrics.csv), runs/<config>.log and runs/<config>/eval_val/summary.json.
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+mkdir -p runs
+
+arm() {  # config name [extra evaluate options]: train, then score on the validation split (the model's own settings)
+  local name=$1
+  shift
+  "$BIN/dermoseg" train --config "configs/$name.yaml" --out "runs/$name" > "runs/$name.log" 2>&1
+  "$BIN/dermoseg" evaluate --dataset isic2018 --split val --model "runs/$name/model.pt" \
+    --out "runs/$name/eval_val" "$@" >> "runs/$name.log" 2>&1
+}
+
+case "${1:-}" in
+  reduced)
+    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_reduced & off=$!
+    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_clean_reduced & on=$!
+    wait $off; wait $on ;;
+  full)
+    arm codec_mobilenet_v2_clean
+    # the off arm: the shipped model, scored the same way
+    "$BIN/dermoseg" evaluate --dataset isic2018 --split val --out runs/codec_mobilenet_v2/eval_val ;;
+  *)
+    echo "usage: experiments/preprocess_ab.sh reduced|full" >&2
+    exit 2 ;;
+esac
+for f in runs/codec_mobilenet_v2*/eval_val/summary.json; do echo "$f: $(cat "$f")"; done
