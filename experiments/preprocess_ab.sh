@@ -25,15 +25,29 @@ arm() {  # config name [extra evaluate options]: train, then score on the valida
 
 case "${1:-}" in
   reduced)
-    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_reduced & off=$!
-    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_clean_reduced & on=$!
-    wait $off; wait $on ;;
+    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_reduced & pid_off=$!
+    OMP_NUM_THREADS=1 arm codec_mobilenet_v2_clean_reduced & pid_on=$!
+    wait $pid_off; wait $pid_on
+    off=runs/codec_mobilenet_v2_reduced clean=runs/codec_mobilenet_v2_clean_reduced ;;
   full)
     arm codec_mobilenet_v2_clean
     # the off arm: the shipped model, scored the same way
-    "$BIN/dermoseg" evaluate --dataset isic2018 --split val --out runs/codec_mobilenet_v2/eval_val ;;
+    "$BIN/dermoseg" evaluate --dataset isic2018 --split val --out runs/codec_mobilenet_v2/eval_val
+    off=runs/codec_mobilenet_v2 clean=runs/codec_mobilenet_v2_clean ;;
   *)
     echo "usage: experiments/preprocess_ab.sh reduced|full" >&2
     exit 2 ;;
 esac
-for f in runs/codec_mobilenet_v2*/eval_val/summary.json; do echo "$f: $(cat "$f")"; done
+for f in "$off" "$clean"; do echo "$f/eval_val/summary.json: $(cat "$f/eval_val/summary.json")"; done
+# clean minus off, per validation image, with a paired percentile-bootstrap 95% interval (resampling images)
+"$BIN/python" - "$off/eval_val/per_image.csv" "$clean/eval_val/per_image.csv" <<'PY'
+import csv, sys
+import numpy as np
+from dermoseg.metrics import paired_bootstrap
+a, b = ({r["image_id"]: r for r in csv.DictReader(open(p))} for p in sys.argv[1:3])
+ids = sorted(a)
+for m in ("dice", "thresholded_jaccard"):
+    pa, pb = (np.array([[float(t[i][m])] for i in ids]) for t in (a, b))
+    res = paired_bootstrap(np.zeros(len(ids), int), pa, pb, metric=lambda _, p: p[:, 0].mean(), stratified=False)
+    print(m, "clean - off:", " ".join(f"{k} {float(v):.4f}" for k, v in res.items()))
+PY
