@@ -317,10 +317,14 @@ def report(ids_file: str, out: Path | None, figure: Path | None) -> int:
         margin, lo, hi = _bootstrap_mean([a["psnr"] - b["psnr"] for a, b in pairs])
         m_unt, lo_u, hi_u = _bootstrap_mean([a["psnr_untouched"] - b["psnr_untouched"] for a, b in pairs])
         wins = sum(a["psnr"] > b["psnr"] for a, b in pairs)
+        median = float(np.median([a["psnr"] - b["psnr"] for a, b in pairs]))
+        capped = [sum(r["psnr_untouched"] >= 100 for r in table[(model, m)]) for m in ("ours", "dullrazor")]
         met = margin >= TARGET_DB and m_unt >= 0
         ok &= met
         lines.append(f"{model}: {margin:+.2f} dB PSNR whole [{lo:+.2f}, {hi:+.2f}], {m_unt:+.2f} dB untouched "
-                     f"[{lo_u:+.2f}, {hi_u:+.2f}] (ours better on {wins}/{len(ids)} images)"
+                     f"[{lo_u:+.2f}, {hi_u:+.2f}]; median {median:+.2f} dB; ours better on {wins}/{len(ids)} images; "
+                     f"untouched pixels left exactly as they were (100 dB, the cap) by ours on {capped[0]}, by "
+                     f"DullRazor on {capped[1]}"
                      f"{'  target met' if met else '  TARGET MISSED'}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
