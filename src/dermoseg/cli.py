@@ -451,8 +451,45 @@ def _run_serve(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- export
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch on real images)",
+                       description="Export a segmentation or classification model file to ONNX (dynamic batch size; "
+                       "metadata: input size, normalisation, threshold, TTA default, class names, temperature, the "
+                       "source file's sha256, its model card). ONNX Runtime is first run on real images and compared "
+                       "with PyTorch; a file whose probabilities differ by more than 1e-3 is not written. Saved as "
+                       "X.onnx beside a model file X.pt, it becomes that model's default engine.")
+    p.add_argument("--model", default="default", help="model file, or a shipped name: default, fast, classifier "
+                   "(default: default)")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (only onnx)")
+    p.add_argument("--out", required=True, type=Path, help="file to write (never overwritten)")
+    p.add_argument("--check-images", nargs="+", metavar="IMAGE", help="real images for the check (files, folders, "
+                   f"globs; default: 8 spread over the ISIC 2018, PH2 and HAM10000 copies in {DATA_ROOT_DEFAULT})")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder for the default "
+                   f"check images (default {DATA_ROOT_DEFAULT})")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from dermoseg.engine.shipped import check_images, export_model, resolve_model
+    from dermoseg.io import find_images
+    if args.check_images:
+        images, problems = find_images(args.check_images)
+        if problems:
+            raise CommandError(f"{problems[0][0]}: {problems[0][1]}")
+    else:
+        images = check_images(args.data_root)
+    if len(images) < 2:
+        raise CommandError("the export check needs at least 2 real images: give --check-images or --data-root")
+    report = export_model(resolve_model(args.model), args.out, images)
+    print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB); ONNX Runtime vs PyTorch on {report.images} real "
+          f"images: largest probability difference {report.max_prob_diff:.1e}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve]
+COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve,
+            _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

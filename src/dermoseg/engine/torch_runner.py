@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermoseg.engine.threads import configure_torch
+
 
 class TorchRunner:
     """Call a PyTorch network on numpy batches.
@@ -14,6 +16,9 @@ class TorchRunner:
     ----------
     network : the module; it is put in eval mode with channels-last weights (about twice as fast on CPU for
         these depthwise-separable networks).
+    threads : PyTorch intra-op threads (:func:`dermoseg.engine.threads.configure_torch`), or None to leave
+        PyTorch's setting as it is (training sets its own). PyTorch has one process-wide pool, so the last runner
+        made with a thread count sets it for all.
 
     Notes
     -----
@@ -21,7 +26,12 @@ class TorchRunner:
     under ``torch.inference_mode``.
     """
 
-    def __init__(self, network: nn.Module):
+    engine = "torch"
+
+    def __init__(self, network: nn.Module, threads: int | None = None):
+        if threads is not None:
+            configure_torch(threads)
+        self.threads = torch.get_num_threads()
         self.network = network.eval().to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
