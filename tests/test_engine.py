@@ -9,12 +9,15 @@ import time
 import numpy as np
 import pytest
 
+from dermoseg import modelfile
+from dermoseg.classification.classifier import Classifier
+from dermoseg.cli import main
 from dermoseg.engine import ENGINES, make_runner, onnx_path_for
-from dermoseg.engine.onnx_export import ExportCheckError, export_onnx
+from dermoseg.engine.onnx_export import ExportCheckError, export_metadata, export_onnx
 from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
 from dermoseg.engine.pipeline import run_ordered
-from dermoseg.engine.shipped import SHIPPED, WEIGHTS_DIR, load_for_export, resolve_model
 from dermoseg.engine.threads import available_cpus, cgroup_cpu_limit, inference_threads
+from dermoseg.errors import ModelFileError
 from dermoseg.io import file_sha256, read_image
 
 
@@ -93,12 +96,16 @@ def test_pipeline_reraises_an_unexpected_error_and_stops_its_threads():
 
 # ------------------------------------------------------------------------------------------- ONNX export
 @pytest.fixture(scope="module")
-def check_batch(isic_samples, ph2_samples):
-    _, _, _, prepare = load_for_export(resolve_model("classifier"))
-    return np.stack([prepare(read_image(s.image_path)) for s in isic_samples[:2] + ph2_samples[:2]])
+def torch_classifier():
+    return Classifier.load(engine="torch", threads=1)
 
 
-def test_export_refuses_to_write_a_graph_that_disagrees_with_pytorch(tmp_path, check_batch):
+@pytest.fixture(scope="module")
+def check_batch(isic_samples, ph2_samples, torch_classifier):
+    return np.stack([torch_classifier.prepare(read_image(s.image_path)) for s in isic_samples[:2] + ph2_samples[:2]])
+
+
+def test_export_refuses_to_write_a_graph_that_disagrees_with_pytorch(tmp_path, check_batch, torch_classifier):
     import torch
 
     class Skewed(torch.nn.Module):
@@ -112,7 +119,8 @@ def test_export_refuses_to_write_a_graph_that_disagrees_with_pytorch(tmp_path, c
             logits = self.net(x)
             return logits + 0.05 * torch.arange(7.0) if torch.compiler.is_exporting() else logits
 
-    _, network, meta, _ = load_for_export(resolve_model("classifier"))
+    network = torch_classifier.network
+    meta, _ = export_metadata(torch_classifier)
     out = tmp_path / "skewed.onnx"
     with pytest.raises(ExportCheckError, match="differs from PyTorch"):
         export_onnx(Skewed(network), meta, out, check_batch)
@@ -128,34 +136,55 @@ def test_export_refuses_to_write_a_graph_that_disagrees_with_pytorch(tmp_path, c
 
 
 def test_shipped_onnx_files_record_their_source_and_metadata():
-    for name in ("default", "classifier"):
-        pt = resolve_model(name)
+    for kind in ("segmentation", "classifier"):
+        pt = modelfile.shipped(kind)
         runner = OrtRunner(onnx_path_for(pt), threads=1)
         meta = runner.metadata
         runner.check_source(file_sha256(pt))
         assert meta["source_file"] == pt.name and meta["model_card"] == pt.with_suffix(".md").name
         assert len(meta["mean"]) == 3 and len(meta["std"]) == 3 and isinstance(meta["tta"], bool)
-    assert OrtRunner(onnx_path_for(resolve_model("default")), 1).metadata["threshold"] == 0.5
-    assert OrtRunner(onnx_path_for(resolve_model("classifier")), 1).metadata["class_names"][0] == "MEL"
+    assert OrtRunner(onnx_path_for(modelfile.shipped("segmentation")), 1).metadata["threshold"] == 0.5
+    assert OrtRunner(onnx_path_for(modelfile.shipped("classifier")), 1).metadata["class_names"][0] == "MEL"
 
 
-def test_a_stale_or_missing_onnx_file_is_refused(tmp_path):
+def test_a_stale_or_missing_onnx_file_is_refused(tmp_path, capsys, torch_classifier):
     import shutil
     pt = tmp_path / "model.pt"
-    shutil.copy(resolve_model("classifier"), pt)
-    network = load_for_export(pt)[1]
-    assert make_runner(network, pt, file_sha256(pt)).engine == "torch"  # no export: PyTorch, with a note
+    shutil.copy(modelfile.shipped("classifier"), pt)
+    build = lambda: torch_classifier.network
+    assert make_runner(build, pt).engine == "torch"  # no export beside it: PyTorch, with a note
+    assert "has no ONNX export" in capsys.readouterr().err
     with pytest.raises(OnnxFileError, match="not found"):
-        make_runner(network, pt, file_sha256(pt), engine="onnx")
-    shutil.copy(onnx_path_for(resolve_model("default")), onnx_path_for(pt))
+        make_runner(build, pt, engine="onnx")
+    shutil.copy(onnx_path_for(modelfile.shipped("segmentation")), onnx_path_for(pt))
     with pytest.raises(OnnxFileError, match="export it again"):
-        make_runner(network, pt, file_sha256(pt))
+        make_runner(build, pt)
     with pytest.raises(ValueError, match="unknown engine"):
-        make_runner(network, pt, file_sha256(pt), engine="tensorrt")
+        make_runner(build, pt, engine="tensorrt")
     assert ENGINES == ("onnx", "torch")
 
 
 def test_model_names_resolve_to_shipped_files(tmp_path):
-    assert resolve_model(None) == WEIGHTS_DIR / SHIPPED["default"]
-    assert resolve_model("classifier").name == "classifier.pt"
-    assert resolve_model(str(tmp_path / "x.pt")) == tmp_path / "x.pt"
+    assert modelfile.resolve(None, "segmentation") == modelfile.resolve("default", "segmentation")
+    assert modelfile.resolve(tmp_path / "x.pt", "segmentation") == tmp_path / "x.pt"
+    fast = modelfile.WEIGHTS_DIR / modelfile.PRESETS["segmentation"]["fast"]
+    if fast.is_file():
+        assert modelfile.resolve("fast", "segmentation") == fast
+    else:
+        with pytest.raises(ModelFileError, match="'fast' segmentation model is not shipped"):
+            modelfile.resolve("fast", "segmentation")
+    assert modelfile.kind_of("classifier") == "classifier" and modelfile.kind_of(None) == "segmentation"
+    assert modelfile.kind_of(str(modelfile.shipped("classifier"))) == "classifier"
+
+
+def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path, isic_samples, ph2_samples, capsys):
+    images = [str(s.image_path) for s in isic_samples[:2] + ph2_samples[:1]]
+    out = tmp_path / "seg.onnx"
+    assert main(["export", "--model", "default", "--format", "onnx", "--out", str(out), "--check-images", *images]) == 0
+    assert "largest probability difference" in capsys.readouterr().out
+    runner = OrtRunner(out, threads=1)
+    assert runner.metadata["task"] == "segmentation"
+    runner.check_source(file_sha256(modelfile.shipped("segmentation")))
+    before = out.read_bytes()
+    assert main(["export", "--out", str(out), "--check-images", *images]) == 2
+    assert "never overwritten" in capsys.readouterr().err and out.read_bytes() == before

@@ -9,6 +9,12 @@ skips inputs whose rows and outputs are complete. A file that cannot be read, wh
 whose outputs cannot be written, or that ``process`` rejects with a :class:`BatchItemError`, is recorded with its
 reason and the batch goes on; failures are printed on stderr and appended to ``failures.csv``. ``run.json``
 records the provenance and the files written. Every per-image file is written atomically (:mod:`dermoseg.io`).
+
+The images flow through a bounded pipeline (:func:`dermoseg.engine.pipeline.run_ordered`): reading and the
+command's CPU work before the network, the network, and the work after it (masks, overlays, measurements,
+writes) run in three threads, so a command that splits its work into :class:`Stages` keeps the network busy
+while the next image is decoded and the last one written. Rows and failures still come in input order and are
+the same as one image at a time.
 """
 
 from __future__ import annotations
@@ -25,14 +31,42 @@ import numpy as np
 from tqdm import tqdm
 
 from dermoseg import provenance
+from dermoseg.engine.pipeline import run_ordered
 from dermoseg.errors import DermosegError
 from dermoseg.inputs import display_name, name_problem, scan_inputs
 from dermoseg.io import ImageReadError, read_image
 from dermoseg.tables import CsvTable, format_value
 
+PIPELINE_DEPTH = 1  # images waiting between two stages: enough to keep the network busy; at most 5 images are held
+# at a time (one per stage, one per queue), which bounds memory on 30-megapixel inputs
+
 
 class BatchItemError(DermosegError, ValueError):
     """Raised by a ``process`` function to report one input as failed (the message is the reason) and go on."""
+
+
+@dataclass
+class Stages:
+    """A command's per-image work split around the network, so that images overlap in :func:`run_batch`.
+
+    Attributes
+    ----------
+    prepare : ``f(image) -> x``: the work before the network (cleaning, resizing, normalising), ``image``
+        (H, W, 3) uint8 RGB.
+    infer : ``f(x) -> y``: the network call.
+    finish : ``f(path, stem, image, y) -> row``: the work after it; writes the image's files.
+
+    Each may raise :class:`BatchItemError` to fail this input only.
+    """
+
+    prepare: Callable[[np.ndarray], Any]
+    infer: Callable[[Any], Any]
+    finish: Callable[[Path, str, np.ndarray, Any], dict[str, Any]]
+
+    @classmethod
+    def single(cls, process: Callable[[Path, str, np.ndarray], dict[str, Any]]) -> "Stages":
+        """All of a ``process(path, stem, image) -> row`` function as the last stage (only reading overlaps)."""
+        return cls(lambda image: None, lambda x: None, lambda path, stem, image, y: process(path, stem, image))
 
 
 @dataclass
@@ -103,7 +137,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_batch(inputs: Sequence[str], out_dir: str | Path,
-              process: Callable[[Path, str, np.ndarray], dict[str, Any]], *, desc: str,
+              process: Callable[[Path, str, np.ndarray], dict[str, Any]] | Stages, *, desc: str,
               outputs: Callable[[str], list[Path]] | None = None,
               is_own_output: Callable[[Path], bool] | None = None, progress: bool = True,
               shard: tuple[int, int] | None = None, tables: Sequence[CsvTable] = (), resume: bool = False,
@@ -116,10 +150,11 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     inputs : files, folders (searched recursively) and glob patterns (:func:`dermoseg.inputs.scan_inputs`).
     out_dir : output folder (created; checked writable before any input is read).
     process : ``f(path, stem, image) -> row`` with ``image`` (H, W, 3) uint8 RGB from
-        :func:`dermoseg.io.read_image`; it writes its own per-image files and may raise :class:`BatchItemError`
-        to fail this input only (an OSError while writing also fails this input only). A row without
-        ``"seconds"`` gets the wall time of reading + processing; a non-empty ``"warning"`` value is also
-        reported on stderr (the input still counts as processed).
+        :func:`dermoseg.io.read_image`, or the same work split into :class:`Stages`; it writes its own per-image
+        files and may raise :class:`BatchItemError` to fail this input only (an OSError while writing also fails
+        this input only). A row without ``"seconds"`` gets the time spent on the image (reading + its stages,
+        not the time it waited for others); a non-empty ``"warning"`` value is also reported on stderr (the input
+        still counts as processed).
     desc : progress-bar label; also the command name in ``run.json``.
     outputs : ``f(stem) -> paths`` the command writes for one input; an input that would be overwritten by one
         of them fails with "choose another --out" and nothing is written for it.
@@ -175,36 +210,61 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
             failures.start()
         failures.append({"file": display_name(name), "reason": reason})
 
+    stages = process if isinstance(process, Stages) else Stages.single(process)
+    spent: dict[Path, float] = {}
+
+    def timed(fn):  # adds the stage's time to the image's total
+        def stage(job, value):
+            start = time.perf_counter()
+            try:
+                return fn(job, value)
+            finally:
+                spent[job[0]] = spent.get(job[0], 0.0) + time.perf_counter() - start
+        return stage
+
+    def prepare(job, _):
+        path, stem = job
+        clash = next((o for o in (outputs(stem) if outputs else []) if o.resolve() in input_paths), None)
+        if clash is not None:
+            raise BatchItemError(f"output {clash.name} would overwrite an input; choose another --out")
+        problem = name_problem(path)
+        if problem:
+            raise BatchItemError(problem)
+        image = read_image(path)
+        return image, stages.prepare(image)
+
+    def infer(job, value):
+        image, x = value
+        return image, stages.infer(x)
+
+    def finish(job, value):
+        image, y = value
+        return stages.finish(job[0], job[1], image, y)
+
     status = "interrupted"
     try:
         for name, reason in scan.problems:
             fail(name, reason)
         for t in tables:
             t.start(resume)
-        for path, stem in tqdm(jobs, desc=desc, unit="img", disable=not progress):
-            start = time.perf_counter()
+        todo = []
+        for path, stem in jobs:
             mine = outputs(stem) if outputs else []
             if resume and tables and all(t.done(stem, str(path)) for t in tables) and all(o.exists() for o in mine):
                 report.resumed += 1
+            else:
+                todo.append((path, stem))
+        pipeline = run_ordered(todo, [timed(prepare), timed(infer), timed(finish)], depth=PIPELINE_DEPTH,
+                               expected=(ImageReadError, BatchItemError, OSError))
+        for (path, stem), row in tqdm(pipeline, total=len(todo), desc=desc, unit="img", disable=not progress):
+            seconds = spent.pop(path, 0.0)
+            if isinstance(row, OSError):
+                fail(str(path), f"could not write an output: {row.strerror or row}")
                 continue
-            clash = next((o for o in mine if o.resolve() in input_paths), None)
-            if clash is not None:
-                fail(str(path), f"output {clash.name} would overwrite an input; choose another --out")
+            if isinstance(row, Exception):
+                fail(str(path), str(row).removeprefix(f"{path}: "))
                 continue
-            problem = name_problem(path)
-            if problem:
-                fail(str(path), problem)
-                continue
-            try:
-                image = read_image(path)
-                row = process(path, stem, image)
-            except (ImageReadError, BatchItemError) as exc:
-                fail(str(path), str(exc).removeprefix(f"{path}: "))
-                continue
-            except OSError as exc:
-                fail(str(path), f"could not write an output: {exc.strerror or exc}")
-                continue
-            row.setdefault("seconds", round(time.perf_counter() - start, 3))
+            row.setdefault("seconds", round(seconds, 3))
             if row.get("warning"):
                 report.warnings.append((str(path), row["warning"]))
             for t in tables:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dermoseg.config import DATA_ROOT as DATA_ROOT_DEFAULT
+from dermoseg.engine import ENGINES
 from dermoseg.errors import DermosegError
 
 EPILOG = "Research tool, not a medical device."
@@ -20,6 +21,25 @@ EPILOG = "Research tool, not a medical device."
 
 class CommandError(DermosegError):
     """A user-facing error: printed as 'error: <message>', exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
+def _add_engine_arguments(p) -> None:
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="onnx: ONNX Runtime on the model's ONNX export (X.onnx beside X.pt; the default when it is "
+                   "there, as for the shipped models); torch: eager PyTorch (the default for a model without export)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="compute threads (default: the CPUs available to this process, from its CPU affinity and "
+                   "cgroup quota, at most OMP_NUM_THREADS when set)")
 
 
 def _add_resume(p) -> None:
@@ -41,7 +61,9 @@ def _add_segment(sub) -> None:
                        "Bad files are reported and skipped; exit status 1 if any failed.", epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    p.add_argument("--model", default=None, help="model file, or a shipped model: default (the codec) or fast "
+                   "(the small preset)")
+    _add_engine_arguments(p)
     from dermoseg.segmentation.segmenter import THRESHOLD  # here, not at import: Ctrl-C during torch's import
     p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"lesion probability threshold (default {THRESHOLD})")
     tta = p.add_mutually_exclusive_group()
@@ -85,11 +107,11 @@ def _run_segment(args) -> int:
         from dermoseg.classification import DISCLAIMER
         from dermoseg.classification.classifier import Classifier
         from dermoseg.provenance import model_record
-        classifier = Classifier.load(args.classifier)
+        classifier = Classifier.load(args.classifier, args.engine, args.threads)
         columns = segment_columns(classifier, args.mm_per_pixel, args.measure)
         models = [model_record("classifier", classifier.path)]
         print(DISCLAIMER)
-    model = Segmenter.load(args.model)
+    model = Segmenter.load(args.model, args.engine, args.threads)
     report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
                            extra_columns=columns, shard=shard, resume=args.resume,
                            settings={"mm_per_pixel": args.mm_per_pixel, "measure": args.measure,
@@ -109,7 +131,8 @@ def _add_evaluate(sub) -> None:
                        "> 128, metrics per image, then averaged); writes per_image.csv and summary.json.")
     p.add_argument("--pred", type=Path, help="folder of predicted masks (e.g. the output of 'dermoseg segment')")
     p.add_argument("--truth", type=Path, help="folder of ground-truth masks (searched recursively)")
-    p.add_argument("--model", type=Path, help="model file for --dataset (default: the shipped model)")
+    p.add_argument("--model", help="model file for --dataset, or a shipped model: default, fast (default: default)")
+    _add_engine_arguments(p)
     p.add_argument("--dataset", choices=["isic2018", "ph2"], help="evaluate a model on this dataset")
     p.add_argument("--split", choices=["train", "val", "all"], default="val",
                    help="part of the committed ISIC split (default val; PH2 is always all 200)")
@@ -145,7 +168,7 @@ def _run_evaluate(args) -> int:
         from dermoseg.data.evalsets import dataset_samples
         from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter
         samples = dataset_samples(args.dataset, args.data_root, args.split, subset)
-        model = Segmenter.load(args.model)
+        model = Segmenter.load(args.model, args.engine, args.threads)
         settings.update(threshold=THRESHOLD, tta=bool(model.tta if args.tta is None else args.tta),
                         preprocess=bool(model.preprocess.get("enabled") if args.preprocess is None else args.preprocess))
         if args.save_masks and args.out:
@@ -201,8 +224,8 @@ def _add_info(sub) -> None:
                        description="Print parameters and MACs of a model (a model file, or a config's model) at a "
                        "given input size.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", type=Path, help="segmentation or classifier model file (default: the shipped "
-                     "segmentation model)")
+    src.add_argument("--model", help="segmentation or classifier model file, or a shipped segmentation model: "
+                     "default, fast (default: default)")
     src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
     p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                    help="input size in pixels (default: the model's training size)")
@@ -214,11 +237,11 @@ def _load_any_model(path: Path | None):
     from dermoseg.errors import ModelFileError
     from dermoseg.segmentation.segmenter import Segmenter
     try:
-        m = Segmenter.load(path)
+        m = Segmenter.load(path, engine="torch")
     except ModelFileError as first:
         from dermoseg.classification.classifier import Classifier
         try:
-            m = Classifier.load(path)
+            m = Classifier.load(path, engine="torch")
         except ModelFileError:
             raise ModelFileError(f"{first}, nor a dermoseg classifier") from None
     return m.network, m.image_size, str(m.path)
@@ -306,18 +329,19 @@ def _run_report(args) -> int:
 # ---------------------------------------------------------------------------------------------- diagnose
 def _add_classifier_arguments(p) -> None:
     p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
-    p.add_argument("--segmentation-model", type=Path, default=None,
+    p.add_argument("--segmentation-model", default=None,
                    help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
+    _add_engine_arguments(p)
 
 
 def _load_classifier(args):
     """The classifier of ``--model`` and, when it uses the lesion mask, the segmenter of ``--segmentation-model``."""
     from dermoseg.classification.classifier import Classifier
-    model = Classifier.load(args.model)
+    model = Classifier.load(args.model, args.engine, args.threads)
     segmenter = None
     if model.uses_mask:
         from dermoseg.segmentation.segmenter import Segmenter
-        segmenter = Segmenter.load(args.segmentation_model)
+        segmenter = Segmenter.load(args.segmentation_model, args.engine, args.threads)
     return model, segmenter
 
 
@@ -471,17 +495,21 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> int:
-    from dermoseg.engine.shipped import check_images, export_model, resolve_model
-    from dermoseg.io import find_images
+    from dermoseg.engine.onnx_export import check_images, export_model
+    from dermoseg.inputs import scan_inputs
     if args.check_images:
-        images, problems = find_images(args.check_images)
-        if problems:
-            raise CommandError(f"{problems[0][0]}: {problems[0][1]}")
+        scan = scan_inputs(args.check_images)
+        if scan.problems:
+            raise CommandError(f"{scan.problems[0][0]}: {scan.problems[0][1]}")
+        images = scan.files
     else:
         images = check_images(args.data_root)
     if len(images) < 2:
         raise CommandError("the export check needs at least 2 real images: give --check-images or --data-root")
-    report = export_model(resolve_model(args.model), args.out, images)
+    try:
+        report = export_model(args.model, args.out, images)
+    except ValueError as exc:  # a mask-using classifier
+        raise CommandError(str(exc)) from None
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB); ONNX Runtime vs PyTorch on {report.images} real "
           f"images: largest probability difference {report.max_prob_diff:.1e}")
     return 0

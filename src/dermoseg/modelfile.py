@@ -24,8 +24,11 @@ FORMATS: dict[str, tuple[str, str, str, str]] = {
     "classifier": ("dermoseg-classifier-1", "classifier", "classifier file", "classifier.pt"),
 }
 
-__all__ = ["FORMATS", "WEIGHTS_DIR", "ModelFileError", "file_sha256", "read", "read_checkpoint", "resolve",
-           "shipped", "write"]
+# kind -> {name: shipped file} of the named presets besides "default" (``--model fast``); the one such mapping
+PRESETS: dict[str, dict[str, str]] = {"segmentation": {"fast": "segmentation_fast.pt"}, "classifier": {}}
+
+__all__ = ["FORMATS", "PRESETS", "WEIGHTS_DIR", "ModelFileError", "file_sha256", "kind_of", "read", "read_checkpoint",
+           "resolve", "shipped", "write"]
 
 
 def _kind(kind: str) -> tuple[str, str, str, str]:
@@ -40,9 +43,50 @@ def shipped(kind: str) -> Path:
 
 
 def resolve(model: str | Path | None, kind: str) -> Path:
-    """The file meant by a ``--model`` value: None or ``"default"`` is the shipped file of ``kind``, anything else
-    a path."""
-    return shipped(kind) if model is None or str(model) == "default" else Path(model)
+    """The file meant by a ``--model`` value: None or ``"default"`` is the shipped file of ``kind``, a preset name
+    of :data:`PRESETS` (``"fast"``) its shipped file, anything else a path.
+
+    Raises
+    ------
+    ModelFileError
+        For a preset whose file is not shipped with this installation.
+    """
+    noun = _kind(kind)[1]
+    if model is None or str(model) == "default":
+        return shipped(kind)
+    preset = PRESETS[kind].get(str(model))
+    if preset is None:
+        return Path(model)
+    path = WEIGHTS_DIR / preset
+    if not path.is_file():
+        raise ModelFileError(f"{path}: the '{model}' {noun} is not shipped with this version")
+    return path
+
+
+def kind_of(model: str | Path | None) -> str:
+    """The kind ("segmentation" or "classifier") of a ``--model`` value: "classifier" is the shipped classifier,
+    other names (:func:`resolve`) are segmentation models, a path is told by its format tag.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, unreadable or has no dermoseg format tag.
+    """
+    if model is not None and str(model) == "classifier":
+        return "classifier"
+    path = resolve(model, "segmentation")
+    if model is None or path != Path(model):
+        return "segmentation"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        tag = torch.load(path, map_location="cpu", weights_only=False).get("format")
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    kinds = [k for k, v in FORMATS.items() if v[0] == tag]
+    if not kinds:
+        raise ModelFileError(f"{path}: not a dermoseg model file (format tag {tag!r})")
+    return kinds[0]
 
 
 def read(model: str | Path | None, kind: str) -> tuple[Path, dict[str, Any]]:

@@ -23,7 +23,7 @@ from dermoseg import modelfile
 from dermoseg.classification import HAM_CLASSES
 from dermoseg.classification.calibration import probabilities
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
-from dermoseg.engine import TorchRunner
+from dermoseg.engine import TorchRunner, make_runner
 from dermoseg.errors import ModelFileError
 from dermoseg.models.classifier import MASK_MODES
 
@@ -163,29 +163,53 @@ class Classifier:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model: str | Path | None = None) -> "Classifier":
+    def load(cls, model: str | Path | None = None, engine: str | None = None,
+             threads: int | None = None) -> "Classifier":
         """Load a classifier file (None or "default": the shipped ``weights/classifier.pt``); float16 weights are
         converted to float32.
+
+        Parameters
+        ----------
+        engine : "onnx" (ONNX Runtime on the file's export ``X.onnx``), "torch" (eager PyTorch), or None: ONNX
+            Runtime when the export is there (it is for the shipped classifier), else PyTorch
+            (:func:`dermoseg.engine.make_runner`).
+        threads : compute threads (None: the CPUs available to the process).
 
         Raises
         ------
         dermoseg.errors.ModelFileError
             If the file is missing, unreadable, not a dermoseg classifier, or has other classes.
+        dermoseg.engine.ort_runner.OnnxFileError
+            If ONNX Runtime is chosen and the export is missing, unreadable or made from another file.
         """
         from dermoseg.models.classifier import build_classifier
         path, payload = modelfile.read(model, "classifier")
         cfg = payload["config"]
         if list(cfg.get("classes", HAM_CLASSES)) != list(HAM_CLASSES):
             raise ModelFileError(f"{path}: classes {cfg.get('classes')} differ from {list(HAM_CLASSES)}")
-        network = build_classifier(cfg["model"], pretrained=False)
-        network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
-        return cls(TorchRunner(network), int(cfg["image_size"]), cfg["model"].get("mask_mode", "none"),
-                   float(cfg["model"].get("crop_margin", CROP_MARGIN)), float(payload.get("temperature", 1.0)),
-                   bool(cfg.get("tta", True)), path, dict(payload.get("info", {})))
+
+        def network() -> torch.nn.Module:
+            net = build_classifier(cfg["model"], pretrained=False)
+            net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
+            return net
+
+        return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
+                   cfg["model"].get("mask_mode", "none"), float(cfg["model"].get("crop_margin", CROP_MARGIN)),
+                   float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)), path,
+                   dict(payload.get("info", {})))
 
     @property
     def network(self) -> torch.nn.Module:
-        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner`."""
+        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner`.
+
+        Raises
+        ------
+        AttributeError
+            If the model was loaded on another engine (load it with ``engine="torch"``).
+        """
+        if not isinstance(self.runner, TorchRunner):
+            raise AttributeError(f"{self.path}: loaded on engine '{getattr(self.runner, 'engine', '?')}', which has "
+                                 "no PyTorch network; load it with engine='torch'")
         return self.runner.network
 
     @property
@@ -221,17 +245,36 @@ class Classifier:
             raise ValueError(f"this classifier uses the lesion mask (mask_mode '{self.mask_mode}'): give masks")
         out = []
         for i in range(0, len(images), batch_size):
-            batch = np.stack([input_array(prepare_image(images[j], self.image_size,
-                                                        masks[j] if self.uses_mask else None, self.mask_mode,
-                                                        self.crop_margin))
+            batch = np.stack([self.prepare(images[j], masks[j] if self.uses_mask else None)
                               for j in range(i, min(len(images), i + batch_size))])
-            out.append(flip_logits(self.runner, batch, self.tta).astype(np.float64))
+            out.append(self.batch_logits(batch))
         return np.concatenate(out) if out else np.zeros((0, len(HAM_CLASSES)))
+
+    def prepare(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The network input of one (H, W, 3) uint8 RGB image (and its (H, W) bool lesion mask when
+        :attr:`uses_mask`): (C, S, S) float32 (:func:`prepare_image`, :func:`input_array`).
+
+        Raises
+        ------
+        ValueError
+            If the image is not (H, W, 3) uint8, or a needed mask is missing or mis-shaped.
+        """
+        return input_array(prepare_image(image, self.image_size, mask if self.uses_mask else None, self.mask_mode,
+                                         self.crop_margin))
+
+    def batch_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a prepared (N, C, S, S) float32 batch (:meth:`prepare`), averaged over the four flips when
+        :attr:`tta`: (N, 7) float64 in :data:`HAM_CLASSES` order."""
+        return flip_logits(self.runner, batch, self.tta).astype(np.float64)
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """softmax(logits / T) of (N, 7) logits: (N, 7) float64 probabilities, rows summing to 1."""
+        return probabilities(logits, self.temperature)
 
     def predict_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
         """Calibrated probabilities softmax(logits / T) of a list of images: (N, 7) float64 in [0, 1], rows
         summing to 1, columns in :data:`HAM_CLASSES` order. Research tool, not a medical device."""
-        return probabilities(self.logits(images, masks), self.temperature)
+        return self.calibrated(self.logits(images, masks))
 
     def predict(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities of one (H, W, 3) uint8 RGB image (with its (H, W) bool lesion mask for a

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dermoseg import provenance
-from dermoseg.batch import BatchReport, run_batch
+from dermoseg.batch import BatchReport, Stages, run_batch
 from dermoseg.classification import DISCLAIMER, HAM_CLASSES
 from dermoseg.classification.classifier import Classifier
 from dermoseg.inputs import image_warning
@@ -116,9 +116,11 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
         raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation model")
     out_dir = Path(out_dir)
 
-    def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
-        mask = segmenter.segment(image).mask if model.uses_mask else None
-        p = model.predict(image, mask)
+    def prepare(image: np.ndarray) -> np.ndarray:
+        return model.prepare(image, segmenter.segment(image).mask if model.uses_mask else None)[None]
+
+    def finish(path: Path, stem: str, image: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
+        p = model.calibrated(logits)[0]
         return {"image": stem, "file": str(path), "warning": image_warning(image),
                 **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
 
@@ -131,7 +133,7 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     models = [provenance.model_record("classifier", model.path)]
     if segmenter is not None:
         models.append(provenance.model_record("segmentation", segmenter.path))
-    report = run_batch(inputs, out_dir, process, desc="diagnose", progress=progress, tables=tables, resume=resume,
+    report = run_batch(inputs, out_dir, Stages(prepare, model.batch_logits, finish), desc="diagnose", progress=progress, tables=tables, resume=resume,
                        settings={"temperature": model.temperature, "tta": model.tta, "mask_mode": model.mask_mode,
                                  "image_size": model.image_size}, models=models,
                        extra_outputs=[out_dir / "README.txt"])

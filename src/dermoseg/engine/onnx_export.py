@@ -17,11 +17,16 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from dermoseg.engine.ort_runner import INPUT_NAME, OUTPUT_NAME, OrtRunner, encode_metadata
+from dermoseg.engine.ort_runner import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    OrtRunner,
+    encode_metadata,
+)
 from dermoseg.errors import DermosegError
 from dermoseg.io import write_bytes
 
@@ -93,8 +98,7 @@ def export_onnx(network, meta: dict[str, Any], out: str | Path, check_batch: np.
     ----------
     network : a ``torch.nn.Module`` mapping (N, C, H, W) float32 to logits.
     meta : metadata to record; must hold ``task`` ("segmentation" | "classification") and ``input_size``
-        [C, H, W]; the CLI adds normalisation, threshold, TTA, class names, temperature, source sha256 and model
-        card (:func:`dermoseg.engine.model_metadata`).
+        [C, H, W] (:func:`export_metadata` gives all a loaded model's).
     out : the ``.onnx`` file to write; an existing file is never overwritten.
     check_batch : (N, C, H, W) float32 real images prepared by the model's preprocessing, N ≥ 2.
     tolerance : largest accepted probability difference.
@@ -132,3 +136,91 @@ def export_onnx(network, meta: dict[str, Any], out: str | Path, check_batch: np.
                                f"{len(check_batch)} check images (tolerance {tolerance:g}); nothing written")
     write_bytes(out, data)
     return ExportReport(out, len(check_batch), diff, len(data))
+
+
+def export_metadata(model) -> tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]:
+    """What the ONNX file of a loaded model records, and the model's own preprocessing for the check images.
+
+    Parameters
+    ----------
+    model : a :class:`dermoseg.segmentation.segmenter.Segmenter` or
+        :class:`dermoseg.classification.classifier.Classifier`.
+
+    Returns
+    -------
+    ``(meta, prepare)``: ``meta`` holds task, input size [C, H, W], normalisation (ImageNet mean and std of
+    RGB in [0, 1]), TTA default, class names, the default threshold (segmentation) or the temperature
+    (classification), the source file's name and sha256 and its model card's name (``X.md`` beside ``X.pt``,
+    or None); ``prepare(image (H, W, 3) uint8) -> (C, S, S) float32`` is the model's preprocessing.
+
+    Raises
+    ------
+    ValueError
+        For a classifier that takes the lesion mask (its input needs a segmentation first).
+    """
+    from dermoseg.classification import HAM_CLASSES
+    from dermoseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter
+    card = model.path.with_suffix(".md")
+    meta: dict[str, Any] = {"input_size": [3, model.image_size, model.image_size], "mean": IMAGENET_MEAN.tolist(),
+                            "std": IMAGENET_STD.tolist(), "tta": bool(model.tta), "source_file": model.path.name,
+                            "source_sha256": model.sha256, "model_card": card.name if card.is_file() else None}
+    if isinstance(model, Segmenter):
+        meta.update(task="segmentation", threshold=THRESHOLD, class_names=["background", "lesion"])
+        return meta, lambda image: model.prepare(image)[0]
+    if model.uses_mask:
+        raise ValueError(f"{model.path}: a classifier that takes the lesion mask (mask_mode '{model.mask_mode}') "
+                         "cannot be exported yet")
+    meta.update(task="classification", temperature=float(model.temperature), class_names=list(HAM_CLASSES))
+    return meta, model.prepare
+
+
+def check_images(data_root: Path, count: int = 8) -> list[Path]:
+    """``count`` real images spread evenly over the ISIC 2018, PH2 and HAM10000 copies under ``data_root`` (the
+    export check's default); empty if none is there."""
+    from dermoseg.inputs import scan_inputs
+    folders = [data_root / "isic2018_task1" / "ISIC2018_Task1-2_Training_Input",
+               data_root / "ph2" / "PH2Dataset" / "PH2 Dataset images", data_root / "ham10000" / "images"]
+    per_folder = -(-count // len(folders))
+    picked: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            files = scan_inputs([str(folder)]).files  # ground-truth masks beside the images are left out
+            picked += [files[i * len(files) // per_folder] for i in range(per_folder)] if files else []
+    return picked[:count]
+
+
+def export_model(model: str | Path | None, out: str | Path, images: list[Path]) -> ExportReport:
+    """``dermoseg export``: export a model file to ONNX after checking it on real images.
+
+    Parameters
+    ----------
+    model : a ``--model`` value: a path, "default", "fast" (segmentation presets) or "classifier"
+        (:func:`dermoseg.modelfile.kind_of`).
+    out : the ``.onnx`` file to write (never overwritten).
+    images : real image files for the check (≥ 2), prepared by the model's own preprocessing.
+
+    Returns
+    -------
+    An :class:`ExportReport`.
+
+    Raises
+    ------
+    ValueError
+        If fewer than 2 check images are given, or for a mask-using classifier.
+    dermoseg.errors.ModelFileError, dermoseg.errors.ImageReadError, FileExistsError, ExportCheckError
+        As :func:`dermoseg.modelfile.read`, :func:`dermoseg.io.read_image` and :func:`export_onnx` raise them.
+    """
+    from dermoseg import modelfile
+    from dermoseg.io import read_image
+    if len(images) < 2:
+        raise ValueError("the export check needs at least 2 real images")
+    if modelfile.kind_of(model) == "classifier":
+        from dermoseg.classification.classifier import Classifier
+        loaded = Classifier.load(None if str(model) == "classifier" else model, engine="torch")
+    else:
+        from dermoseg.segmentation.segmenter import Segmenter
+        loaded = Segmenter.load(model, engine="torch")
+    meta, prepare = export_metadata(loaded)
+    batch = np.stack([prepare(read_image(p)) for p in images]).astype(np.float32)
+    return export_onnx(loaded.network, meta, out, batch)

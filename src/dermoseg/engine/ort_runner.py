@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from dermoseg.errors import DermosegError
-
 from dermoseg.engine.threads import inference_threads
+from dermoseg.errors import DermosegError
 
 FORMAT = "dermoseg-onnx-1"  # metadata tag of an exported file
 INPUT_NAME, OUTPUT_NAME = "input", "logits"

@@ -100,7 +100,7 @@ def run_ordered(items: Iterable[Any], stages: Sequence[Callable[[Any, Any], Any]
                         value = _Failed(exc)
                 if not put(queues[k], (item, value)):
                     return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+        except BaseException as exc:
             put(queues[k], _Crash(exc))
             return
         put(queues[k], _END)

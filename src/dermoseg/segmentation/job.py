@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from dermoseg import provenance
-from dermoseg.batch import BatchReport, run_batch
+from dermoseg.batch import BatchReport, Stages, run_batch
 from dermoseg.inputs import image_warning
 from dermoseg.io import read_alpha, write_image
 from dermoseg.segmentation.measure import check_mm_per_pixel
@@ -97,9 +97,9 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     def outputs(stem: str) -> list[Path]:
         return [out_dir / f"{stem}_segmentation.png", out_dir / f"{stem}_overlay.jpg"]
 
-    def process(path: Path, stem: str, image: np.ndarray) -> dict[str, Any]:
+    def finish(path: Path, stem: str, image: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
         alpha = read_alpha(path)
-        seg = model.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
+        seg = model.segmentation(image, logits, threshold, exclude=None if alpha is None else alpha == 0)
         mask_path, overlay_path = outputs(stem)
         write_image(mask_path, seg.mask)
         write_image(overlay_path, draw_overlay(image, seg.mask))
@@ -109,7 +109,8 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     run_settings = {"threshold": THRESHOLD if threshold is None else threshold, "tta": bool(use_tta),
                     "preprocess": bool(use_pre), "preprocess_settings": model.preprocess if use_pre else None,
                     "shard": f"{shard[0]}/{shard[1]}" if shard else None, **(settings or {})}
-    return run_batch(inputs, out_dir, process, desc="segment", outputs=outputs, progress=progress, shard=shard,
+    stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.logits(x, tta), finish)
+    return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
                      models=[provenance.model_record("segmentation", model.path), *(models or [])])
 

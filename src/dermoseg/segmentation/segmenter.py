@@ -6,7 +6,8 @@ paper §3.1, when the model file says so), resizing to the model's square traini
 normalisation, the network through its :attr:`Segmenter.runner` (which pads to the output stride and crops
 back), optional flip test-time augmentation, sigmoid, bilinear resizing back to the input's height and width,
 and thresholding to one filled lesion region. A 6000×4000 photograph costs the network no more than a 256×256
-one.
+one. The runner is ONNX Runtime on the file's ONNX export by default, or eager PyTorch (:mod:`dermoseg.engine`);
+both go through the same steps here, so they differ only by the network's floating-point arithmetic.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
-from dermoseg.engine import TorchRunner
+from dermoseg.engine import TorchRunner, make_runner
 
 THRESHOLD = 0.5  # default lesion-probability threshold of every command
 
@@ -75,25 +76,49 @@ class Segmenter:
     tta: bool = False
 
     @classmethod
-    def load(cls, model: str | Path | None = None) -> "Segmenter":
-        """Load a segmentation model file (None or "default": the shipped ``weights/segmentation.pt``).
+    def load(cls, model: str | Path | None = None, engine: str | None = None,
+             threads: int | None = None) -> "Segmenter":
+        """Load a segmentation model file: a path, or a shipped name (None or "default": ``weights/segmentation.pt``;
+        "fast": the small preset; :func:`dermoseg.modelfile.resolve`).
+
+        Parameters
+        ----------
+        engine : "onnx" (ONNX Runtime on the file's export ``X.onnx``), "torch" (eager PyTorch), or None: ONNX
+            Runtime when the export is there (it is for the shipped models), else PyTorch
+            (:func:`dermoseg.engine.make_runner`).
+        threads : compute threads (None: the CPUs available to the process).
 
         Raises
         ------
         dermoseg.errors.ModelFileError
             If the file is missing, unreadable, or not a dermoseg segmentation model.
+        dermoseg.engine.ort_runner.OnnxFileError
+            If ONNX Runtime is chosen and the export is missing, unreadable or made from another file.
         """
         from dermoseg.models import build_model
         path, payload = modelfile.read(model, "segmentation")
         cfg = payload["config"]
-        network = build_model(cfg["model"], pretrained=False)
-        network.load_state_dict(payload["state_dict"])
-        return cls(TorchRunner(network), int(cfg["image_size"]), dict(cfg.get("preprocess") or {}), path,
-                   dict(payload.get("info", {})), bool(cfg.get("tta", False)))
+
+        def network() -> torch.nn.Module:
+            net = build_model(cfg["model"], pretrained=False)
+            net.load_state_dict(payload["state_dict"])
+            return net
+
+        return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
+                   dict(cfg.get("preprocess") or {}), path, dict(payload.get("info", {})), bool(cfg.get("tta", False)))
 
     @property
     def network(self) -> torch.nn.Module:
-        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner` (for ``dermoseg info``)."""
+        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner` (for ``dermoseg info``).
+
+        Raises
+        ------
+        AttributeError
+            If the model was loaded on another engine (load it with ``engine="torch"``).
+        """
+        if not isinstance(self.runner, TorchRunner):
+            raise AttributeError(f"{self.path}: loaded on engine '{getattr(self.runner, 'engine', '?')}', which has "
+                                 "no PyTorch network; load it with engine='torch'")
         return self.runner.network
 
     @property
@@ -116,8 +141,44 @@ class Segmenter:
         from dermoseg.preprocess import clean_image
         return clean_image(image, self.preprocess).image
 
+    def prepare(self, image: np.ndarray, preprocess: bool | None = None) -> np.ndarray:
+        """The network input of one image: cleaned if asked (:meth:`clean`), resized to the training size,
+        ImageNet-normalised.
+
+        Parameters
+        ----------
+        image : (H, W, 3) uint8 RGB, any size ≥ 1×1.
+        preprocess : clean the image first; None follows the model file.
+
+        Returns
+        -------
+        (1, 3, S, S) float32, S = :attr:`image_size`.
+
+        Raises
+        ------
+        ValueError
+            If ``image`` is not (H, W, 3) uint8.
+        """
+        _check_image(image)
+        return normalise(resize_image(self.clean(image, preprocess), self.image_size))[None]
+
+    def logits(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
+        """The network's lesion logits of a prepared input (:meth:`prepare`), averaged over the horizontal and
+        vertical flips when ``tta`` (3 network calls; None follows the model file, on for the shipped model:
+        chosen on the ISIC validation split). (1, 3, S, S) float32 → (1, 1, S, S) float32."""
+        logits = self.runner(x)
+        if self.tta if tta is None else tta:
+            logits = (logits + self.runner(x[..., ::-1])[..., ::-1] + self.runner(x[..., ::-1, :])[..., ::-1, :]) / 3.0
+        return logits
+
+    @staticmethod
+    def probability_map(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Sigmoid of (1, 1, S, S) logits, resized bilinearly to (height, width) float32 probabilities in [0, 1]."""
+        prob = torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits)))[0, 0].numpy().astype(np.float32)
+        return cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+
     def probability(self, image: np.ndarray, tta: bool | None = None, preprocess: bool | None = None) -> np.ndarray:
-        """Lesion probability of every pixel of one image.
+        """Lesion probability of every pixel of one image: :meth:`prepare`, :meth:`logits`, :meth:`probability_map`.
 
         Parameters
         ----------
@@ -135,25 +196,24 @@ class Segmenter:
         ValueError
             If ``image`` is not (H, W, 3) uint8.
         """
-        _check_image(image)
-        h, w = image.shape[:2]
-        x = normalise(resize_image(self.clean(image, preprocess), self.image_size))[None]
-        logits = self.runner(x)
-        if self.tta if tta is None else tta:
-            logits = (logits + self.runner(x[..., ::-1])[..., ::-1] + self.runner(x[..., ::-1, :])[..., ::-1, :]) / 3.0
-        prob = torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits)))[0, 0].numpy().astype(np.float32)
-        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+        return self.probability_map(self.logits(self.prepare(image, preprocess), tta), *image.shape[:2])
+
+    def segmentation(self, image: np.ndarray, logits: np.ndarray, threshold: float | None = None,
+                     exclude: np.ndarray | None = None) -> Segmentation:
+        """The :class:`Segmentation` of ``image`` from its network logits (:meth:`logits`); ``threshold`` defaults to
+        :data:`THRESHOLD`, a pixel is lesion where its probability is above it; ``exclude`` as in :meth:`segment`."""
+        threshold = THRESHOLD if threshold is None else threshold
+        prob = self.probability_map(logits, *image.shape[:2])
+        if exclude is not None:
+            prob[exclude] = 0.0
+        return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold)
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
                 preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
         """Probability and lesion mask of one image (see :meth:`probability`; ``threshold`` defaults to
         :data:`THRESHOLD`, a pixel is lesion where its probability is above it). ``exclude``: (H, W) bool pixels
         that show nothing (fully transparent) and get probability 0, so they are never lesion."""
-        threshold = THRESHOLD if threshold is None else threshold
-        prob = self.probability(image, tta, preprocess)
-        if exclude is not None:
-            prob[exclude] = 0.0
-        return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold)
+        return self.segmentation(image, self.logits(self.prepare(image, preprocess), tta), threshold, exclude)
 
 
 def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_largest: bool = True) -> np.ndarray:
