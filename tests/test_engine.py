@@ -151,7 +151,10 @@ def test_a_stale_or_missing_onnx_file_is_refused(tmp_path, capsys, torch_classif
     import shutil
     pt = tmp_path / "model.pt"
     shutil.copy(modelfile.shipped("classifier"), pt)
-    build = lambda: torch_classifier.network
+
+    def build():
+        return torch_classifier.network
+
     assert make_runner(build, pt).engine == "torch"  # no export beside it: PyTorch, with a note
     assert "has no ONNX export" in capsys.readouterr().err
     with pytest.raises(OnnxFileError, match="not found"):
