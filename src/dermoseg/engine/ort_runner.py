@@ -48,13 +48,18 @@ def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def decode_metadata(props: dict[str, str], path: Path) -> dict[str, Any]:
-    """Inverse of :func:`encode_metadata`; raises :class:`OnnxFileError` naming ``path`` if the tag is absent."""
+    """Inverse of :func:`encode_metadata`; raises :class:`OnnxFileError` naming ``path`` if the tag is absent.
+    Entries other tools added (e.g. ONNX Runtime's quantiser) that are not JSON are kept as strings."""
     if props.get("format") != FORMAT:
         raise OnnxFileError(f"{path}: not a dermoseg ONNX export (no '{FORMAT}' metadata tag)")
-    try:
-        return {k: json.loads(v) for k, v in props.items() if k != "format"}
-    except json.JSONDecodeError as exc:
-        raise OnnxFileError(f"{path}: unreadable dermoseg metadata ({exc})") from None
+    meta: dict[str, Any] = {}
+    for key, value in props.items():
+        if key != "format":
+            try:
+                meta[key] = json.loads(value)
+            except json.JSONDecodeError:
+                meta[key] = value
+    return meta
 
 
 class OrtRunner:
