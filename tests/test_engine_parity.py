@@ -34,6 +34,9 @@ def test_default_engine_is_onnx_runtime_with_the_shipped_models(segmenters):
     assert Segmenter.load().runner.engine == "onnx"
     assert Classifier.load().runner.engine == "onnx"
     assert segmenters["torch"].runner.engine == "torch"
+    assert segmenters["torch"].network is segmenters["torch"].runner.network
+    with pytest.raises(AttributeError, match="engine='torch'"):
+        segmenters["onnx"].network
 
 
 def test_segmentation_engines_agree_on_20_real_images(segmenters, parity_images):

@@ -23,7 +23,7 @@ from dermoseg import modelfile
 from dermoseg.classification import HAM_CLASSES
 from dermoseg.classification.calibration import probabilities
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
-from dermoseg.engine import TorchRunner, make_runner
+from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
 from dermoseg.models.classifier import MASK_MODES
 
@@ -207,9 +207,6 @@ class Classifier:
         AttributeError
             If the model was loaded on another engine (load it with ``engine="torch"``).
         """
-        if not isinstance(self.runner, TorchRunner):
-            raise AttributeError(f"{self.path}: loaded on engine '{getattr(self.runner, 'engine', '?')}', which has "
-                                 "no PyTorch network; load it with engine='torch'")
         return self.runner.network
 
     @property

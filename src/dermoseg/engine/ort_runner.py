@@ -97,6 +97,13 @@ class OrtRunner:
         self.metadata = decode_metadata(dict(self.session.get_modelmeta().custom_metadata_map), self.path)
         self.threads = self.session.get_session_options().intra_op_num_threads
 
+    @property
+    def network(self):
+        """Raises AttributeError: an ONNX Runtime session has no PyTorch network (load the model with
+        ``engine="torch"`` for one)."""
+        raise AttributeError(f"{self.path}: runs on ONNX Runtime, which has no PyTorch network; load the model with "
+                             "engine='torch'")
+
     def check_source(self, sha256: str) -> None:
         """Raise :class:`OnnxFileError` unless this file was exported from the model file with this sha256."""
         recorded = self.metadata.get("source_sha256")

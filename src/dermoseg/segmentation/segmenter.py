@@ -22,7 +22,7 @@ import torch
 
 from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
-from dermoseg.engine import TorchRunner, make_runner
+from dermoseg.engine import make_runner
 
 THRESHOLD = 0.5  # default lesion-probability threshold of every command
 
@@ -116,9 +116,6 @@ class Segmenter:
         AttributeError
             If the model was loaded on another engine (load it with ``engine="torch"``).
         """
-        if not isinstance(self.runner, TorchRunner):
-            raise AttributeError(f"{self.path}: loaded on engine '{getattr(self.runner, 'engine', '?')}', which has "
-                                 "no PyTorch network; load it with engine='torch'")
         return self.runner.network
 
     @property
