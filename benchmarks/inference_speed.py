@@ -20,10 +20,10 @@ Prints, each with its goal:
 6. **fast preset**: the ``fast`` segmenter's forward and job throughput vs the default model's (goal ≥ 5×),
    when the file is shipped.
 
-Every figure is the fastest of several runs (the least disturbed by other work, as ``timeit`` reports), and the
-variants compared run in turn within each round, so that load from other work on the machine hits them alike:
-forward times over repeated calls after a warm-up call, job times as wall time per image over the whole job. The
-load average is printed at the start and the end.
+The variants compared run in turn within each round, so that load from other work on the machine hits them
+alike. Forward times (and the matmul peak) are the fastest of repeated calls after a warm-up call (the least
+disturbed, as ``timeit`` reports); job times are wall time per image over the whole job, medians over rounds, and
+their ratios medians of the ratios within each round. The load average is printed at the start and the end.
 
     .venv/bin/python benchmarks/inference_speed.py --out benchmarks/results/inference_speed.txt
 """
@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,12 @@ def matmul_peak(threads: int, sizes=(256, 512, 1024), repeats: int = 100) -> tup
     return best, how
 
 
+def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of ``times[num][i] / times[den][i]``: each ratio from two runs made in the same round, so
+    that slow changes in the load from other work cancel."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
 def job_seconds(job, inputs: list[Path]) -> float:
     """Wall seconds per image of ``job(inputs, out_dir)`` into a fresh temporary output folder."""
     with tempfile.TemporaryDirectory() as out, redirect_stderr(io.StringIO()):
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=16, help="real images per job measurement (default 16)")
     ap.add_argument("--repeats", type=int, default=20, help="timed calls per forward measurement (default 20)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of each job measurement (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of each job measurement (default 5)")
     ap.add_argument("--threads", type=int, default=None, help="compute threads (default: the CPUs available)")
     ap.add_argument("--out", type=Path, help="also write the printed lines here, and the figures as JSON beside")
     args = ap.parse_args(argv)
@@ -191,16 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         "job_no_measure": lambda: job_seconds(job(seg["onnx"], measure=False), seg_inputs),
         "job_torch": lambda: job_seconds(job(seg["torch"]), seg_inputs),
     }, args.rounds)
-    per_image = {k: min(v) / len(seg_inputs) for k, v in rounds.items()}
-    t_fwd, t_job = per_image["forward"], per_image["job"]
-    res.update({f"{k}_ms": 1e3 * v for k, v in per_image.items()}, job_over_forward=t_job / t_fwd,
-               job_no_measure_over_forward=per_image["job_no_measure"] / t_fwd)
+    ms = {k: 1e3 * statistics.median(v) / len(seg_inputs) for k, v in rounds.items()}
+    ratios = {k: paired_ratio(rounds, k, "forward") for k in ("job", "job_no_measure")}
+    ratios["torch_over_default"] = paired_ratio(rounds, "job_torch", "job")
+    res.update({f"{k}_ms": v for k, v in ms.items()}, job_over_forward=ratios["job"],
+               job_no_measure_over_forward=ratios["job_no_measure"], job_torch_over_job=ratios["torch_over_default"])
     line(out, f"\n2. whole segment job per image vs the bare forward with the same TTA ({len(seg_inputs)} ISIC/PH2 "
-              f"images, fastest of {args.rounds} rounds; goal <= 1.2x):\n"
-              f"   forward {1e3 * t_fwd:.1f} ms; job {1e3 * t_job:.1f} ms = {t_job / t_fwd:.2f}x; the job without "
-              f"the lesion measurements {1e3 * per_image['job_no_measure']:.1f} ms = "
-              f"{per_image['job_no_measure'] / t_fwd:.2f}x; the job on eager PyTorch "
-              f"{1e3 * per_image['job_torch']:.1f} ms ({per_image['job_torch'] / t_job:.2f}x the default's)")
+              f"images; medians of {args.rounds} rounds, ratios within a round; goal <= 1.2x):\n"
+              f"   forward {ms['forward']:.1f} ms; job {ms['job']:.1f} ms: {ratios['job']:.2f}x; the job without "
+              f"the lesion measurements {ms['job_no_measure']:.1f} ms: {ratios['job_no_measure']:.2f}x; the job on "
+              f"eager PyTorch {ms['job_torch']:.1f} ms ({ratios['torch_over_default']:.2f}x the default's)")
 
     # 4. busy CPU -----------------------------------------------------------------------------------------
     def diagnose_job(inputs, d):
@@ -219,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         neighbour.kill()
         neighbour.wait()
-    line(out, f"\n4. per image with one other CPU-bound 2-thread process running vs alone (fastest of {args.rounds} "
-              "rounds, alone and busy in turn; goal <= 2.5x):")
+    line(out, f"\n4. per image with one other CPU-bound 2-thread process running vs alone (medians of {args.rounds} "
+              "rounds, alone and busy in turn, ratios within a round; goal <= 2.5x):")
     for k in ("segment", "diagnose"):
-        a, b = min(times[f"{k}_alone"]), min(times[f"{k}_busy"])
-        res[f"{k}_alone_ms"], res[f"{k}_busy_ms"], res[f"{k}_busy_over_alone"] = 1e3 * a, 1e3 * b, b / a
-        line(out, f"   {k:9s} alone {1e3 * a:7.1f} ms   busy {1e3 * b:7.1f} ms   {b / a:.2f}x")
+        a, b = statistics.median(times[f"{k}_alone"]), statistics.median(times[f"{k}_busy"])
+        r = paired_ratio(times, f"{k}_busy", f"{k}_alone")
+        res[f"{k}_alone_ms"], res[f"{k}_busy_ms"], res[f"{k}_busy_over_alone"] = 1e3 * a, 1e3 * b, r
+        line(out, f"   {k:9s} alone {1e3 * a:7.1f} ms   busy {1e3 * b:7.1f} ms   {r:.2f}x")
 
     # 5. peak RSS -----------------------------------------------------------------------------------------
     import cv2
@@ -251,14 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         jobs = paired_times({"fast": lambda: job_seconds(job(fast), seg_inputs),
                              "default": lambda: job_seconds(job(seg["onnx"]), seg_inputs)}, args.rounds)
         f_fwd, d_fwd = (min(fwd[k]) for k in ("fast", "default"))
-        f_job, d_job = (min(jobs[k]) / len(seg_inputs) for k in ("fast", "default"))
+        f_job, d_job = (statistics.median(jobs[k]) / len(seg_inputs) for k in ("fast", "default"))
         fmacs = count_macs(Segmenter.load(fast_path, engine="torch").network, fast.image_size, fast.image_size)
+        job_speedup = paired_ratio(jobs, "default", "fast")
         res.update(fast_gmac=fmacs / 1e9, fast_forward_ms=1e3 * f_fwd, fast_forward_speedup=d_fwd / f_fwd,
-                   fast_job_ms=1e3 * f_job, fast_job_speedup=d_job / f_job)
+                   fast_job_ms=1e3 * f_job, fast_job_speedup=job_speedup)
         line(out, f"\n6. fast preset ({fmacs / 1e9:.3f} GMAC per {fast.image_size} px image, engine "
                   f"{fast.runner.engine}; goal >= 5x the default's throughput): forward with TTA {1e3 * f_fwd:.1f} ms "
                   f"vs {1e3 * d_fwd:.1f} ms = {d_fwd / f_fwd:.1f}x; whole segment job {1e3 * f_job:.1f} ms vs "
-                  f"{1e3 * d_job:.1f} ms per image = {d_job / f_job:.1f}x")
+                  f"{1e3 * d_job:.1f} ms per image: {job_speedup:.1f}x")
 
     line(out, f"\nload average at end {os.getloadavg()[0]:.2f}")
     if args.out:
