@@ -122,12 +122,11 @@ def job_seconds(job, inputs: list[Path]) -> float:
 
 
 def peak_rss_mb(args: list[str]) -> float:
-    """Peak resident memory (MB) of ``python -m dermoseg.cli ARGS`` run as a fresh process."""
-    proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    """Peak resident memory (MB) of ``python ARGS`` run as a fresh process."""
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, f"dermoseg {' '.join(args)} failed ({proc.returncode})"
+    assert proc.returncode == 0, f"python {' '.join(args)} failed ({proc.returncode})"
     return usage.ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -240,11 +239,16 @@ def main(argv: list[str] | None = None) -> int:
         big = Path(tmp) / "big.jpg"
         cv2.imwrite(str(big), cv2.resize(cv2.imread(str(seg_inputs[0])), BIG, interpolation=cv2.INTER_CUBIC),
                     [cv2.IMWRITE_JPEG_QUALITY, 92])
-        rss_small = peak_rss_mb(["segment", str(seg_inputs[0]), "--out", f"{tmp}/small"])
-        rss_big = peak_rss_mb(["segment", str(big), "--out", f"{tmp}/big"])
-    res.update(rss_512_mb=rss_small, rss_big_mb=rss_big)
+        rss_small = peak_rss_mb(["-m", "dermoseg.cli", "segment", str(seg_inputs[0]), "--out", f"{tmp}/small"])
+        rss_big = peak_rss_mb(["-m", "dermoseg.cli", "segment", str(big), "--out", f"{tmp}/big"])
+        rss_bare = peak_rss_mb(["-c", "from dermoseg.segmentation.job import segment_files\n"
+                                "from dermoseg.segmentation.segmenter import Segmenter\n"
+                                f"segment_files([{str(big)!r}], {tmp + '/bare'!r}, Segmenter.load(), progress=False)"])
+    res.update(rss_512_mb=rss_small, rss_big_mb=rss_big, rss_big_no_measure_mb=rss_bare)
     line(out, f"\n5. peak RSS of 'dermoseg segment' (fresh process; goal <= 1.5 GB): {BIG[0]}x{BIG[1]} JPEG "
-              f"{rss_big / 1024:.2f} GB; a {read_image(seg_inputs[0]).shape[1]} px image {rss_small / 1024:.2f} GB")
+              f"{rss_big / 1024:.2f} GB; a {read_image(seg_inputs[0]).shape[1]} px image {rss_small / 1024:.2f} GB; "
+              f"the {BIG[0]}x{BIG[1]} JPEG through the segment job without the lesion measurements "
+              f"{rss_bare / 1024:.2f} GB")
 
     # 6. fast preset --------------------------------------------------------------------------------------
     try:
