@@ -1,6 +1,6 @@
 """ONNX Runtime (the default engine) and eager PyTorch give the same results through the one loading path
 (issue #14): on 20 real ISIC and PH2 images the largest lesion-probability difference is ≤ 1e-3 and at most
-0.1% of each mask's pixels differ; the classifier's calibrated probabilities agree to 1e-3 on real HAM10000
+0.1% of each mask's pixels differ, for the default and the fast segmenter; the classifier's calibrated probabilities agree to 1e-3 on real HAM10000
 images. The batch job's pipeline gives exactly the one-image path's masks, in input order."""
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ def test_default_engine_is_onnx_runtime_with_the_shipped_models(segmenters):
         segmenters["onnx"].network
 
 
-def test_segmentation_engines_agree_on_20_real_images(segmenters, parity_images):
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_segmentation_engines_agree_on_20_real_images(name, parity_images):
+    models = {e: Segmenter.load(name, engine=e, threads=1) for e in ("onnx", "torch")}
     worst_prob, worst_mask = 0.0, 0.0
     for s in parity_images:
         image = read_image(s.image_path)
-        a, b = (segmenters[e].segment(image) for e in ("onnx", "torch"))
+        a, b = (models[e].segment(image) for e in ("onnx", "torch"))
         worst_prob = max(worst_prob, float(np.abs(a.probability - b.probability).max()))
         worst_mask = max(worst_mask, float((a.mask != b.mask).mean()))
         assert a.mask.shape == image.shape[:2] and a.mask.any()
