@@ -241,13 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                     [cv2.IMWRITE_JPEG_QUALITY, 92])
         rss_small = peak_rss_mb(["-m", "dermoseg.cli", "segment", str(seg_inputs[0]), "--out", f"{tmp}/small"])
         rss_big = peak_rss_mb(["-m", "dermoseg.cli", "segment", str(big), "--out", f"{tmp}/big"])
-        rss_bare = peak_rss_mb(["-c", "from dermoseg.segmentation.job import segment_files\n"
-                                "from dermoseg.segmentation.segmenter import Segmenter\n"
-                                f"segment_files([{str(big)!r}], {tmp + '/bare'!r}, Segmenter.load(), progress=False)"])
+        rss_bare = peak_rss_mb(["-m", "dermoseg.cli", "segment", str(big), "--out", f"{tmp}/bare", "--no-measure"])
     res.update(rss_512_mb=rss_small, rss_big_mb=rss_big, rss_big_no_measure_mb=rss_bare)
     line(out, f"\n5. peak RSS of 'dermoseg segment' (fresh process; goal <= 1.5 GB): {BIG[0]}x{BIG[1]} JPEG "
               f"{rss_big / 1024:.2f} GB; a {read_image(seg_inputs[0]).shape[1]} px image {rss_small / 1024:.2f} GB; "
-              f"the {BIG[0]}x{BIG[1]} JPEG through the segment job without the lesion measurements "
+              f"the {BIG[0]}x{BIG[1]} JPEG with --no-measure "
               f"{rss_bare / 1024:.2f} GB")
 
     # 6. fast preset --------------------------------------------------------------------------------------

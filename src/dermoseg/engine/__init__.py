@@ -17,11 +17,18 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from dermoseg.engine.torch_runner import TorchRunner
-
 ENGINES = ("onnx", "torch")
 
 __all__ = ["ENGINES", "TorchRunner", "make_runner", "onnx_path_for"]
+
+
+def __getattr__(name: str):
+    """``TorchRunner`` is imported on first use, so that importing this package (the CLI does, for
+    :data:`ENGINES`) does not import torch."""
+    if name == "TorchRunner":
+        from dermoseg.engine.torch_runner import TorchRunner
+        return TorchRunner
+    raise AttributeError(f"module 'dermoseg.engine' has no attribute '{name}'")
 
 
 def onnx_path_for(model_path: str | Path) -> Path:
@@ -56,6 +63,7 @@ def make_runner(build_network: Callable[[], object], model_path: str | Path, eng
     """
     from dermoseg.engine.ort_runner import OrtRunner
     from dermoseg.engine.threads import inference_threads
+    from dermoseg.engine.torch_runner import TorchRunner
     from dermoseg.io import file_sha256
     if engine not in (None, *ENGINES):
         raise ValueError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
