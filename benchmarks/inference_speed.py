@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         fmacs = count_macs(Segmenter.load(fast_path, engine="torch").network, fast.image_size, fast.image_size)
         job_speedup = paired_ratio(jobs, "default", "fast")
         res.update(fast_gmac=fmacs / 1e9, fast_forward_ms=1e3 * f_fwd, fast_forward_speedup=d_fwd / f_fwd,
-                   fast_job_ms=1e3 * f_job, fast_job_speedup=job_speedup)
+                   fast_job_ms=1e3 * f_job, fast_default_job_ms=1e3 * d_job, fast_job_speedup=job_speedup)
         line(out, f"\n6. fast preset ({fmacs / 1e9:.3f} GMAC per {fast.image_size} px image, engine "
                   f"{fast.runner.engine}; goal >= 5x the default's throughput): forward with TTA {1e3 * f_fwd:.1f} ms "
                   f"vs {1e3 * d_fwd:.1f} ms = {d_fwd / f_fwd:.1f}x; whole segment job {1e3 * f_job:.1f} ms vs "

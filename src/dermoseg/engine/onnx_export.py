@@ -51,12 +51,11 @@ class ExportReport:
 def probabilities(logits: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """Logits → probabilities as the model's task defines them: sigmoid for ``task`` "segmentation",
     softmax(logits / ``temperature``) over the last axis for "classification". float64 in [0, 1]."""
+    from scipy.special import expit
+
+    from dermoseg.classification.calibration import probabilities as calibrated
     z = np.asarray(logits, dtype=np.float64)
-    if meta["task"] == "segmentation":
-        return 1.0 / (1.0 + np.exp(-z))
-    z = z / float(meta.get("temperature", 1.0))
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
+    return expit(z) if meta["task"] == "segmentation" else calibrated(z, float(meta.get("temperature", 1.0)))
 
 
 def onnx_bytes(network, input_size: tuple[int, int, int], meta: dict[str, Any]) -> bytes:
