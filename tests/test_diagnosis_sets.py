@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dermoseg import modelfile
 from dermoseg.classification import HAM_CLASSES, ood
@@ -28,17 +27,10 @@ from dermoseg.data.datasets import load_isic2018_diagnosis
 from dermoseg.data.evalsets import diagnosis_samples
 from dermoseg.errors import DatasetError, ModelFileError
 from dermoseg.io import read_image, write_image
+from test_classification import _one_thread  # noqa: F401  (autouse: one torch thread, as there)
 
 MEL, NV = HAM_CLASSES.index("MEL"), HAM_CLASSES.index("NV")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _count(items) -> dict:
