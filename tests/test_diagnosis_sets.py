@@ -131,7 +131,7 @@ def test_flag_effect_hand_case():
     assert e["unflagged"] == {"images": 3, "accuracy": 1.0, "melanoma": 1, "melanoma_auc": 1.0}
 
 
-def test_sidecar_is_tied_to_the_model_file(tmp_path):
+def test_sidecar_is_tied_to_the_model_file(tmp_path, data_root, capsys):
     model = tmp_path / "clf.pt"
     shutil.copy(modelfile.shipped("classifier"), model)
     logits = np.random.default_rng(0).normal(size=(50, 7))
@@ -146,6 +146,10 @@ def test_sidecar_is_tied_to_the_model_file(tmp_path):
     sidecar.write_text(json.dumps({**record, "model_sha256": "e" * 64}))
     with pytest.raises(ModelFileError, match="another classifier file"):
         Classifier.load(model).ood
+    image = next((data_root / "ham10000" / "images").glob("*.jpg"))
+    assert main(["diagnose", str(image), "--out", str(tmp_path / "out"), "--model", str(model)]) == 2
+    assert "clf.ood.json: made for another classifier file" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "predictions.csv").exists()  # refused before any image
     sidecar.write_text("{not json")
     with pytest.raises(ModelFileError, match="unreadable"):
         ood.load_check(model)
