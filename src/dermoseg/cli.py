@@ -352,10 +352,11 @@ def _add_evaluate_diagnosis(sub) -> None:
     p = sub.add_parser("evaluate-diagnosis", help="score the classifier: HAM10000 validation split, ISIC 2018 Task 1 "
                        "and PH2", description="On the committed HAM10000 split: balanced multi-class accuracy (ISIC "
                        "2018 Task 3), per-class sensitivity/specificity/AUC, melanoma-vs-rest AUC, ECE before/after "
-                       "temperature scaling (in-sample and cross-fitted), and what gray copies of the images become. "
+                       "temperature scaling (in-sample and cross-fitted). "
                        "On the external tests (ISIC 2018 Task 1 images with a known diagnosis, PH2; never trained or "
                        "chosen on): melanoma vs nevus AUC, sensitivity at 90%% specificity, nevi called melanoma. On "
-                       "every set, accuracy and AUC on images the out-of-distribution flag marks vs the others. "
+                       "every set, accuracy and AUC on images the out-of-distribution flag marks vs the others, and what "
+                       "gray copies of the images become. "
                        "Writes OUT/<set>/ (predictions.csv, truth.csv, logits.npz, summary.json, roc.png, ...) and "
                        "OUT/summary.csv.", epilog=EPILOG)
     _add_classifier_arguments(p)
@@ -392,11 +393,11 @@ def _run_evaluate_diagnosis(args) -> int:
     overview = start_run(args.out, "evaluate-diagnosis", [args.out / "summary.csv"], settings, models)
     for name in names:
         out = args.out / name
-        record = start_run(out, "evaluate-diagnosis", evaluation.set_outputs(out, name, model, args.reuse_logits, name == ham),
-                           settings, models)
+        planned = evaluation.set_outputs(out, name, model, args.reuse_logits, grayscale_copies=True)
+        record = start_run(out, "evaluate-diagnosis", planned, settings, models)
         results[name] = evaluation.evaluate_set(name, model, args.data_root, out, segmenter, args.limit,
                                                 mask_dir=args.mask_dir if name == ham else None,
-                                                reuse_logits=args.reuse_logits, grayscale_copies=name == ham)
+                                                reuse_logits=args.reuse_logits, grayscale_copies=True)
         record.finish("complete")
     write_text(args.out / "summary.csv", evaluation.overview_csv(results))
     overview.finish("complete")

@@ -314,8 +314,9 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
     """Score the classifier on a named diagnosis set (:data:`dermoseg.data.evalsets.DIAGNOSIS_SETS`) and write its
     report files into ``out_dir``.
 
-    Every set gets melanoma vs nevus (:func:`melanoma_vs_nevus`, ``roc.png``), ``predictions.csv`` (Task 3
-    format), ``truth.csv``, ``logits.npz`` and ``summary.json``; a HAM10000 set also the seven-class figures
+    Every set gets the seven-class ``accuracy``, melanoma vs nevus (:func:`melanoma_vs_nevus`, ``roc.png``),
+    ``predictions.csv`` (Task 3 format), ``truth.csv``, ``logits.npz`` and ``summary.json``; a HAM10000 set also
+    the seven-class figures
     (:func:`classification_summary`, ``per_class.csv``, ``confusion_matrix.png``, ``reliability.png``). With the
     model's out-of-distribution flag (:attr:`Classifier.ood`), ``ood_scores.csv`` (image, entropy, flagged) and
     the figures on flagged vs unflagged images (:func:`dermoseg.classification.ood.flag_effect`).
@@ -362,6 +363,7 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
         plot_confusion(labels, probs, out_dir / "confusion_matrix.png",
                        f"{name} (n = {len(labels)}), balanced accuracy {summary['balanced_accuracy']:.3f}")
         plot_reliability(labels, logits, model.temperature, out_dir / "reliability.png")
+    summary.setdefault("accuracy", float(np.mean(cm.predicted_labels(probs) == labels)))
     mel, nv = (labels == HAM_CLASSES.index("MEL")).sum(), (labels == HAM_CLASSES.index("NV")).sum()
     summary["melanoma_vs_nevus"] = melanoma_vs_nevus(labels, groups, probs) if mel and nv else None
     if model.ood is not None:
