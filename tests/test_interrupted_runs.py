@@ -71,7 +71,7 @@ def test_preprocess_and_diagnose_tables_survive_an_interruption(tmp_path, four_i
     import dermoseg.preprocess.batch as preprocess_batch
     from dermoseg.classification.classifier import Classifier
     _interrupt_on(monkeypatch, preprocess_batch, "clean_image", 1)
-    _interrupt_on(monkeypatch, Classifier, "predict", 3)
+    _interrupt_on(monkeypatch, Classifier, "logits", 3)  # diagnose calls it once per image
     assert main(["preprocess", str(four_images), "--out", str(tmp_path / "pre")]) == 130
     assert [r["image_id"] for r in _rows(tmp_path / "pre" / "preprocess.csv")] == ["im0"]
     assert main(["diagnose", str(four_images), "--out", str(tmp_path / "dx")]) == 130
