@@ -296,6 +296,9 @@ def test_smoke_classifier_training_resumes_and_exports(tmp_path, data_root):
     model = Classifier.load(model_path)
     assert model.image_size == 64 and model.temperature > 0
     assert "val_ece_after" in model.info and model.info["val_images"] > 0
+    # the out-of-distribution threshold is written beside the model, for this file and its temperature (issue 13)
+    assert (out / "model.ood.json").is_file() and model.ood.model_sha256 == model.sha256
+    assert model.ood.temperature == model.temperature and 0 < model.ood.threshold < math.log(len(HAM_CLASSES))
 
 
 # ------------------------------------------------------------------------------ segment --diagnose --mm-per-pixel

@@ -373,26 +373,35 @@ def _run_diagnose(args) -> int:
 
 # ------------------------------------------------------------------------------------- evaluate-diagnosis
 def _add_evaluate_diagnosis(sub) -> None:
-    p = sub.add_parser("evaluate-diagnosis", help="score the classifier: HAM10000 validation split and PH2",
-                       description="On the committed HAM10000 split: balanced multi-class accuracy (ISIC 2018 Task 3), "
-                       "per-class sensitivity/specificity/AUC, melanoma-vs-rest AUC, ECE before/after temperature "
-                       "scaling; writes OUT/ham10000_<split>/ (predictions.csv, truth.csv, per_class.csv, "
-                       "summary.json, confusion_matrix.png, reliability.png). On PH2: melanoma vs nevus AUC and "
-                       "sensitivity at 90% specificity in OUT/ph2/.", epilog=EPILOG)
+    p = sub.add_parser("evaluate-diagnosis", help="score the classifier: HAM10000 validation split, ISIC 2018 Task 1 "
+                       "and PH2", description="On the committed HAM10000 split: balanced multi-class accuracy (ISIC "
+                       "2018 Task 3), per-class sensitivity/specificity/AUC, melanoma-vs-rest AUC, ECE before/after "
+                       "temperature scaling (in-sample and cross-fitted). "
+                       "On the external tests (ISIC 2018 Task 1 images with a known diagnosis, PH2; never trained or "
+                       "chosen on): melanoma vs nevus AUC, sensitivity at 90%% specificity, nevi called melanoma. On "
+                       "every set, accuracy and AUC on images the out-of-distribution flag marks vs the others, and what "
+                       "gray copies of the images become. "
+                       "Writes OUT/<set>/ (predictions.csv, truth.csv, logits.npz, summary.json, roc.png, ...) and "
+                       "OUT/summary.csv.", epilog=EPILOG)
     _add_classifier_arguments(p)
-    p.add_argument("--dataset", choices=["ham10000", "ph2", "both"], default="both", help="what to score (default both)")
+    p.add_argument("--dataset", choices=["ham10000", "isic2018_task1", "ph2", "all"], default="all",
+                   help="what to score (default all three)")
     p.add_argument("--split", choices=["train", "val", "all"], default="val", help="HAM10000 split part (default val)")
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
     p.add_argument("--out", type=Path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N HAM10000 images (quick checks)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N images of each set (quick checks)")
+    p.add_argument("--reuse-logits", action="store_true", help="read OUT/<set>/logits.npz of an earlier run with "
+                   "the same model file and images instead of running the network again")
     p.add_argument("--mask-dir", type=Path, default=None,
                    help="for classifiers that use the lesion mask: HAM10000 masks already written by 'dermoseg "
-                   "segment' (<image_id>_segmentation.png), instead of segmenting again; PH2 is always segmented")
+                   "segment' (<image_id>_segmentation.png), instead of segmenting again; the external sets are "
+                   "always segmented")
     p.set_defaults(func=_run_evaluate_diagnosis)
 
 
 def _run_evaluate_diagnosis(args) -> int:
     from dermoseg.classification import evaluate as evaluation
+    from dermoseg.io import write_text
     from dermoseg.provenance import model_record, start_run
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
@@ -400,22 +409,22 @@ def _run_evaluate_diagnosis(args) -> int:
     model, segmenter = _load_classifier(args)
     models = [model_record("classifier", model.path)] + ([model_record("segmentation", segmenter.path)] if segmenter else [])
     settings = {"split": args.split, "limit": args.limit, "mask_dir": str(args.mask_dir) if args.mask_dir else None,
-                "temperature": model.temperature, "tta": model.tta}
-    ham_files = ["predictions.csv", "truth.csv", "logits.npy", "per_class.csv", "summary.json",
-                 "confusion_matrix.png", "reliability.png"]
+                "temperature": model.temperature, "tta": model.tta, "reuse_logits": args.reuse_logits}
+    ham = f"ham10000_{args.split}"
+    names = {"ham10000": [ham], "isic2018_task1": ["isic2018_task1"], "ph2": ["ph2"],
+             "all": [ham, "isic2018_task1", "ph2"]}[args.dataset]
     results = {}
-    if args.dataset in ("ham10000", "both"):
-        out = args.out / f"ham10000_{args.split}"
-        record = start_run(out, "evaluate-diagnosis", [out / f for f in ham_files], settings, models)
-        results[f"ham10000_{args.split}"] = evaluation.evaluate_ham10000(
-            model, args.data_root, out, args.split, segmenter, args.limit, mask_dir=args.mask_dir)
+    overview = start_run(args.out, "evaluate-diagnosis", [args.out / "summary.csv"], settings, models)
+    for name in names:
+        out = args.out / name
+        planned = evaluation.set_outputs(out, name, model, args.reuse_logits, grayscale_copies=True)
+        record = start_run(out, "evaluate-diagnosis", planned, settings, models)
+        results[name] = evaluation.evaluate_set(name, model, args.data_root, out, segmenter, args.limit,
+                                                mask_dir=args.mask_dir if name == ham else None,
+                                                reuse_logits=args.reuse_logits, grayscale_copies=True)
         record.finish("complete")
-    if args.dataset in ("ph2", "both"):
-        out = args.out / "ph2"
-        record = start_run(out, "evaluate-diagnosis",
-                           [out / f for f in ("ph2_predictions.csv", "summary.json", "roc_ph2.png")], settings, models)
-        results["ph2"] = evaluation.evaluate_ph2(model, args.data_root, out, segmenter)
-        record.finish("complete")
+    write_text(args.out / "summary.csv", evaluation.overview_csv(results))
+    overview.finish("complete")
     print(json.dumps(results, indent=2))
     print(f"reports in {args.out.resolve()}")
     return 0

@@ -13,6 +13,7 @@ Research tool, not a medical device: no output of this module is a diagnosis of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,7 @@ import torch
 from dermoseg import modelfile
 from dermoseg.classification import HAM_CLASSES
 from dermoseg.classification.calibration import probabilities
+from dermoseg.classification.ood import OodCheck, load_check
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
@@ -208,6 +210,18 @@ class Classifier:
             If the model was loaded on another engine (load it with ``engine="torch"``).
         """
         return self.runner.network
+
+    @cached_property
+    def ood(self) -> OodCheck | None:
+        """The out-of-distribution flag stored beside the model file
+        (:func:`dermoseg.classification.ood.load_check`), or None when the file has no ``.ood.json`` sidecar.
+
+        Raises
+        ------
+        dermoseg.errors.ModelFileError
+            If the sidecar is unreadable or was made for another model file.
+        """
+        return load_check(self.path)
 
     @property
     def uses_mask(self) -> bool:

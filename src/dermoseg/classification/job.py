@@ -6,7 +6,9 @@ each row a probability vector summing to 1 — the format ``isic-challenge-scori
 (Codella et al. 2019, arXiv:1902.03368, Task 3). The scorer refuses comment lines and extra columns, so the
 research-tool disclaimer goes to standard output and to ``DIR/README.txt``, never into the CSV, and the source
 file of each image id is in a second table, ``DIR/image_sources.csv`` (``image,file,warning``). Rows are
-appended as images finish; ``run.json`` records the classifier file and its sha256.
+appended as images finish; ``run.json`` records the classifier file and its sha256. The ``warning`` (also on
+standard error) names tiny, blank and grayscale inputs (:func:`dermoseg.inputs.image_warning`) and inputs unlike
+the training images by the prediction entropy (:mod:`dermoseg.classification.ood`).
 
 Data flow: file → :func:`dermoseg.io.read_image` → (for a classifier trained with ``mask_mode`` crop/channel,
 the lesion mask of :meth:`dermoseg.segmentation.segmenter.Segmenter.segment`) →
@@ -103,25 +105,31 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     -------
     A :class:`dermoseg.batch.BatchReport` whose rows hold ``image``, ``file``, ``warning`` and the seven
     probabilities, appended to ``predictions.csv`` (ISIC format) and ``image_sources.csv`` as each image is
-    done; tiny, blank and grayscale inputs are classified but warned about (:func:`dermoseg.inputs.image_warning`);
-    unreadable files are in ``failures`` (also printed to stderr and written to ``failures.csv``);
-    ``exit_code`` is 1 if any input failed.
+    done; tiny, blank and grayscale inputs, and inputs the model's out-of-distribution flag marks
+    (:attr:`Classifier.ood <dermoseg.classification.classifier.Classifier.ood>`), are classified but warned about
+    (:func:`dermoseg.inputs.image_warning`, :meth:`dermoseg.classification.ood.OodCheck.warning`); unreadable
+    files are in ``failures`` (also printed to stderr and written to ``failures.csv``); ``exit_code`` is 1 if any
+    input failed.
 
     Raises
     ------
     ValueError
         If the classifier needs masks and no ``segmenter`` is given.
+    dermoseg.errors.ModelFileError
+        If the model's out-of-distribution sidecar is unreadable or made for another model file.
     """
     if model.uses_mask and segmenter is None:
         raise ValueError(f"the classifier uses the lesion mask (mask_mode '{model.mask_mode}'): give a segmentation model")
     out_dir = Path(out_dir)
+    ood = model.ood  # a threshold made for another model file is refused here, before any image
 
     def prepare(image: np.ndarray) -> np.ndarray:
         return model.prepare(image, segmenter.segment(image).mask if model.uses_mask else None)[None]
 
     def finish(path: Path, stem: str, image: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
         p = model.calibrated(logits)[0]
-        return {"image": stem, "file": str(path), "warning": image_warning(image),
+        warnings = (image_warning(image), ood.warning(logits) if ood else "")
+        return {"image": stem, "file": str(path), "warning": "; ".join(w for w in warnings if w),
                 **{c: float(v) for c, v in zip(HAM_CLASSES, p)}}
 
     def isic_row(row: dict[str, Any]) -> dict[str, str]:

@@ -272,15 +272,19 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
 
     Returns
     -------
-    The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``.
+    The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``;
+    with ``val_set``, also the out-of-distribution threshold beside it (``X.ood.json``,
+    :func:`dermoseg.classification.ood.fit_check` on the validation logits).
     """
-    from dermoseg.classification import calibration
+    from dermoseg.classification import calibration, ood
     cfg, state, info = modelfile.read_checkpoint(checkpoint)
     info.update(extra or {})
-    temperature = 1.0
+    if half:  # rounded first, so that T and the OOD threshold are fitted on the weights the file holds
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    temperature, logits = 1.0, None
     if val_set is not None:
         network = build_classifier(cfg["model"], pretrained=False)
-        network.load_state_dict(state)
+        network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
         logits, labels = dataset_logits(network, val_set, tta)
         temperature = calibration.fit_temperature(logits, labels)
         info.update({"val_images": int(len(labels)), "val_balanced_accuracy_tta": balanced_accuracy(labels, logits),
@@ -289,8 +293,10 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
                      "val_ece_before": calibration.expected_calibration_error(calibration.probabilities(logits), labels),
                      "val_ece_after": calibration.expected_calibration_error(
                          calibration.probabilities(logits, temperature), labels)})
-    if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
               "tta": bool(tta), "train_config": cfg}
-    return modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
+    path = modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
+    if logits is not None:
+        ood.write_sidecar(path, ood.fit_check(logits, temperature, modelfile.file_sha256(path),
+                                              f"validation split ({len(logits)} images)"))
+    return path

@@ -76,6 +76,39 @@ def load_isic2018_task1(root: str | Path) -> list[SegmentationSample]:
     return [SegmentationSample(i, images[i], masks[i]) for i in sorted(images)]
 
 
+def load_isic2018_diagnosis(root: str | Path) -> dict[str, str]:
+    """Diagnosis of the ISIC 2018 Task 1 images where it is known, from ``root/metadata.csv``
+    (``image_id,diagnosis,...``; the ISIC 2019 metadata, Codella et al. 2019; empty where unknown).
+
+    Returns
+    -------
+    ``{image_id: class}`` with class one of :data:`HAM_CLASSES` (MEL, NV, ...); rows with an empty diagnosis are
+    left out.
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing, has no ``image_id``/``diagnosis`` columns, or names a class outside
+        :data:`HAM_CLASSES` (the row is named).
+    """
+    meta = Path(root) / "metadata.csv"
+    if not meta.is_file():
+        raise DatasetError(f"{meta}: ISIC 2018 Task 1 diagnosis metadata not found")
+    out = {}
+    with meta.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not {"image_id", "diagnosis"} <= set(reader.fieldnames or ()):
+            raise DatasetError(f"{meta}: expected columns image_id and diagnosis, got {reader.fieldnames}")
+        for row in reader:
+            dx = row["diagnosis"].strip().upper()
+            if not dx:
+                continue
+            if dx not in HAM_CLASSES:
+                raise DatasetError(f"{meta}: image {row['image_id']} has unknown diagnosis '{row['diagnosis']}'")
+            out[row["image_id"].strip()] = dx
+    return out
+
+
 def _single_image_in(folder: Path, stem: str) -> Path | None:
     for ext in (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
