@@ -152,7 +152,8 @@ def test_bad_uploads_get_json_errors_with_the_right_status(client, images):
         assert response.headers["content-type"] == "application/json"
         assert words in response.json()["detail"] and "Traceback" not in response.text
     for form, words in [({"threshold": "1.5"}, "threshold"), ({"threshold": "abc"}, "threshold"),
-                        ({"mm_per_pixel": "-1"}, "mm_per_pixel")]:
+                        ({"mm_per_pixel": "-1"}, "mm_per_pixel"), ({"mm_per_pixel": "inf"}, "mm_per_pixel"),
+                        ({"mm_per_pixel": "1e400"}, "mm_per_pixel")]:
         response = _post(client, "/v1/segment", images[1], **form)
         assert response.status_code == 422 and words in response.json()["detail"]
     response = client.post("/v1/segment", data={"threshold": "0.5"})
