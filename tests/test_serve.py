@@ -320,3 +320,12 @@ def test_requests_in_progress_are_capped_before_their_body_is_read():
     assert third.status_code == 503 and "busy" in third.json()["detail"] and third.headers["retry-after"]
     assert [r.status_code for r in done] == [200, 200] and active == 0
     assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]
+
+
+def test_local_server_that_fails_to_start_says_why_and_closes_its_log(tmp_path):
+    from dermoseg.serve import LocalServer
+    server = LocalServer(["--config", str(tmp_path / "missing.yaml")], start_timeout=60)
+    with pytest.raises(RuntimeError, match="did not start") as failed:
+        server.__enter__()
+    assert "missing.yaml" in str(failed.value)
+    assert server.process.poll() is not None and server._own_log is None and server.log is None
