@@ -12,7 +12,9 @@ the training images by the prediction entropy (:mod:`dermoseg.classification.ood
 
 Data flow: file → :func:`dermoseg.io.read_image` → (for a classifier trained with ``mask_mode`` crop/channel,
 the lesion mask of :meth:`dermoseg.segmentation.segmenter.Segmenter.segment`) →
-:meth:`dermoseg.classification.classifier.Classifier.predict` → row.
+:meth:`~dermoseg.classification.classifier.Classifier.prepare` → :meth:`~dermoseg.classification.classifier.Classifier.batch_logits`
+(the network, in its own pipeline stage) → :meth:`~dermoseg.classification.classifier.Classifier.calibrated` and the
+entropy flag → row; the same computation as :meth:`~dermoseg.classification.classifier.Classifier.predict`.
 """
 
 from __future__ import annotations
