@@ -98,3 +98,40 @@ def test_shards_are_deterministic_disjoint_and_together_every_image(tmp_path, is
         assert main(["segment", str(two), "--out", str(tmp_path / f"s{i}"), "--no-tta", "--shard", f"{i}/2"]) == 0
     assert [sorted(p.name for p in (tmp_path / f"s{i}").glob("*_segmentation.png")) for i in (1, 2)] == \
         [["im0_segmentation.png"], ["im1_segmentation.png"]]
+
+
+def test_ctrl_c_between_rows_stops_the_pipeline_before_run_json_is_final(tmp_path, isic_samples):
+    """Ctrl-C can land in run_batch's own loop (appending a row) rather than while it waits for the pipeline; the
+    stage threads must be stopped before run.json's final list of outputs is written, or a file they write after
+    it is one that 'dermoseg did not write' and a --resume into the folder is refused."""
+    import threading
+    import time
+
+    from dermoseg.batch import Stages
+    from dermoseg.io import write_text
+    from dermoseg.tables import CsvTable
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        shutil.copy(isic_samples[i].image_path, src / f"im{i}.jpg")
+    out = tmp_path / "out"
+
+    class Interrupted(CsvTable):
+        def append(self, row):
+            raise KeyboardInterrupt  # as if Ctrl-C were pressed while the first row is written
+
+    def finish(path, stem, image, y):
+        if stem != "im0":
+            time.sleep(0.3)  # the next image is still being finished when the interrupt comes
+        write_text(out / f"{stem}.txt", stem)
+        return {"image_id": stem}
+
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([str(src)], out, Stages(lambda image: None, lambda x: None, finish), desc="test", progress=False,
+                  outputs=lambda stem: [out / f"{stem}.txt"], tables=[Interrupted(out / "t.csv", ["image_id"], "image_id")])
+    assert threading.active_count() == before  # no stage thread left running after run_batch returned
+    time.sleep(0.5)
+    listed = set(json.loads((out / "run.json").read_text())["outputs"])
+    assert {p.name for p in out.glob("*.txt")} <= listed

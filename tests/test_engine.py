@@ -74,7 +74,7 @@ def test_pipeline_keeps_input_order_fails_items_alone_and_bounds_work_in_flight(
     for item, result in run_ordered(range(12), [read, infer, lambda i, v: str(v)], depth=2, expected=(KeyError,)):
         done.append(item)
         out.append((item, result))
-        assert len(started) - len(done) <= 2 * 3 + 2  # queues of 2 between 3 stages, plus one item per stage
+        assert len(started) - len(done) <= 2 * 3 + 3  # queues of 2 after each of 3 stages, plus one item per stage
         time.sleep(0.003)
     assert [i for i, _ in out] == list(range(12))
     assert isinstance(out[3][1], KeyError)

@@ -4,6 +4,7 @@ earlier outputs found by a folder search, and finds an unwritable output folder 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 
 import numpy as np
@@ -101,3 +102,19 @@ def test_unwritable_output_folder_is_found_before_any_work(tmp_path, isic_sample
         err = capsys.readouterr().err
         assert f"{blocker / 'out'}: output folder is not writable" in err, (argv, err)
         assert started == [], argv
+
+
+def test_atomic_writes_never_change_the_process_umask(tmp_path, monkeypatch):
+    """The batch jobs write from several threads at once (pipeline stages, tables): a writer that set the umask to 0
+    for a moment, even to read it, would let a file or folder made by another thread in that moment be
+    world-writable. The written file still gets the permissions any new file would (0666 & ~umask)."""
+    from dermoseg.io import write_text
+    umask = os.umask(0o022)
+    os.umask(umask)
+
+    def forbidden(_mask):
+        raise AssertionError("os.umask called while writing")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -26,9 +26,12 @@ def one_image(tmp_path, isic_samples):
     return tmp_path / "a.jpg"
 
 
-def _run_json(folder):
+def _run_json(folder, engine="onnx"):
+    """The folder's run.json, checked; ``engine``: the runtime the run's models ran on (ONNX Runtime by default;
+    None for a run without a model)."""
     record = json.loads((folder / "run.json").read_text())
-    assert record["dermoseg_version"] == __version__ and record["engine"] == "torch" and record["status"] == "complete"
+    assert record["dermoseg_version"] == __version__ and record["engine"] == engine and record["status"] == "complete"
+    assert all(m["engine"] == engine for m in record["models"]), record["models"]
     for key in ("started", "finished"):
         assert dt.datetime.fromisoformat(record[key]).tzinfo is not None
     for m in record["models"]:
@@ -63,7 +66,7 @@ def test_diagnose_preprocess_and_evaluate_write_run_json(tmp_path, one_image, is
     record = _run_json(tmp_path / "dx")
     assert [m["file"] for m in record["models"]] == ["classifier.pt"] and "temperature" in record["settings"]
     assert main(["preprocess", str(one_image), "--out", str(tmp_path / "pre")]) == 0
-    assert "hair" in _run_json(tmp_path / "pre")["settings"]["preprocess_settings"]
+    assert "hair" in _run_json(tmp_path / "pre", engine=None)["settings"]["preprocess_settings"]
     truth = isic_samples[0].mask_path.parent
     pred = tmp_path / "pred"
     pred.mkdir()
@@ -72,7 +75,7 @@ def test_diagnose_preprocess_and_evaluate_write_run_json(tmp_path, one_image, is
     sub.write_text(isic_samples[0].image_id + "\n")
     assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--subset", str(sub),
                  "--out", str(tmp_path / "ev")]) == 0
-    record = _run_json(tmp_path / "ev")
+    record = _run_json(tmp_path / "ev", engine=None)
     assert record["settings"]["truth"] == str(truth) and {"summary.json", "per_image.csv"} <= set(record["outputs"])
 
 
@@ -97,7 +100,7 @@ def test_a_second_run_into_the_folder_keeps_the_first_runs_record(tmp_path, one_
     truth.mkdir()
     shutil.copy(isic_samples[0].mask_path, truth / "a_segmentation.png")
     assert main(["evaluate", "--pred", str(out), "--truth", str(truth), "--out", str(out)]) == 0
-    record = _run_json(out)
+    record = _run_json(out, engine=None)
     assert record["command"] == "evaluate" and [r["command"] for r in record["earlier_runs"]] == ["segment"]
     assert record["earlier_runs"][0]["models"][0]["file"] == "segmentation.pt"
     assert {"results.csv", "a_segmentation.png", "summary.json"} <= set(record["outputs"])

@@ -152,7 +152,8 @@ def test_bad_uploads_get_json_errors_with_the_right_status(client, images):
         assert response.headers["content-type"] == "application/json"
         assert words in response.json()["detail"] and "Traceback" not in response.text
     for form, words in [({"threshold": "1.5"}, "threshold"), ({"threshold": "abc"}, "threshold"),
-                        ({"mm_per_pixel": "-1"}, "mm_per_pixel")]:
+                        ({"mm_per_pixel": "-1"}, "mm_per_pixel"), ({"mm_per_pixel": "inf"}, "mm_per_pixel"),
+                        ({"mm_per_pixel": "1e400"}, "mm_per_pixel")]:
         response = _post(client, "/v1/segment", images[1], **form)
         assert response.status_code == 422 and words in response.json()["detail"]
     response = client.post("/v1/segment", data={"threshold": "0.5"})
@@ -319,3 +320,12 @@ def test_requests_in_progress_are_capped_before_their_body_is_read():
     assert third.status_code == 503 and "busy" in third.json()["detail"] and third.headers["retry-after"]
     assert [r.status_code for r in done] == [200, 200] and active == 0
     assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]
+
+
+def test_local_server_that_fails_to_start_says_why_and_closes_its_log(tmp_path):
+    from dermoseg.serve import LocalServer
+    server = LocalServer(["--config", str(tmp_path / "missing.yaml")], start_timeout=60)
+    with pytest.raises(RuntimeError, match="did not start") as failed:
+        server.__enter__()
+    assert "missing.yaml" in str(failed.value)
+    assert server.process.poll() is not None and server._own_log is None and server.log is None

@@ -19,6 +19,7 @@ the same as one image at a time.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import sys
@@ -256,20 +257,23 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 todo.append((path, stem))
         pipeline = run_ordered(todo, [timed(prepare), timed(infer), timed(finish)], depth=PIPELINE_DEPTH,
                                expected=(ImageReadError, BatchItemError, OSError))
-        for (path, stem), row in tqdm(pipeline, total=len(todo), desc=desc, unit="img", disable=not progress):
-            seconds = spent.pop(path, 0.0)
-            if isinstance(row, OSError):
-                fail(str(path), f"could not write an output: {row.strerror or row}")
-                continue
-            if isinstance(row, Exception):
-                fail(str(path), str(row).removeprefix(f"{path}: "))
-                continue
-            row.setdefault("seconds", round(seconds, 3))
-            if row.get("warning"):
-                report.warnings.append((str(path), row["warning"]))
-            for t in tables:
-                t.append(row)
-            report.rows.append(row)
+        # closing: however the loop ends (Ctrl-C while a row is appended included), the stage threads are stopped
+        # and joined here, before run.json's final list of outputs, so that no file is written after that list
+        with contextlib.closing(pipeline):
+            for (path, stem), row in tqdm(pipeline, total=len(todo), desc=desc, unit="img", disable=not progress):
+                seconds = spent.pop(path, 0.0)
+                if isinstance(row, OSError):
+                    fail(str(path), f"could not write an output: {row.strerror or row}")
+                    continue
+                if isinstance(row, Exception):
+                    fail(str(path), str(row).removeprefix(f"{path}: "))
+                    continue
+                row.setdefault("seconds", round(seconds, 3))
+                if row.get("warning"):
+                    report.warnings.append((str(path), row["warning"]))
+                for t in tables:
+                    t.append(row)
+                report.rows.append(row)
         status = "complete"
     finally:
         record.finish(status, processed=len(report.rows), failed=len(report.failures), resumed=report.resumed,

@@ -280,15 +280,25 @@ def read_binary_mask(path: str | os.PathLike) -> tuple[np.ndarray, str]:
                          "between 10 and 245: a photograph or probability map?); masks must be 0/255 or 0/1")
 
 
+def _read_umask() -> int:
+    """The process umask. Setting it to read it back is the portable way, but the umask is process-wide, so that
+    is done once, at import (before any writer thread exists); writers run in several threads (the batch
+    pipeline), and a file another thread created while the umask was 0 would be world-writable."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the permissions any new file would
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the permissions any new file would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

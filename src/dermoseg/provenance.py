@@ -29,7 +29,6 @@ from dermoseg.errors import DermosegError
 from dermoseg.io import file_sha256, write_text
 
 RUN_FILE = "run.json"
-ENGINE = "torch"
 KEEP_EARLIER = 20
 _command_line: list[str] | None = None
 
@@ -153,10 +152,23 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
                                 "resumed; use the same models or another --out")
 
 
-def model_record(role: str, path: str | os.PathLike) -> dict[str, str]:
-    """``{"role", "file", "path", "sha256"}`` of a model file."""
+def engine_version(engine: str) -> str:
+    """Version of the runtime behind an engine name (``onnx``: ONNX Runtime's, ``torch``: PyTorch's)."""
+    if engine == "onnx":
+        import onnxruntime
+        return onnxruntime.__version__
+    import torch
+    return torch.__version__
+
+
+def model_record(role: str, path: str | os.PathLike, engine: str | None = None) -> dict[str, str]:
+    """``{"role", "file", "path", "sha256"}`` of a model file, with ``"engine"`` (the runtime it ran on,
+    ``onnx`` or ``torch``: its runner's ``engine``) when given."""
     path = Path(path)
-    return {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+    record = {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+    if engine is not None:
+        record["engine"] = engine
+    return record
 
 
 class RunRecord:
@@ -173,13 +185,14 @@ class RunRecord:
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
                  models: list[dict[str, str]], claimed: Iterable[str]):
-        import torch
-
         from dermoseg import __version__
         self.folder = Path(folder)
+        engines = sorted({m["engine"] for m in models if m.get("engine")})  # None: no network ran
+        engine = ",".join(engines) or None
         self.record: dict[str, Any] = {
             "tool": "dermoseg", "dermoseg_version": __version__, "command": command,
-            "command_line": shlex.join(command_line()), "engine": ENGINE, "engine_version": torch.__version__,
+            "command_line": shlex.join(command_line()), "engine": engine,
+            "engine_version": ",".join(engine_version(e) for e in engines) or None,
             "python": sys.version.split()[0], "models": models, "settings": settings, "started": _now(),
             "finished": None, "status": "running", "counts": {}}
         earlier = read_run(self.folder)

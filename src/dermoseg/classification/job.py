@@ -12,7 +12,9 @@ the training images by the prediction entropy (:mod:`dermoseg.classification.ood
 
 Data flow: file → :func:`dermoseg.io.read_image` → (for a classifier trained with ``mask_mode`` crop/channel,
 the lesion mask of :meth:`dermoseg.segmentation.segmenter.Segmenter.segment`) →
-:meth:`dermoseg.classification.classifier.Classifier.predict` → row.
+:meth:`~dermoseg.classification.classifier.Classifier.prepare` → :meth:`~dermoseg.classification.classifier.Classifier.batch_logits`
+(the network, in its own pipeline stage) → :meth:`~dermoseg.classification.classifier.Classifier.calibrated` and the
+entropy flag → row; the same computation as :meth:`~dermoseg.classification.classifier.Classifier.predict`.
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     tables = [CsvTable(out_dir / "predictions.csv", ["image", *HAM_CLASSES], key="image", extra=False,
                        format_row=isic_row),
               CsvTable(out_dir / SOURCES_NAME, ["image", "file", "warning"], key="image", extra=False)]
-    models = [provenance.model_record("classifier", model.path)]
+    models = [provenance.model_record("classifier", model.path, model.runner.engine)]
     if segmenter is not None:
-        models.append(provenance.model_record("segmentation", segmenter.path))
+        models.append(provenance.model_record("segmentation", segmenter.path, segmenter.runner.engine))
     report = run_batch(inputs, out_dir, Stages(prepare, model.batch_logits, finish), desc="diagnose", progress=progress, tables=tables, resume=resume,
                        settings={"temperature": model.temperature, "tta": model.tta, "mask_mode": model.mask_mode,
                                  "image_size": model.image_size}, models=models,

@@ -92,6 +92,7 @@ class LocalServer:
         self.args, self.env = list(args or []), env or {}
         self.start_timeout, self.stop_timeout, self.log = start_timeout, stop_timeout, log
         self.process = None
+        self._own_log = None
 
     def __enter__(self) -> "LocalServer":
         import subprocess
@@ -100,7 +101,7 @@ class LocalServer:
         import time
         import urllib.request
         if self.log is None:
-            self.log = tempfile.TemporaryFile(mode="w+")
+            self.log = self._own_log = tempfile.TemporaryFile(mode="w+")
         cmd = [sys.executable, "-m", "dermoseg.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                *self.args]
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
@@ -113,14 +114,21 @@ class LocalServer:
                         return self
             except OSError:
                 time.sleep(0.25)
-        self.__exit__(None, None, None)
+        self._stop()
         output = ""
         if self.log.readable():
             self.log.seek(0)
             output = self.log.read()[-3000:]
+        self.__exit__(None, None, None)
         raise RuntimeError(f"dermoseg serve did not start on {self.url}:\n{output}")
 
     def __exit__(self, *exc) -> None:
+        self._stop()
+        if self._own_log is not None:  # the temporary log this object opened
+            self._own_log.close()
+            self._own_log = self.log = None
+
+    def _stop(self) -> None:
         import signal
         import subprocess
         if self.process is not None and self.process.poll() is None:

@@ -291,7 +291,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     Threshold = Annotated[float, Form(gt=0, lt=1, description="lesion where probability > threshold")]
     Tta = Annotated[bool | None, Form(description="flip test-time augmentation (default: the model file's)")]
     Preprocess = Annotated[bool | None, Form(description="black-frame and hair removal first (default: the model file's)")]
-    MmPerPixel = Annotated[float | None, Form(gt=0, description="pixel size in mm, for the diameter in mm")]
+    MmPerPixel = Annotated[float | None, Form(gt=0, allow_inf_nan=False,
+                                              description="pixel size in mm, for the diameter in mm")]
 
     def segment_work(upload: UploadFile, threshold, tta, preprocess, mm_per_pixel, diagnose):
         def work(image: np.ndarray, alpha: np.ndarray | None) -> dict[str, Any]:
