@@ -130,9 +130,9 @@ def run(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "serve.yaml"
-        config.write_text(f"torch_threads: {args.torch_threads}\ncompute_threads: {args.compute_threads}\n")
+        config.write_text(f"inference_threads: {args.inference_threads}\ncompute_threads: {args.compute_threads}\n")
         log = open(Path(tmp) / "server.log", "w+")
-        env = {"OMP_NUM_THREADS": str(args.torch_threads)}
+        env = {"OMP_NUM_THREADS": str(args.inference_threads)}
         with LocalServer(["--config", str(config)], env=env, log=log) as server:
             memory: list[tuple[float, float]] = []
             stop = threading.Event()
@@ -204,7 +204,7 @@ def run(args) -> dict:
                     "load_average_1min_before": round(load_before[0], 2),
                     "load_average_1min_after": round(os.getloadavg()[0], 2),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")},
-        "server": {"host": "127.0.0.1", "torch_threads": args.torch_threads, "compute_threads": args.compute_threads,
+        "server": {"host": "127.0.0.1", "inference_threads": args.inference_threads, "compute_threads": args.compute_threads,
                    "max_waiting": settings.max_waiting, "max_upload_bytes": settings.max_upload_bytes,
                    "max_pixels": settings.max_pixels, "alive_at_end": alive},
         "clients": args.clients, "requests_planned": len(jobs), "requests_sent": len(results),
@@ -239,7 +239,7 @@ def markdown(s: dict) -> str:
         f"Machine: {s['machine']['cpus']} CPUs, {s['machine']['platform']}, Python {s['machine']['python']}, "
         f"1-min load average {s['machine']['load_average_1min_before']} before and "
         f"{s['machine']['load_average_1min_after']} after (other work shared the CPUs); server on "
-        f"127.0.0.1 with {s['server']['torch_threads']} torch thread(s), {s['server']['compute_threads']} compute "
+        f"127.0.0.1 with {s['server']['inference_threads']} inference thread(s), {s['server']['compute_threads']} compute "
         f"thread(s), queue {s['server']['max_waiting']}; {s['clients']} concurrent clients.", "",
         f"- requests sent: {s['requests_sent']} of {s['requests_planned']} in {s['wall_seconds']} s: "
         f"{s['throughput_requests_per_s']} requests/s, {s['throughput_images_per_s']} analysed images/s",
@@ -267,7 +267,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-set", type=int, default=10, help="real images from each of PH2, ISIC, HAM10000")
-    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--inference-threads", type=int, default=1)
     parser.add_argument("--compute-threads", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=1800, help="stop sending after this long")
     parser.add_argument("--seed", type=int, default=2018)

@@ -329,3 +329,21 @@ def test_local_server_that_fails_to_start_says_why_and_closes_its_log(tmp_path):
         server.__enter__()
     assert "missing.yaml" in str(failed.value)
     assert server.process.poll() is not None and server._own_log is None and server.log is None
+
+
+def test_worker_processes_share_the_cpus_instead_of_each_taking_all(monkeypatch):
+    import dermoseg.engine.threads as threads
+    from dermoseg.serve.pipeline import Pipeline
+    from dermoseg.serve.settings import WORKERS_ENV, load_settings, worker_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 8)
+    default = load_settings()
+    assert default.inference_threads == 0
+    assert worker_threads(default, workers=1) == 8
+    assert worker_threads(default, workers=3) == 2  # 3 processes x 2 threads on 8 CPUs, not 3 x 8
+    assert worker_threads(default, workers=16) == 1
+    monkeypatch.setenv(WORKERS_ENV, "4")  # what 'dermoseg serve --workers 4' gives its worker processes
+    assert worker_threads(default) == 2
+    assert worker_threads(load_settings(overrides={"inference_threads": 3}), workers=4) == 3
+    pipeline = Pipeline(threads=1)
+    assert pipeline.segmenter.runner.threads == 1 and pipeline.classifier.runner.threads == 1

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from dermoseg.errors import ConfigError
-from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, load_settings
+from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, WORKERS_ENV, load_settings
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +54,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
         raise ConfigError(f"--host {host} lets other machines in: give --token (or set {TOKEN_ENV}) as well")
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
+    os.environ[WORKERS_ENV] = str(workers)  # each worker process takes its share of the CPUs (worker_threads)
     uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
 

@@ -40,7 +40,7 @@ from dermoseg.errors import ImageReadError, ImageTooLargeError, UnsupportedImage
 from dermoseg.io import decode_image, encode_image
 from dermoseg.serve import schemas
 from dermoseg.serve.pipeline import DISCLAIMER, HAM_CLASSES, Pipeline, SegmentResult
-from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, ServeSettings, load_settings
+from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, ServeSettings, load_settings, worker_threads
 
 STATIC_DIR = resources.files("dermoseg").joinpath("serve", "static")
 FORM_OVERHEAD = 64 * 1024  # bytes a multipart body may hold beyond the file: boundaries, headers, option fields
@@ -220,10 +220,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     """
     settings = settings or load_settings(os.environ.get(CONFIG_ENV) or None)
     token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
-    if settings.torch_threads:
-        import torch
-        torch.set_num_threads(settings.torch_threads)
-    pipeline = pipeline or Pipeline()
+    pipeline = pipeline or Pipeline(threads=worker_threads(settings))
     queue = WorkQueue(settings.compute_threads, settings.max_waiting)
 
     app = FastAPIOffline(title="dermoseg", version=__version__,

@@ -62,6 +62,7 @@ class Pipeline:
     ----------
     segmentation_model : segmentation ``.pt`` file; None for the shipped one.
     classifier_model : classifier ``.pt`` file; None for the shipped one.
+    threads : compute threads of each model's engine; None: the CPUs available to the process.
 
     Raises
     ------
@@ -69,9 +70,10 @@ class Pipeline:
         If a model file is missing or not a dermoseg model.
     """
 
-    def __init__(self, segmentation_model: str | Path | None = None, classifier_model: str | Path | None = None):
-        self.segmenter = Segmenter.load(segmentation_model)
-        self.classifier = Classifier.load(classifier_model)
+    def __init__(self, segmentation_model: str | Path | None = None, classifier_model: str | Path | None = None,
+                 threads: int | None = None):
+        self.segmenter = Segmenter.load(segmentation_model, threads=threads)
+        self.classifier = Classifier.load(classifier_model, threads=threads)
         self._models = [self._describe("segmentation", self.segmenter.path, self.segmenter.sha256),
                         self._describe("classification", self.classifier.path, self.classifier.sha256)]
 

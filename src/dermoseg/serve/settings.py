@@ -6,6 +6,7 @@ mapping over them. Every value is checked here, so a typo stops the server with 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,7 @@ from dermoseg.errors import ConfigError
 
 TOKEN_ENV = "DERMOSEG_TOKEN"  # environment variable holding the bearer token (the --token option sets it too)
 CONFIG_ENV = "DERMOSEG_SERVE_CONFIG"  # settings file of the worker processes started by ``--workers N``
+WORKERS_ENV = "DERMOSEG_SERVE_WORKERS"  # the ``--workers`` count, for the worker processes
 
 
 @dataclass(frozen=True)
@@ -30,17 +32,18 @@ class ServeSettings:
     max_pixels : largest accepted image, width × height pixels (> 0).
     compute_threads : images processed at the same time (≥ 1).
     max_waiting : requests that may wait for a compute thread (≥ 0); more get 503.
-    torch_threads : torch intra-op threads (0 = torch's default).
+    inference_threads : compute threads of the models of one server process (0 = the CPUs available, divided
+        equally among the ``--workers`` processes: :func:`worker_threads`).
     """
 
     max_upload_bytes: int
     max_pixels: int
     compute_threads: int
     max_waiting: int
-    torch_threads: int
+    inference_threads: int
 
 
-_MINIMUM = {"max_upload_bytes": 1, "max_pixels": 1, "compute_threads": 1, "max_waiting": 0, "torch_threads": 0}
+_MINIMUM = {"max_upload_bytes": 1, "max_pixels": 1, "compute_threads": 1, "max_waiting": 0, "inference_threads": 0}
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ServeSettings:
@@ -66,3 +69,22 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Any] |
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{origin.get(key, 'settings')}: serve setting '{key}' must be an integer >= {low}, got {value!r}")
     return ServeSettings(**{f.name: values[f.name] for f in fields(ServeSettings)})
+
+
+def worker_threads(settings: ServeSettings, workers: int | None = None) -> int:
+    """Compute threads for the models of one server process: ``settings.inference_threads`` when set, else the
+    CPUs available to the process (:func:`dermoseg.engine.threads.inference_threads`: affinity, cgroup quota,
+    ``OMP_NUM_THREADS``) divided by the number of worker processes, so that ``--workers N`` does not start N
+    engines that each take every core (at least 1).
+
+    Parameters
+    ----------
+    settings : the server's settings.
+    workers : server processes; None reads :data:`WORKERS_ENV` (set by ``dermoseg serve``), default 1.
+    """
+    if settings.inference_threads:
+        return settings.inference_threads
+    from dermoseg.engine.threads import inference_threads
+    env = os.environ.get(WORKERS_ENV, "")
+    n = workers if workers is not None else (int(env) if env.isdigit() and int(env) >= 1 else 1)
+    return max(1, inference_threads() // n)
