@@ -8,6 +8,8 @@ the ORIGINAL code on the path (commit 395dd5b, before the rebuild) wrote ``tests
 The digest keeps every output file (of ``report``: the README and the figures): CSV and JSON contents (the
 ``seconds`` timing column dropped, absolute paths replaced by placeholders), masks as the sha256 of their decoded
 pixels, overlays and other files as the sha256 of their bytes, and each command's exit status and standard output.
+What was added after the rebuild is left out of the digest (:data:`ADDED_COLUMNS`, :data:`ADDED_REPORT_SECTIONS`,
+:data:`ADDED_FIGURES`): issue 12's ``quality`` and ``review`` columns and the report's quality section and figure.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
 ISIC_IDS = ("ISIC_0000021", "ISIC_0000032")  # two of the committed validation split
 PH2_IDS = ("IMD002", "IMD004")
 PH2_IMAGES = Path("ph2") / "PH2Dataset" / "PH2 Dataset images"
+ADDED_COLUMNS = ("seconds", "quality", "review")  # timing, and the quality flag of issue 12
+ADDED_REPORT_SECTIONS = ("## Per-image quality flag",)  # report sections added after the rebuild (issue 12)
+ADDED_FIGURES = ("quality_reliability.png",)
 
 
 def _inputs(tmp: Path) -> tuple[Path, Path]:
@@ -56,18 +61,21 @@ def _file_digest(path: Path, tmp: Path) -> object:
     if path.suffix == ".csv":
         rows = list(csv.reader(io.StringIO(text())))
         header = rows[0]
-        drop = header.index("seconds") if "seconds" in header else None
+        drop = {header.index(c) for c in ADDED_COLUMNS if c in header}
         file_col = header.index("file") if "file" in header else None
         for r in rows[1:]:
             if file_col is not None:
                 r[file_col] = Path(r[file_col]).name
-        return [[c for k, c in enumerate(r) if k != drop] for r in rows]
+        return [[c for k, c in enumerate(r) if k not in drop] for r in rows]
     if path.suffix == ".json":
         return json.loads(text())
     if path.suffix == ".png":
         return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
     if path.suffix in (".txt", ".md"):  # README.txt names the classifier file by its absolute path
-        return re.sub(r"Classifier: \S*/", "Classifier: ", text())
+        # (and of the report's README.md, the sections added after the rebuild are left out)
+        parts = re.split(r"(?m)^(?=## )", text())
+        kept = "".join(p for p in parts if not p.startswith(ADDED_REPORT_SECTIONS))
+        return re.sub(r"Classifier: \S*/", "Classifier: ", kept)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -107,7 +115,8 @@ def digest() -> dict:
         for name, argv in runs.items():
             result[name] = _run(argv, tmp)
             out_dir = tmp / name
-            files = [out_dir / "README.md", *sorted((out_dir / "figures").glob("*"))] if name == "report" else \
+            files = [out_dir / "README.md", *sorted(p for p in (out_dir / "figures").glob("*")
+                                                     if p.name not in ADDED_FIGURES)] if name == "report" else \
                 sorted(p for p in out_dir.rglob("*") if p.is_file())
             result[name]["files"] = {str(p.relative_to(out_dir)): _file_digest(p, tmp) for p in files}
         return result

@@ -190,6 +190,55 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- fit-quality, evaluate-quality
+def _add_quality_arguments(p) -> None:
+    p.add_argument("--model", type=Path, default=None, help="segmentation model file (default: the shipped model)")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--cache", type=Path, default=Path("docs/results/quality"),
+                   help="folder of the per-image signals (computed once per model file, reused while its sha256 "
+                   "matches) and of the figures (default docs/results/quality, which the report reads)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="fitting settings YAML (default: the shipped dermoseg/configs/quality.yaml)")
+
+
+def _add_fit_quality(sub) -> None:
+    p = sub.add_parser("fit-quality", help="fit the per-image quality estimator of a segmentation model",
+                       description="Compute cheap signals of the flip-TTA passes (pass agreement, boundary entropy, "
+                       "mask shape) on the ISIC 2018 validation split, fit a fractional logistic regression of the "
+                       "real Jaccard on them, choose the review threshold for a 10%% review rate, and write the "
+                       "sidecar MODEL.quality.json beside the model file (it records the model's sha256). PH2 is never "
+                       "used. Then 'segment' writes quality and review for every image.")
+    _add_quality_arguments(p)
+    p.set_defaults(func=_run_fit_quality)
+
+
+def _run_fit_quality(args) -> int:
+    from dermoseg.segmentation.quality import fit_for_model, fit_settings
+    fitted, path = fit_for_model(args.model, args.data_root, args.cache, fit_settings(args.config))
+    cv = fitted.info["cross_fitted"]
+    print(json.dumps({"review_threshold": fitted.review_threshold, "cross_fitted": cv}, indent=2))
+    print(f"quality sidecar written to {path.resolve()}")
+    return 0
+
+
+def _add_evaluate_quality(sub) -> None:
+    p = sub.add_parser("evaluate-quality", help="measure the per-image quality estimator (validation split and PH2)",
+                       description="Share of failures (Jaccard < 0.65) caught when 10%% of images are flagged, "
+                       "Spearman correlation of quality and real Jaccard, AUROC for a failure, each beside the "
+                       "flip-TTA agreement baseline: cross-fitted on the ISIC validation split, as stored on PH2. "
+                       "Writes CACHE/summary.json and CACHE/<set>_quality.csv ('dermoseg report' draws them).")
+    _add_quality_arguments(p)
+    p.set_defaults(func=_run_evaluate_quality)
+
+
+def _run_evaluate_quality(args) -> int:
+    from dermoseg.segmentation.quality import evaluate_for_model, fit_settings
+    summary = evaluate_for_model(args.model, args.data_root, args.cache, fit_settings(args.config))
+    print(json.dumps(summary, indent=2))
+    print(f"figures in {(args.cache / 'summary.json').resolve()}")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- train
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
@@ -526,7 +575,7 @@ def _run_export(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ main
-COMMANDS = [_add_segment, _add_evaluate, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve,
+COMMANDS = [_add_segment, _add_evaluate, _add_fit_quality, _add_evaluate_quality, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve,
             _add_export]
 
 

@@ -136,3 +136,39 @@ def plot_grid(rows: list[dict[str, Any]], paper: list[Mapping[str, Any]], paper_
         ax.legend(fontsize=7)
     fig.tight_layout()
     return write_figure(out_png, fig, dpi=150)
+
+
+def plot_reliability(per_set: Mapping[str, tuple[list[float], list[float]]], out_png: str | Path,
+                     review_threshold: float, bins: int = 10) -> Path:
+    """Reliability plot of the quality estimate: real Jaccard against quality per image (points), the mean real
+    Jaccard in equal-count bins of quality (line), the diagonal, the failure line (Jaccard 0.65) and the review
+    threshold; one panel per set.
+
+    Parameters
+    ----------
+    per_set : panel title → (quality per image in [0, 1], real Jaccard per image in [0, 1]).
+    review_threshold : quality at or below which an image is flagged.
+    bins : number of equal-count bins.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, max(1, len(per_set)), figsize=(6 * max(1, len(per_set)), 5.2), squeeze=False)
+    for ax, (title, (quality, jaccard)) in zip(axes[0], per_set.items()):
+        q, j = np.asarray(quality), np.asarray(jaccard)
+        fail = j < 0.65
+        ax.plot(q[~fail], j[~fail], ".", ms=4, alpha=0.4, color="C0", label="image")
+        ax.plot(q[fail], j[fail], ".", ms=5, alpha=0.8, color="C3", label="failure (Jaccard < 0.65)")
+        parts = np.array_split(np.argsort(q), bins)
+        ax.plot([q[p].mean() for p in parts], [j[p].mean() for p in parts], "o-", color="k", ms=4,
+                label=f"mean real Jaccard ({bins} equal-count bins)")
+        ax.plot([0, 1], [0, 1], ":", color="gray", label="quality = real Jaccard")
+        ax.axhline(0.65, color="C3", lw=0.8, ls="--")
+        ax.axvline(review_threshold, color="C1", lw=1, label=f"review threshold {review_threshold:.3f}")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("quality (estimated Jaccard)")
+        ax.set_ylabel("real Jaccard")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return write_figure(out_png, fig, dpi=150)

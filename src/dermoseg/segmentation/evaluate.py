@@ -181,7 +181,14 @@ def score_images(model: Segmenter, items: Iterable[tuple[str, np.ndarray, np.nda
         yield {"image_id": image_id, **image_metrics(mask, truth)}, mask
 
 
-def _read_pairs(samples: Iterable[SegmentationSample]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def read_pairs(samples: Iterable[SegmentationSample]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(image_id, image (H, W, 3) uint8 RGB, truth (H, W) bool)`` of each sample, with a progress bar.
+
+    Raises
+    ------
+    EvaluationError
+        If a ground truth's size differs from its image's.
+    """
     for s in tqdm(list(samples), desc="evaluate", unit="img"):
         image, truth = read_image(s.image_path), read_mask(s.mask_path, 0)
         if image.shape[:2] != truth.shape:
@@ -208,7 +215,7 @@ def evaluate_model(model: Segmenter, samples: Iterable[SegmentationSample], out_
         If a ground truth's size differs from its image's.
     """
     rows = []
-    for row, mask in score_images(model, _read_pairs(samples), threshold, tta, preprocess):
+    for row, mask in score_images(model, read_pairs(samples), threshold, tta, preprocess):
         if save_masks and out_dir is not None:
             write_image(Path(out_dir) / "masks" / f"{row['image_id']}_segmentation.png", mask)
         rows.append(row)

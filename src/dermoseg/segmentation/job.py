@@ -3,7 +3,8 @@
 For each image ``<stem>``: ``<stem>_segmentation.png`` (0/255, the input's size; ISIC 2018 Task 1 naming, which
 the official scorer reads), ``<stem>_overlay.jpg`` (lesion contour on the image) and a row of ``results.csv``.
 A file that cannot be read is reported with its reason in ``failures.csv`` and on stderr; the batch goes on
-(:func:`dermoseg.batch.run_batch`). A suspicious input (tiny, blank, no lesion found) gets a ``warning``.
+(:func:`dermoseg.batch.run_batch`). A suspicious input (tiny, blank, no lesion found) gets a ``warning``; every
+row carries the mask's estimated Jaccard (``quality``) and whether to check it by eye (``review``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dermoseg.segmentation.segmenter import THRESHOLD, Segmentation, Segmenter
 from dermoseg.tables import CsvTable
 
 RESULT_COLUMNS = ["file", "image_id", "height", "width", "lesion_area_px", "lesion_area_pct", "bbox_x", "bbox_y",
-                  "bbox_width", "bbox_height", "mean_lesion_probability", "warning", "seconds"]
+                  "bbox_width", "bbox_height", "mean_lesion_probability", "quality", "review", "warning", "seconds"]
 
 
 def draw_overlay(image: np.ndarray, mask: np.ndarray, color=(0, 255, 0), truth: np.ndarray | None = None,
@@ -97,9 +98,9 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     def outputs(stem: str) -> list[Path]:
         return [out_dir / f"{stem}_segmentation.png", out_dir / f"{stem}_overlay.jpg"]
 
-    def finish(path: Path, stem: str, image: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
+    def finish(path: Path, stem: str, image: np.ndarray, passes: np.ndarray) -> dict[str, Any]:
         alpha = read_alpha(path)
-        seg = model.segmentation(image, logits, threshold, exclude=None if alpha is None else alpha == 0)
+        seg = model.segmentation(image, passes, threshold, exclude=None if alpha is None else alpha == 0)
         mask_path, overlay_path = outputs(stem)
         write_image(mask_path, seg.mask)
         write_image(overlay_path, draw_overlay(image, seg.mask))
@@ -109,7 +110,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     run_settings = {"threshold": THRESHOLD if threshold is None else threshold, "tta": bool(use_tta),
                     "preprocess": bool(use_pre), "preprocess_settings": model.preprocess if use_pre else None,
                     "shard": f"{shard[0]}/{shard[1]}" if shard else None, **(settings or {})}
-    stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.logits(x, tta), finish)
+    stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.pass_logits(x, tta), finish)
     return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
                      models=[provenance.model_record("segmentation", model.path, model.runner.engine), *(models or [])])
@@ -130,7 +131,7 @@ def result_row(file: str, image_id: str, seg: Segmentation,
     image, mask, prob = seg.image, seg.mask, seg.probability
     row = {"file": file, "image_id": image_id, "height": image.shape[0], "width": image.shape[1],
            **mask_geometry(mask), "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
-           "warning": input_warning(image, mask)}
+           **quality_columns(seg), "warning": input_warning(image, mask)}
     if extra_columns is not None:
         row.update(extra_columns(seg))
     return row
@@ -166,6 +167,14 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure:
         return row
 
     return columns
+
+
+def quality_columns(seg: Segmentation) -> dict[str, Any]:
+    """The ``quality`` (estimated Jaccard in [0, 1]) and ``review`` (True/False) cells of a results row; both empty
+    without flip TTA or without a quality sidecar beside the model file (:mod:`dermoseg.segmentation.quality`)."""
+    if seg.quality is None:
+        return {"quality": "", "review": ""}
+    return {"quality": seg.quality, "review": seg.review}
 
 
 def input_warning(image: np.ndarray, mask: np.ndarray) -> str:

@@ -7,7 +7,9 @@ normalisation, the network through its :attr:`Segmenter.runner` (which pads to t
 back), optional flip test-time augmentation, sigmoid, bilinear resizing back to the input's height and width,
 and thresholding to one filled lesion region. A 6000×4000 photograph costs the network no more than a 256×256
 one. The runner is ONNX Runtime on the file's ONNX export by default, or eager PyTorch (:mod:`dermoseg.engine`);
-both go through the same steps here, so they differ only by the network's floating-point arithmetic.
+both go through the same steps here, so they differ only by the network's floating-point arithmetic. With flip
+TTA, a model file with a quality sidecar also gives each mask an estimated Jaccard (``quality``) and a ``review``
+flag (:mod:`dermoseg.segmentation.quality`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
 from dermoseg.engine import make_runner
+from dermoseg.segmentation.quality import QualityModel
 
 THRESHOLD = 0.5  # default lesion-probability threshold of every command
 
@@ -42,12 +45,18 @@ class Segmentation:
     probability : (H, W) float32 lesion probability in [0, 1].
     mask : (H, W) bool, True = lesion (one filled region, see :func:`probability_to_mask`).
     threshold : the probability threshold used.
+    quality : estimated Jaccard of the mask with the truth, in [0, 1] (:mod:`dermoseg.segmentation.quality`); None
+        without flip TTA or without a quality sidecar beside the model file.
+    review : True where the mask should be checked by eye (quality at or below the sidecar's review threshold);
+        None when ``quality`` is.
     """
 
     image: np.ndarray
     probability: np.ndarray
     mask: np.ndarray
     threshold: float
+    quality: float | None = None
+    review: bool | None = None
 
     def measure(self, mm_per_pixel: float | None = None) -> dict[str, Any]:
         """The lesion measurements of :func:`dermoseg.segmentation.measure.measure_lesion` on this mask."""
@@ -66,6 +75,7 @@ class Segmenter:
     preprocess : cleaning settings from the model file (``enabled`` and :mod:`dermoseg.preprocess` keys).
     tta : the file's default for flip test-time augmentation.
     path, info : the file and its provenance (epoch, scores, commit).
+    quality : the quality estimator fitted for this file (its ``.quality.json`` sidecar), or None.
     """
 
     runner: Callable[[np.ndarray], np.ndarray]
@@ -74,10 +84,11 @@ class Segmenter:
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
     tta: bool = False
+    quality: QualityModel | None = None
 
     @classmethod
     def load(cls, model: str | Path | None = None, engine: str | None = None,
-             threads: int | None = None) -> "Segmenter":
+             threads: int | None = None, quality: bool = True) -> "Segmenter":
         """Load a segmentation model file: a path, or a shipped name (None or "default": ``weights/segmentation.pt``;
         "fast": the small preset; :func:`dermoseg.modelfile.resolve`).
 
@@ -87,11 +98,13 @@ class Segmenter:
             Runtime when the export is there (it is for the shipped models), else PyTorch
             (:func:`dermoseg.engine.make_runner`).
         threads : compute threads (None: the CPUs available to the process).
+        quality : also load the quality sidecar ``X.quality.json`` if there is one (:mod:`dermoseg.segmentation.quality`).
 
         Raises
         ------
         dermoseg.errors.ModelFileError
-            If the file is missing, unreadable, or not a dermoseg segmentation model.
+            If the file is missing, unreadable, or not a dermoseg segmentation model, or its quality sidecar is
+            malformed or was fitted for another file.
         dermoseg.engine.ort_runner.OnnxFileError
             If ONNX Runtime is chosen and the export is missing, unreadable or made from another file.
         """
@@ -105,7 +118,8 @@ class Segmenter:
             return net
 
         return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
-                   dict(cfg.get("preprocess") or {}), path, dict(payload.get("info", {})), bool(cfg.get("tta", False)))
+                   dict(cfg.get("preprocess") or {}), path, dict(payload.get("info", {})), bool(cfg.get("tta", False)),
+                   QualityModel.load(path) if quality else None)
 
     @property
     def network(self) -> torch.nn.Module:
@@ -159,14 +173,25 @@ class Segmenter:
         _check_image(image)
         return normalise(resize_image(self.clean(image, preprocess), self.image_size))[None]
 
-    def logits(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
-        """The network's lesion logits of a prepared input (:meth:`prepare`), averaged over the horizontal and
-        vertical flips when ``tta`` (3 network calls; None follows the model file, on for the shipped model:
-        chosen on the ISIC validation split). (1, 3, S, S) float32 → (1, 1, S, S) float32."""
-        logits = self.runner(x)
+    def pass_logits(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
+        """The network's lesion logits of each pass over a prepared input (:meth:`prepare`), flips undone: as is
+        and, when ``tta``, horizontally and vertically flipped (3 network calls; None follows the model file, on for
+        the shipped model: chosen on the ISIC validation split). (1, 3, S, S) float32 → (P, 1, S, S) float32,
+        P = 3 with TTA, else 1."""
+        passes = [self.runner(x)]
         if self.tta if tta is None else tta:
-            logits = (logits + self.runner(x[..., ::-1])[..., ::-1] + self.runner(x[..., ::-1, :])[..., ::-1, :]) / 3.0
-        return logits
+            passes += [self.runner(x[..., ::-1])[..., ::-1], self.runner(x[..., ::-1, :])[..., ::-1, :]]
+        return np.concatenate(passes)
+
+    @staticmethod
+    def mean_logits(passes: np.ndarray) -> np.ndarray:
+        """The mean of (P, 1, S, S) pass logits (:meth:`pass_logits`): the (1, 1, S, S) logits the mask comes from."""
+        return (sum(passes) / len(passes))[None]
+
+    def logits(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
+        """The network's lesion logits of a prepared input, averaged over the passes of :meth:`pass_logits`.
+        (1, 3, S, S) float32 → (1, 1, S, S) float32."""
+        return self.mean_logits(self.pass_logits(x, tta))
 
     @staticmethod
     def probability_map(logits: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -195,22 +220,26 @@ class Segmenter:
         """
         return self.probability_map(self.logits(self.prepare(image, preprocess), tta), *image.shape[:2])
 
-    def segmentation(self, image: np.ndarray, logits: np.ndarray, threshold: float | None = None,
+    def segmentation(self, image: np.ndarray, passes: np.ndarray, threshold: float | None = None,
                      exclude: np.ndarray | None = None) -> Segmentation:
-        """The :class:`Segmentation` of ``image`` from its network logits (:meth:`logits`); ``threshold`` defaults to
-        :data:`THRESHOLD`, a pixel is lesion where its probability is above it; ``exclude`` as in :meth:`segment`."""
+        """The :class:`Segmentation` of ``image`` from its network passes (:meth:`pass_logits`): probability, mask
+        and, with several passes and a quality sidecar, quality and review flag; ``threshold`` defaults to
+        :data:`THRESHOLD`, a pixel is lesion where its probability is above it; ``exclude`` as in :meth:`segment`
+        (the quality signals see the passes as they are)."""
         threshold = THRESHOLD if threshold is None else threshold
-        prob = self.probability_map(logits, *image.shape[:2])
+        prob = self.probability_map(self.mean_logits(passes), *image.shape[:2])
         if exclude is not None:
             prob[exclude] = 0.0
-        return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold)
+        quality, review = (None, None) if self.quality is None else self.quality.assess(passes, image, threshold)
+        return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold, quality, review)
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
                 preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
-        """Probability and lesion mask of one image (see :meth:`probability`; ``threshold`` defaults to
-        :data:`THRESHOLD`, a pixel is lesion where its probability is above it). ``exclude``: (H, W) bool pixels
-        that show nothing (fully transparent) and get probability 0, so they are never lesion."""
-        return self.segmentation(image, self.logits(self.prepare(image, preprocess), tta), threshold, exclude)
+        """Probability, lesion mask and, with flip TTA and a quality sidecar, quality and review flag of one image
+        (see :meth:`probability`; ``threshold`` defaults to :data:`THRESHOLD`, a pixel is lesion where its
+        probability is above it). ``exclude``: (H, W) bool pixels that show nothing (fully transparent) and get
+        probability 0, so they are never lesion."""
+        return self.segmentation(image, self.pass_logits(self.prepare(image, preprocess), tta), threshold, exclude)
 
 
 def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_largest: bool = True) -> np.ndarray:
