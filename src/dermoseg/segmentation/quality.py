@@ -32,9 +32,11 @@ import numpy as np
 
 from dermoseg.errors import ModelFileError
 from dermoseg.io import file_sha256, write_text
+from dermoseg.metrics import THRESHOLDED_JACCARD_CUTOFF
 
 FORMAT = "dermoseg-quality-1"
-XX
+# an image with Jaccard below this is a failure (as in the report; the ISIC 2018 thresholded-Jaccard cutoff)
+FAILURE_JACCARD = THRESHOLDED_JACCARD_CUTOFF
 REVIEW_RATE = 0.10       # share of the ISIC validation split flagged for review by the stored threshold
 RING_PX = 6              # width in network pixels of the rings inside and outside the contour (boundary contrast)
 # The signals of :func:`signals`, in the order the quality model stores its coefficients.
