@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from dermoseg.cli import main
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
+from dermoseg.engine import TorchRunner
 from dermoseg.errors import ModelFileError
 from dermoseg.io import read_image, read_mask
 from dermoseg.metrics import image_metrics
 from dermoseg.segmentation import quality as Q
 from dermoseg.segmentation.segmenter import Segmenter
-from dermoseg.engine import TorchRunner
 
 
 @pytest.fixture(scope="module")
@@ -50,29 +52,31 @@ def test_quality_is_in_0_1_and_review_follows_the_stored_threshold(shipped, imag
 
 def test_a_clearly_wrong_model_and_corrupted_probabilities_score_lower(shipped, images):
     """Hand-made cases on real images: the shipped model's mask (real Jaccard high) must score higher than the
-    mask of an untrained network, and quality must fall as independent noise corrupts the passes' logits."""
-    torch.manual_seed(0)
-    from dermoseg.models import build_model
-    cfg = torch.load(shipped.path, map_location="cpu", weights_only=False)["config"]
-    wrong = Segmenter(TorchRunner(build_model(cfg["model"], pretrained=False).eval()), shipped.image_size, {},
-                      shipped.path, tta=True, quality=shipped.quality)
+    mask of a clearly wrong model (the shipped network with every convolution weight scaled by 1 + 0.4·N(0, 1),
+    seeded), and quality must fall as blob-like noise, independent per pass, corrupts the passes' logits."""
+    network = copy.deepcopy(shipped.network)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weight in network.parameters():
+            if weight.dim() == 4:
+                weight.mul_(1 + 0.4 * torch.randn(weight.shape, generator=generator))
+    wrong = Segmenter(TorchRunner(network.eval()), shipped.image_size, {}, shipped.path, tta=True,
+                      quality=shipped.quality)
     rng = np.random.default_rng(0)
     for image_id, image, truth in images:
         right = shipped.segment(image)
         assert image_metrics(right.mask, truth)["jaccard"] > 0.7, image_id
         bad = wrong.segment(image)
-        assert image_metrics(bad.mask, truth)["jaccard"] < 0.5, image_id
+        assert image_metrics(bad.mask, truth)["jaccard"] < 0.6, image_id
         assert bad.quality < right.quality - 0.2, (image_id, bad.quality, right.quality)
         passes = shipped.pass_logits(image)
-        noise = rng.normal(size=passes.shape).astype(np.float32)
-        noise = np.stack([cv2_blur(n) for n in noise])  # blob-like disagreement, not pixel speckle
+        noise = np.stack([_blobs(n) for n in rng.normal(size=passes.shape).astype(np.float32)])
         scores = [shipped.quality.predict(Q.signals(passes + a * noise, image)) for a in (0.0, 2.0, 6.0)]
         assert scores[0] > scores[1] > scores[2], (image_id, scores)
 
 
-def cv2_blur(noise: np.ndarray) -> np.ndarray:
+def _blobs(noise: np.ndarray) -> np.ndarray:
     """Smooth (1, S, S) white noise into blobs of about 15 px, rescaled to unit standard deviation."""
-    import cv2
     out = cv2.GaussianBlur(noise[0], (0, 0), 5.0)
     return (out / out.std())[None]
 

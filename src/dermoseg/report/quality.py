@@ -35,14 +35,19 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
     rows, data = [], {}
     for set_name, fig in summary["sets"].items():
         qf, bf = fig["quality"], fig["baseline"]
-        rows.append([f"{SET_TITLES.get(set_name, set_name)} ({fig['how']})", f"{qf['failures']} / {qf['images']}",
+        rows.append([f"{SET_TITLES.get(set_name, set_name)}: {fig['how']}", f"{qf['failures']} / {qf['images']}",
                      f"**{_pct(qf['caught_at_flagged'])}** / {_pct(bf['caught_at_flagged'])}",
                      f"{fmt(qf['spearman'])} / {fmt(bf['spearman'])}", f"{fmt(qf['auroc'])} / {fmt(bf['auroc'])}",
                      f"{_pct(qf.get('flagged_at_threshold'))} flagged, {_pct(qf.get('caught_at_threshold'))} caught"])
         per_image = res.csv_rows(f"{q['dir']}/{set_name}_quality.csv")
         if per_image:
-            data[f"{SET_TITLES.get(set_name, set_name)} ({fig['how']})"] = (
+            data[f"{SET_TITLES.get(set_name, set_name)}: {fig['how']}"] = (
                 [float(r["quality"]) for r in per_image], [float(r["jaccard"]) for r in per_image])
+    caught = {name: fig["quality"]["caught_at_flagged"] for name, fig in summary["sets"].items()}
+    bar, goal = q.get("bar", 0.7), q.get("goal", 0.8)
+    verdict = ("met" if min(caught.values()) >= bar else "**not met**")
+    out += [f"Bar: at least {_pct(bar)} of failures caught at 10% flagged on every set (goal {_pct(goal)}): {verdict} "
+            f"({', '.join(f'{n} {_pct(v)}' for n, v in caught.items())}).", ""]
     out += [md_table(["set", "failures", "caught at 10% flagged: quality / baseline", "Spearman: quality / baseline",
                       "AUROC (failure): quality / baseline", "stored threshold"], rows), ""]
     if summary.get("variants"):

@@ -62,7 +62,8 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    from scipy.special import expit  # no overflow warning far from 0
+    return expit(x)
 
 
 def signals(passes: np.ndarray, image: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -180,7 +181,7 @@ class QualityModel:
         one = isinstance(rows, dict)
         x = np.array([[float(r[k]) for k in self.signals] for r in ([rows] if one else rows)], dtype=np.float64)
         z = self.intercept + ((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.coef)
-        q = 1.0 / (1.0 + np.exp(-z))
+        q = _sigmoid(z)
         return float(q[0]) if one else q
 
     def review(self, quality: float) -> bool:
