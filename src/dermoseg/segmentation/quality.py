@@ -1,15 +1,15 @@
 """Per-image segmentation quality: an estimate of the mask's Jaccard with the (unknown) truth, and a review flag.
 
 The estimate comes from cheap signals of the network passes the :class:`~dermoseg.segmentation.segmenter.Segmenter`
-already runs for flip test-time augmentation (:func:`signals`): how much the masks of the passes disagree (their
-mean pairwise Jaccard, the trivial baseline), how uncertain the averaged probability is at the mask's boundary
-(binary entropy, as in the entropy-based uncertainty maps of Kendall & Gal, NeurIPS 2017), the soft Jaccard between
-mask and probability (the expected Jaccard of Rahman & Wang's Jaccard/IoU surrogate, ISVC 2016), the mask's
-area share, border contact, compactness and the probability mass the "largest region" clean-up threw away.
-A fractional logistic regression (Papke & Wooldridge, J. Appl. Econometrics 11 (1996) 619–632: the Bernoulli
-quasi-likelihood with a Jaccard in [0, 1] as target, fitted by scikit-learn's ``LogisticRegression`` on each image
-counted once as lesion-correct with weight J and once as wrong with weight 1 − J) maps standardised signals to
-``quality`` in [0, 1]. ``review`` is true where ``quality <= review_threshold``, the threshold being the quality
+already runs for flip test-time augmentation, and of the image (:func:`signals`): how much the masks of the passes
+disagree (their mean pairwise Jaccard, the trivial baseline), how uncertain the averaged probability is per lesion
+pixel (binary entropy, as in the entropy-based uncertainty maps of Kendall & Gal, NeurIPS 2017; the passes' spread),
+the soft Jaccard between mask and probability (Rahman & Wang's Jaccard/IoU surrogate, ISVC 2016), the mask's area
+share, border contact, compactness and fragments, and the colour contrast across its contour and its agreement
+with Otsu's threshold. A fractional logistic regression (Papke & Wooldridge, J. Appl. Econometrics 11 (1996)
+619–632: the Bernoulli quasi-likelihood with a Jaccard in [0, 1] as target, fitted by scikit-learn's
+``LogisticRegression`` on each image counted once as lesion-correct with weight J and once as wrong with weight
+1 − J) maps standardised signals to ``quality`` in [0, 1]. ``review`` is true where ``quality <= review_threshold``, the threshold being the quality
 below which :data:`REVIEW_RATE` of the ISIC validation split falls.
 
 The fitted model is a small JSON sidecar beside the model file (``X.quality.json`` beside ``X.pt``,
