@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -120,20 +121,29 @@ def test_a_sidecar_for_another_model_file_is_refused(tmp_path, shipped):
         shipped.quality.save(model)  # a file that is not ours is never replaced
 
 
-def test_fit_flags_the_review_rate_on_the_committed_validation_signals():
-    """Refitting on the committed per-image signals of the ISIC validation split (docs/results/quality) gives
-    qualities in [0, 1] and a threshold flagging 10% of the split, and the committed sidecar is that fit."""
-    from pathlib import Path
-    table = Path(__file__).resolve().parents[1] / "docs" / "results" / "quality" / "isic2018_val_signals.csv"
-    rows = [{k: (v if k == "image_id" else float(v)) for k, v in r.items()} for r in _rows(table)]
-    settings = Q.fit_settings()
-    fitted = Q.fit(rows, settings["signals"], settings["review_rate"], c=settings["c"])
-    q = fitted.predict(rows)
-    assert q.min() >= 0 and q.max() <= 1
-    assert abs((q <= fitted.review_threshold).mean() - 0.10) <= 1 / len(rows)
-    stored = Segmenter.load().quality
-    np.testing.assert_allclose(stored.coef, fitted.coef, rtol=1e-6, atol=1e-9)
-    assert stored.review_threshold == pytest.approx(fitted.review_threshold, abs=1e-9)
+def test_fit_and_evaluate_reproduce_the_committed_sidecar_and_figures_from_the_cached_signals(tmp_path, shipped):
+    """fit-quality and evaluate-quality on a copy of the shipped model, with the committed per-image signals as
+    cache (docs/results/quality; no network run), give the committed sidecar and summary; the threshold flags 10%
+    of the validation split."""
+    committed = Path(__file__).resolve().parents[1] / "docs" / "results" / "quality"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for f in committed.glob("*_signals.*"):
+        shutil.copy(f, cache)
+    tables = sorted(cache.glob("*_signals.csv"))
+    stamps = [f.stat().st_mtime_ns for f in tables]
+    model = tmp_path / "m.pt"
+    shutil.copy(shipped.path, model)
+    assert main(["fit-quality", "--model", str(model), "--cache", str(cache)]) == 0
+    fitted = Segmenter.load(model).quality
+    np.testing.assert_allclose(fitted.coef, shipped.quality.coef, rtol=1e-9, atol=1e-12)
+    assert fitted.review_threshold == pytest.approx(shipped.quality.review_threshold, abs=1e-12)
+    val = [{k: (v if k == "image_id" else float(v)) for k, v in r.items()} for r in _rows(cache / "isic2018_val_signals.csv")]
+    assert abs((fitted.predict(val) <= fitted.review_threshold).mean() - 0.10) <= 1 / len(val)
+    assert main(["evaluate-quality", "--model", str(model), "--cache", str(cache)]) == 0
+    ours, theirs = (json.loads((d / "summary.json").read_text()) for d in (cache, committed))
+    assert ours["sets"] == theirs["sets"] and ours["variants"] == theirs["variants"]
+    assert [f.stat().st_mtime_ns for f in tables] == stamps  # the cached signals were reused, not recomputed
 
 
 def test_detection_figures_hand_computed():
