@@ -35,7 +35,7 @@ PH2_IDS = ("IMD002", "IMD004")
 PH2_IMAGES = Path("ph2") / "PH2Dataset" / "PH2 Dataset images"
 ADDED_COLUMNS = ("seconds", "quality", "review")  # timing, and the quality flag of issue 12
 ADDED_REPORT_SECTIONS = ("## Per-image quality flag",)  # report sections added after the rebuild (issue 12)
-ADDED_FIGURES = ("quality_reliability.png",)
+ADDED_FIGURES = ("quality_reliability",)  # name prefixes
 
 
 def _inputs(tmp: Path) -> tuple[Path, Path]:
@@ -116,7 +116,7 @@ def digest() -> dict:
             result[name] = _run(argv, tmp)
             out_dir = tmp / name
             files = [out_dir / "README.md", *sorted(p for p in (out_dir / "figures").glob("*")
-                                                     if p.name not in ADDED_FIGURES)] if name == "report" else \
+                                                     if not p.name.startswith(ADDED_FIGURES))] if name == "report" else \
                 sorted(p for p in out_dir.rglob("*") if p.is_file())
             result[name]["files"] = {str(p.relative_to(out_dir)): _file_digest(p, tmp) for p in files}
         return result
