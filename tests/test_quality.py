@@ -17,7 +17,7 @@ from dermoseg.cli import main
 from dermoseg.data.splits import ISIC_SPLIT, read_split, select
 from dermoseg.engine import TorchRunner
 from dermoseg.errors import ModelFileError
-from dermoseg.io import read_image, read_mask
+from dermoseg.io import file_sha256, read_image, read_mask
 from dermoseg.metrics import image_metrics
 from dermoseg.segmentation import quality as Q
 from dermoseg.segmentation.segmenter import Segmenter
@@ -99,6 +99,8 @@ def test_results_csv_has_quality_and_review_read_from_the_sidecar(tmp_path, ship
         return _rows(out / "results.csv")
 
     low, high = run(0.0), run(1.0)
+    roles = {m["role"]: m["sha256"] for m in json.loads((tmp_path / "out_1.0" / "run.json").read_text())["models"]}
+    assert roles["quality"] == file_sha256(Q.sidecar_path(model))  # run.json names the sidecar behind the flags
     assert [r["review"] for r in low] == ["False", "False"] and [r["review"] for r in high] == ["True", "True"]
     assert [r["quality"] for r in low] == [r["quality"] for r in high]
     assert all(0.0 <= float(r["quality"]) <= 1.0 for r in low)

@@ -113,7 +113,8 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.pass_logits(x, tta), finish)
     return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
-                     models=[provenance.model_record("segmentation", model.path, model.runner.engine), *(models or [])])
+                     models=[provenance.model_record("segmentation", model.path, model.runner.engine),
+                             *quality_record(model), *(models or [])])
 
 
 def result_row(file: str, image_id: str, seg: Segmentation,
@@ -167,6 +168,13 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure:
         return row
 
     return columns
+
+
+def quality_record(model: Segmenter) -> list[dict[str, str]]:
+    """The ``run.json`` model entry of the quality sidecar behind the ``quality`` and ``review`` columns (role
+    ``quality``), or none when the model has no sidecar."""
+    from dermoseg.segmentation.quality import sidecar_path
+    return [provenance.model_record("quality", sidecar_path(model.path))] if model.quality is not None else []
 
 
 def quality_columns(seg: Segmentation) -> dict[str, Any]:
