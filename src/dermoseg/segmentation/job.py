@@ -114,7 +114,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
                      models=[provenance.model_record("segmentation", model.path, model.runner.engine),
-                             *quality_record(model), *(models or [])])
+                             *quality_record(model, use_tta), *(models or [])])
 
 
 def result_row(file: str, image_id: str, seg: Segmentation,
@@ -170,11 +170,11 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure:
     return columns
 
 
-def quality_record(model: Segmenter) -> list[dict[str, str]]:
+def quality_record(model: Segmenter, tta: bool) -> list[dict[str, str]]:
     """The ``run.json`` model entry of the quality sidecar behind the ``quality`` and ``review`` columns (role
-    ``quality``), or none when the model has no sidecar."""
+    ``quality``), or none when they stay empty (no sidecar, or no flip TTA)."""
     from dermoseg.segmentation.quality import sidecar_path
-    return [provenance.model_record("quality", sidecar_path(model.path))] if model.quality is not None else []
+    return [provenance.model_record("quality", sidecar_path(model.path))] if model.quality is not None and tta else []
 
 
 def quality_columns(seg: Segmentation) -> dict[str, Any]:
