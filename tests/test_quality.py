@@ -165,3 +165,13 @@ def test_quality_commands_have_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
     assert info.value.code == 0 and "--model" in capsys.readouterr().out
+
+
+def test_serve_answers_carry_the_same_quality_as_the_cli(shipped, images):
+    from dermoseg.serve.pipeline import Pipeline
+    _, image, _ = images[0]
+    result = Pipeline().segment(image, "a.jpg")
+    seg = shipped.segment(image)
+    assert result.quality["quality"] == pytest.approx(seg.quality) and result.quality["review"] == seg.review
+    assert float(result.row["quality"]) == pytest.approx(seg.quality)
+    assert Pipeline().segment(image, "a.jpg", tta=False).quality is None

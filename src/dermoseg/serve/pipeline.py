@@ -34,7 +34,8 @@ class SegmentResult:
     row : the image's ``results.csv`` row of ``dermoseg segment`` (same columns and values; ``seconds`` is
         added by the caller), including ``top_class`` and ``p_MEL`` … ``p_VASC`` when diagnosed.
     options : ``threshold``, ``tta`` and ``preprocess`` as applied (the model file's defaults filled in).
-    quality : the image-quality flag, or None where the library has none to give.
+    quality : ``{"quality", "review", "message"}``: the mask's estimated Jaccard in [0, 1] and whether to check it
+        by eye (:mod:`dermoseg.segmentation.quality`, as in the row), or None without flip TTA or a quality sidecar.
     """
 
     mask: np.ndarray
@@ -119,7 +120,10 @@ class Pipeline:
         seg = self.segmenter.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
         options = {"threshold": threshold, "tta": self.segmenter.tta if tta is None else tta,
                    "preprocess": bool(self.segmenter.preprocess.get("enabled")) if preprocess is None else preprocess}
-        return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns), options)
+        quality = None if seg.quality is None else {
+            "quality": seg.quality, "review": seg.review,
+            "message": f"estimated Jaccard {seg.quality:.2f}" + ("; check this mask by eye" if seg.review else "")}
+        return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns), options, quality)
 
     def diagnose(self, image: np.ndarray) -> dict[str, float]:
         """The seven calibrated class probabilities of one image, as ``dermoseg diagnose`` computes them (a
