@@ -55,7 +55,7 @@ def test_a_clearly_wrong_model_and_corrupted_probabilities_score_lower(shipped, 
     """Hand-made cases on real images: the shipped model's mask (real Jaccard high) must score higher than the
     mask of a clearly wrong model (the shipped network with every convolution weight scaled by 1 + 0.4·N(0, 1),
     seeded), and quality must fall as blob-like noise, independent per pass, corrupts the passes' logits."""
-    network = copy.deepcopy(shipped.network)
+    network = copy.deepcopy(Segmenter.load(engine="torch").network)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for weight in network.parameters():
@@ -70,7 +70,7 @@ def test_a_clearly_wrong_model_and_corrupted_probabilities_score_lower(shipped, 
         bad = wrong.segment(image)
         assert image_metrics(bad.mask, truth)["jaccard"] < 0.6, image_id
         assert bad.quality < right.quality - 0.2, (image_id, bad.quality, right.quality)
-        passes = shipped.pass_logits(image)
+        passes = shipped.pass_logits(shipped.prepare(image))
         noise = np.stack([_blobs(n) for n in rng.normal(size=passes.shape).astype(np.float32)])
         scores = [shipped.quality.predict(Q.signals(passes + a * noise, image)) for a in (0.0, 2.0, 6.0)]
         assert scores[0] > scores[1] > scores[2], (image_id, scores)

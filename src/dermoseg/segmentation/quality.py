@@ -361,8 +361,8 @@ def signal_rows(segmenter, items: Iterable[tuple[str, np.ndarray, np.ndarray]], 
     """
     from dermoseg.metrics import image_metrics
     for image_id, image, truth in items:
-        passes = segmenter.pass_logits(image, tta=True)
-        mask = segmenter.mask_from_passes(passes, image.shape[:2], threshold)
+        passes = segmenter.pass_logits(segmenter.prepare(image), tta=True)
+        mask = segmenter.segmentation(image, passes, threshold).mask
         metrics = image_metrics(mask, truth)
         yield {"image_id": image_id, "jaccard": metrics["jaccard"], "dice": metrics["dice"],
                **signals(passes, image, threshold)}
