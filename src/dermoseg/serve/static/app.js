@@ -114,7 +114,7 @@ function show(result) {
   $("warning").textContent = result.warning ? "Check this result: " + result.warning + "." : "";
   const quality = result.quality;
   $("quality").hidden = !quality;
-  $("quality").textContent = quality ? "Image quality: " + (quality.message || JSON.stringify(quality)) : "";
+  $("quality").textContent = quality ? "Mask quality (estimated Jaccard): " + (quality.message || JSON.stringify(quality)) : "";
 
   const stem = result.image.image_id;
   $("download-mask").href = maskUrl;
