@@ -308,8 +308,11 @@ def test_requests_in_progress_are_capped_before_their_body_is_read():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://test") as c:
             first = asyncio.create_task(c.get("/"))
             second = asyncio.create_task(c.get("/"))
-            while guard.active < 2:
+            for _ in range(1000):  # 10 s at most: a regression fails here instead of hanging the suite
+                if guard.active >= 2:
+                    break
                 await asyncio.sleep(0.01)
+            assert guard.active == 2
             third = await c.post("/", content=b"x" * 10)
             release.set()
             done = [await first, await second]
