@@ -28,7 +28,7 @@ def one_image(tmp_path, isic_samples):
 
 def _run_json(folder):
     record = json.loads((folder / "run.json").read_text())
-    assert record["dermoseg_version"] == __version__ and record["engine"] == "torch" and record["status"] == "complete"
+    assert record["dermoseg_version"] == __version__ and record["status"] == "complete"
     for key in ("started", "finished"):
         assert dt.datetime.fromisoformat(record[key]).tzinfo is not None
     for m in record["models"]:
@@ -42,6 +42,8 @@ def test_segment_run_json_and_mm_measurements(tmp_path, one_image):
     record = _run_json(out)
     assert record["command_line"].startswith("dermoseg segment") and "--mm-per-pixel 0.02" in record["command_line"]
     assert [m["file"] for m in record["models"]] == ["segmentation.pt"]
+    assert record["engine"] == "onnx" and record["models"][0]["engine"] == "onnx"  # the default engine ran
+    assert record["models"][0]["onnx_sha256"] == file_sha256(record["models"][0]["onnx_path"])
     assert record["settings"]["threshold"] == 0.5 and record["settings"]["tta"] is False
     assert record["settings"]["preprocess"] is False and record["settings"]["mm_per_pixel"] == 0.02
     assert {"results.csv", "a_segmentation.png", "a_overlay.jpg"} <= set(record["outputs"])
@@ -49,6 +51,15 @@ def test_segment_run_json_and_mm_measurements(tmp_path, one_image):
     assert float(row["area_mm2"]) == pytest.approx(int(row["lesion_area_px"]) * 0.02 ** 2, rel=1e-5)
     assert float(row["perimeter_mm"]) == pytest.approx(float(row["perimeter_px"]) * 0.02, rel=1e-5)
     assert float(row["diameter_mm"]) == pytest.approx(float(row["diameter_px"]) * 0.02, rel=1e-5)
+
+
+def test_run_json_records_the_engine_that_ran(tmp_path, one_image):
+    """run.json said "engine": "torch" for every run, even the default ONNX Runtime one."""
+    out = tmp_path / "torch"
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure", "--engine", "torch"]) == 0
+    record = _run_json(out)
+    assert record["engine"] == "torch" and record["models"][0]["engine"] == "torch"
+    assert "onnx_path" not in record["models"][0]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-0.1"])

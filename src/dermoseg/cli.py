@@ -109,7 +109,7 @@ def _run_segment(args) -> int:
         from dermoseg.provenance import model_record
         classifier = Classifier.load(args.classifier, args.engine, args.threads)
         columns = segment_columns(classifier, args.mm_per_pixel, args.measure)
-        models = [model_record("classifier", classifier.path)]
+        models = [model_record("classifier", classifier.path, classifier.runner)]
         print(DISCLAIMER)
     model = Segmenter.load(args.model, args.engine, args.threads)
     report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
@@ -173,7 +173,7 @@ def _run_evaluate(args) -> int:
                         preprocess=bool(model.preprocess.get("enabled") if args.preprocess is None else args.preprocess))
         if args.save_masks and args.out:
             planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
-        record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path)]) \
+        record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
         rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
                                                   save_masks=args.save_masks)
@@ -407,7 +407,7 @@ def _run_evaluate_diagnosis(args) -> int:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     _check_out(args.out)
     model, segmenter = _load_classifier(args)
-    models = [model_record("classifier", model.path)] + ([model_record("segmentation", segmenter.path)] if segmenter else [])
+    models = [model_record("classifier", model.path, model.runner)] + ([model_record("segmentation", segmenter.path, segmenter.runner)] if segmenter else [])
     settings = {"split": args.split, "limit": args.limit, "mask_dir": str(args.mask_dir) if args.mask_dir else None,
                 "temperature": model.temperature, "tta": model.tta, "reuse_logits": args.reuse_logits}
     ham = f"ham10000_{args.split}"

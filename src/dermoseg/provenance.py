@@ -29,7 +29,6 @@ from dermoseg.errors import DermosegError
 from dermoseg.io import file_sha256, write_text
 
 RUN_FILE = "run.json"
-ENGINE = "torch"
 KEEP_EARLIER = 20
 _command_line: list[str] | None = None
 
@@ -153,10 +152,33 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
                                 "resumed; use the same models or another --out")
 
 
-def model_record(role: str, path: str | os.PathLike) -> dict[str, str]:
-    """``{"role", "file", "path", "sha256"}`` of a model file."""
+def model_record(role: str, path: str | os.PathLike, runner: Any = None) -> dict[str, str]:
+    """``{"role", "file", "path", "sha256"}`` of a model file; with the ``runner`` it was loaded on
+    (:func:`dermoseg.engine.make_runner`), also the ``engine`` that runs it (``onnx``/``torch``) and, for ONNX
+    Runtime, the ``onnx_path`` and ``onnx_sha256`` of the export actually run."""
     path = Path(path)
-    return {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+    record = {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+    engine = getattr(runner, "engine", None)  # a bare callable (tests, other runtimes) names no engine
+    if engine is not None:
+        record["engine"] = engine
+        if engine == "onnx":
+            record.update(onnx_path=str(Path(runner.path).resolve()), onnx_sha256=file_sha256(runner.path))
+    return record
+
+
+def _engines(models: list[dict[str, str]]) -> tuple[str | None, dict[str, str]]:
+    """The engine(s) the run's models ran on (``onnx``, ``torch``, ``onnx+torch``; None without models) and the
+    versions of their libraries."""
+    names = sorted({m["engine"] for m in models if "engine" in m})
+    versions = {}
+    for name in names:
+        if name == "onnx":
+            import onnxruntime
+            versions["onnxruntime"] = onnxruntime.__version__
+        else:
+            import torch
+            versions["torch"] = torch.__version__
+    return ("+".join(names) or None), versions
 
 
 class RunRecord:
@@ -173,13 +195,12 @@ class RunRecord:
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
                  models: list[dict[str, str]], claimed: Iterable[str]):
-        import torch
-
         from dermoseg import __version__
         self.folder = Path(folder)
+        engine, engine_versions = _engines(models)
         self.record: dict[str, Any] = {
             "tool": "dermoseg", "dermoseg_version": __version__, "command": command,
-            "command_line": shlex.join(command_line()), "engine": ENGINE, "engine_version": torch.__version__,
+            "command_line": shlex.join(command_line()), "engine": engine, "engine_version": engine_versions,
             "python": sys.version.split()[0], "models": models, "settings": settings, "started": _now(),
             "finished": None, "status": "running", "counts": {}}
         earlier = read_run(self.folder)

@@ -112,7 +112,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.logits(x, tta), finish)
     return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
-                     models=[provenance.model_record("segmentation", model.path), *(models or [])])
+                     models=[provenance.model_record("segmentation", model.path, model.runner), *(models or [])])
 
 
 def result_row(file: str, image_id: str, seg: Segmentation,
