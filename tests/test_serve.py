@@ -97,6 +97,21 @@ def test_segment_returns_exactly_what_the_cli_writes(client, pipeline, images, t
         assert out["options"] == {"threshold": 0.5, "tta": True, "preprocess": False}  # the shipped model's defaults
 
 
+def test_diagnose_warns_as_the_cli_does(client, images, tmp_path):
+    """/v1/diagnose gave only the image check's warning, never the out-of-distribution flag of `dermoseg diagnose`
+    (prediction entropy above the validation split's 95th percentile)."""
+    image = read_image(images[0])
+    odd = [tmp_path / "small.png", tmp_path / "flat.png"]  # a 20 x 20 copy and the image's mean colour
+    Image.fromarray(cv2.resize(image, (20, 20), interpolation=cv2.INTER_AREA)).save(odd[0])
+    Image.fromarray(np.broadcast_to(image.mean(axis=(0, 1)).astype(np.uint8), image.shape).copy()).save(odd[1])
+    paths = [*images[:2], *odd]
+    assert main(["diagnose", *map(str, paths), "--out", str(tmp_path / "d")]) == 0
+    cli = {r["image"]: r["warning"] for r in _csv_rows((tmp_path / "d" / "image_sources.csv").read_text())}
+    assert any("unlike the training images" in w for w in cli.values())  # the case this test is about occurs
+    for path in paths:
+        assert (_post(client, "/v1/diagnose", path).json()["warning"] or "") == cli[path.stem], path.name
+
+
 def test_diagnose_and_analyze_match_the_cli(client, images, tmp_path):
     assert main(["diagnose", *map(str, images), "--out", str(tmp_path / "d")]) == 0
     cli = {r["image"]: r for r in _csv_rows((tmp_path / "d" / "predictions.csv").read_text())}
