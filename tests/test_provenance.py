@@ -94,6 +94,19 @@ def test_info_accepts_the_classifier_file(capsys):
     assert "classifier.pt" in out and "parameters:" in out and "GMAC" in out
 
 
+def test_info_takes_the_shipped_name_classifier_and_names_an_onnx_file(tmp_path, capsys):
+    """`info --model classifier` said "classifier: model file not found" (export takes the name), and an .onnx
+    file given as --model got "not a readable model file (UnpicklingError ...)"."""
+    from dermoseg.modelfile import shipped
+    assert main(["info", "--model", "classifier"]) == 0
+    assert "classifier.pt" in capsys.readouterr().out
+    onnx = shipped("classifier").with_suffix(".onnx")
+    for command in (["info", "--model", str(onnx)], ["segment", str(onnx), "--model", str(onnx), "--out", str(tmp_path / "o")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "ONNX export" in err and "classifier.pt" in err and "Unpickling" not in err
+
+
 def test_preprocess_help_prints_percent_signs(capsys):
     with pytest.raises(SystemExit):
         main(["preprocess", "--help"])

@@ -224,26 +224,24 @@ def _add_info(sub) -> None:
                        description="Print parameters and MACs of a model (a model file, or a config's model) at a "
                        "given input size.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="segmentation or classifier model file, or a shipped segmentation model: "
-                     "default, fast (default: default)")
+    src.add_argument("--model", help="segmentation or classifier model file, or a shipped model: default, fast, "
+                     "classifier (default: default)")
     src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
     p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                    help="input size in pixels (default: the model's training size)")
     p.set_defaults(func=_run_info)
 
 
-def _load_any_model(path: Path | None):
-    """(network, input size, file name) of a segmentation model file or, failing that, a classifier file."""
-    from dermoseg.errors import ModelFileError
-    from dermoseg.segmentation.segmenter import Segmenter
-    try:
-        m = Segmenter.load(path, engine="torch")
-    except ModelFileError as first:
+def _load_any_model(model: str | None):
+    """(network, input size, file name) of a segmentation model or a classifier (a file, or a shipped name:
+    default, fast, classifier; :func:`dermoseg.modelfile.kind_of`)."""
+    from dermoseg.modelfile import kind_of
+    if kind_of(model) == "classifier":
         from dermoseg.classification.classifier import Classifier
-        try:
-            m = Classifier.load(path, engine="torch")
-        except ModelFileError:
-            raise ModelFileError(f"{first}, nor a dermoseg classifier") from None
+        m = Classifier.load(None if model == "classifier" else model, engine="torch")
+    else:
+        from dermoseg.segmentation.segmenter import Segmenter
+        m = Segmenter.load(model, engine="torch")
     return m.network, m.image_size, str(m.path)
 
 
