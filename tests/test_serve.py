@@ -297,9 +297,22 @@ def test_settings_and_host_checks(tmp_path, capsys):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert main(["serve", "--host", "0.0.0.0", "--port", "8000"]) == 2
-    assert "--token" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "--token" in err and "web page at" not in out  # no "serving at" banner for a server that never starts
     assert main(["serve", "--config", str(bad)]) == 2
     assert "max_pixel" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_in_one_line(capsys):
+    """A busy port printed the "web page at" banner, loaded the models, logged uvicorn's bind ERROR and exited 3."""
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert f"127.0.0.1:{port}" in err and "in use" in err and "web page at" not in out
 
 
 

@@ -477,8 +477,8 @@ def _add_serve(sub) -> None:
 
 def _run_serve(args) -> int:
     from dermoseg.serve import run
-    print(f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
-    run(args.host, args.port, args.workers, args.token, args.config)
+    run(args.host, args.port, args.workers, args.token, args.config,
+        banner=f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
     return 0
 
 
