@@ -110,6 +110,14 @@ def test_diagnose_warns_as_the_cli_does(client, images, tmp_path):
     assert any("unlike the training images" in w for w in cli.values())  # the case this test is about occurs
     for path in paths:
         assert (_post(client, "/v1/diagnose", path).json()["warning"] or "") == cli[path.stem], path.name
+    # segment --diagnose (and /v1/analyze, its row) also carry the flag in the warning column
+    assert main(["segment", *map(str, paths), "--diagnose", "--no-measure", "--out", str(tmp_path / "s")]) == 0
+    rows = {r["image_id"]: r["warning"] for r in _csv_rows((tmp_path / "s" / "results.csv").read_text())}
+    for path in paths:
+        flagged = "unlike the training images" in cli[path.stem]
+        assert ("unlike the training images" in rows[path.stem]) == flagged, path.name
+        assert ("unlike the training images" in (_post(client, "/v1/analyze", path).json()["warning"] or "")) \
+            == flagged, path.name
 
 
 def test_diagnose_and_analyze_match_the_cli(client, images, tmp_path):
