@@ -101,3 +101,16 @@ def test_unwritable_output_folder_is_found_before_any_work(tmp_path, isic_sample
         err = capsys.readouterr().err
         assert f"{blocker / 'out'}: output folder is not writable" in err, (argv, err)
         assert started == [], argv
+
+
+def test_a_second_run_or_resume_into_the_same_folder_accepts_its_own_readme_and_sheet(tmp_path, isic_samples, capsys):
+    """diagnose's README.txt and preprocess's --sheet are written after the batch, when run.json had already been
+    finished listing only the files present: the next run or --resume into that folder refused them as "not
+    written by dermoseg"."""
+    image = tmp_path / "a.jpg"
+    shutil.copy(isic_samples[0].image_path, image)
+    for command in (["diagnose", str(image), "--out", str(tmp_path / "d")],
+                    ["preprocess", str(image), "--sheet", "--out", str(tmp_path / "p")]):
+        assert main(command) == 0
+        assert main([*command, "--resume"]) == 0, capsys.readouterr().err
+        assert main(command) == 0, capsys.readouterr().err

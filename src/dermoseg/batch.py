@@ -204,7 +204,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned += [o for _, stem in jobs for o in (outputs(stem) if outputs else []) if o.resolve() not in input_paths]
     if resume:
         provenance.check_resumable(out_dir, desc, settings or {}, models or [])
-    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [])
+    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
     report = BatchReport(out_dir)

@@ -191,10 +191,12 @@ class RunRecord:
     settings : JSON-serialisable settings (threshold, tta, preprocess, ...).
     models : :func:`model_record` entries.
     claimed : names from :func:`claim_outputs`; the files of earlier runs still present stay listed.
+    after : claimed names the command writes after :meth:`finish` (a README, a contact sheet): listed even though
+        they do not exist yet when the record is finished.
     """
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
-                 models: list[dict[str, str]], claimed: Iterable[str]):
+                 models: list[dict[str, str]], claimed: Iterable[str], after: Iterable[str] = ()):
         from dermoseg import __version__
         self.folder = Path(folder)
         engine, engine_versions = _engines(models)
@@ -208,10 +210,11 @@ class RunRecord:
             previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs")}
             self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
         self.outputs = read_manifest(self.folder) | set(claimed)
+        self.after = set(after) & self.outputs
         self._write()
 
     def _write(self) -> None:
-        present = sorted(o for o in self.outputs if os.path.lexists(self.folder / o))
+        present = sorted(o for o in self.outputs if o in self.after or os.path.lexists(self.folder / o))
         claimed = present if self.record["status"] != "running" else sorted(self.outputs)
         write_text(self.folder / RUN_FILE, json.dumps({**self.record, "outputs": claimed}, indent=2) + "\n")
 
@@ -223,9 +226,11 @@ class RunRecord:
 
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
-              settings: dict[str, Any], models: list[dict[str, str]]) -> RunRecord:
+              settings: dict[str, Any], models: list[dict[str, str]],
+              after: Iterable[str | os.PathLike] = ()) -> RunRecord:
     """Before any work: check ``folder`` is writable (:func:`ensure_writable`), that none of ``paths`` would
     replace a file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
+    ``after``: those of ``paths`` written once the run is finished (:class:`RunRecord`).
 
     Raises
     ------
@@ -233,4 +238,5 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
         As :func:`ensure_writable` and :func:`claim_outputs`.
     """
     folder = ensure_writable(folder)
-    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths))
+    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
+                     {_relative(folder, Path(p)) for p in after})
