@@ -125,3 +125,20 @@ def test_a_second_run_into_the_folder_keeps_the_first_runs_record(tmp_path, one_
     assert record["command"] == "evaluate" and [r["command"] for r in record["earlier_runs"]] == ["segment"]
     assert record["earlier_runs"][0]["models"][0]["file"] == "segmentation.pt"
     assert {"results.csv", "a_segmentation.png", "summary.json"} <= set(record["outputs"])
+
+
+def test_resume_checks_the_last_run_of_the_same_command_even_after_another_command(tmp_path, isic_samples, capsys):
+    """segment, then diagnose into the same folder, then segment --resume with another threshold: the check looked
+    only at the latest run.json record (diagnose), passed, and results.csv mixed rows of thresholds 0.5 and 0.9."""
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    shutil.copy(isic_samples[0].image_path, a)
+    shutil.copy(isic_samples[1].image_path, b)
+    out = str(tmp_path / "out")
+    assert main(["segment", str(a), "--out", out, "--no-measure", "--no-tta"]) == 0
+    assert main(["diagnose", str(b), "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(a), str(b), "--out", out, "--no-measure", "--no-tta", "--resume",
+                 "--threshold", "0.9"]) == 2
+    assert "threshold = 0.9, but the run being resumed used 0.5" in capsys.readouterr().err
+    assert main(["segment", str(a), str(b), "--out", out, "--no-measure", "--no-tta", "--resume"]) == 0
+    assert [r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")] == ["a", "b"]

@@ -129,16 +129,19 @@ def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike])
 
 def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str, Any],
                     models: list[dict[str, str]]) -> None:
-    """Before ``--resume``: the run being continued (the folder's ``run.json``) must be the same command with the
-    same settings and model files (by sha256), or its rows and the new ones would not be comparable.
+    """Before ``--resume``: the run being continued (the latest run of ``command`` in the folder's ``run.json`` or
+    its ``earlier_runs``; another command may have written to the folder since) must have the same settings and
+    model files (by sha256), or its rows and the new ones would not be comparable.
 
     Raises
     ------
     OutputFolderError
         Naming the first difference; nothing has been written.
     """
-    previous = read_run(folder)
-    if previous is None or previous.get("command") != command:
+    latest = read_run(folder)
+    runs = [] if latest is None else [latest, *reversed(latest.get("earlier_runs", []))]
+    previous = next((r for r in runs if r.get("command") == command), None)  # another command may have run since
+    if previous is None:
         return  # nothing of this command to continue: a fresh table
     old = json.loads(json.dumps(previous.get("settings", {})))
     new = json.loads(json.dumps(settings))
