@@ -142,3 +142,9 @@ def test_resume_checks_the_last_run_of_the_same_command_even_after_another_comma
     assert "threshold = 0.9, but the run being resumed used 0.5" in capsys.readouterr().err
     assert main(["segment", str(a), str(b), "--out", out, "--no-measure", "--no-tta", "--resume"]) == 0
     assert [r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")] == ["a", "b"]
+
+
+def test_mm_per_pixel_with_no_measure_is_refused(tmp_path, one_image, capsys):
+    """--mm-per-pixel was silently ignored with --no-measure: no mm column at all, no message."""
+    assert main(["segment", str(one_image), "--out", str(tmp_path / "o"), "--no-measure", "--mm-per-pixel", "0.02"]) == 2
+    assert "--mm-per-pixel" in capsys.readouterr().err and not (tmp_path / "o").exists()

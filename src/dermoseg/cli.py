@@ -99,6 +99,8 @@ def _run_segment(args) -> int:
     from dermoseg.segmentation.segmenter import Segmenter
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.mm_per_pixel is not None and not args.measure:
+        raise CommandError("--mm-per-pixel sizes the measurements, which --no-measure leaves out; drop one of them")
     shard = parse_shard(args.shard) if args.shard else None
     columns = segment_columns(None, args.mm_per_pixel, args.measure)  # checks --mm-per-pixel before any model is loaded
     _check_out(args.out)
