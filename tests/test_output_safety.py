@@ -114,3 +114,12 @@ def test_a_second_run_or_resume_into_the_same_folder_accepts_its_own_readme_and_
         assert main(command) == 0
         assert main([*command, "--resume"]) == 0, capsys.readouterr().err
         assert main(command) == 0, capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_named_as_such(tmp_path, isic_samples, capsys):
+    """--out naming an existing file said "output folder is not writable (File exists)"."""
+    image = tmp_path / "a.jpg"
+    shutil.copy(isic_samples[0].image_path, image)
+    before = image.read_bytes()
+    assert main(["segment", str(image), "--out", str(image)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and image.read_bytes() == before

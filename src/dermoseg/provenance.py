@@ -66,6 +66,8 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
         the message names the folder.
     """
     folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise OutputFolderError(f"{folder}: is a file, not a folder; choose another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".dermoseg-write-test.", dir=folder)
