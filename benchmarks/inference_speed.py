@@ -3,8 +3,8 @@
 Prints, each with its goal:
 
 1. **engine vs eager**: one forward pass of the shipped segmenter (256 px, batch 1; and flip TTA, 3 calls) and of
-   the classifier (224 px, flip TTA, 4 calls) under ONNX Runtime vs eager PyTorch, same thread count, the two
-   engines called in turn (goal ≥ 2×).
+   the classifier (192 px, its training size; flip TTA, 4 calls) under ONNX Runtime vs eager PyTorch, same thread
+   count, the two engines called in turn (goal ≥ 2×).
 2. **job vs forward**: the whole ``segment`` job per image (read, resize, network with flip TTA, mask, overlay,
    measurements, writes; the bounded pipeline of :func:`dermoseg.batch.run_batch`) vs the bare network calls
    with the same TTA on the same images (goal ≤ 1.2×); also the job without the lesion measurements, and on
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         ("segmenter 256 px, batch 1", "seg_b1", {e: (lambda m=m: m.runner(x)) for e, m in seg.items()}),
         ("segmenter 256 px, flip TTA (3 calls)", "seg_tta", {e: (lambda m=m: m.logits(x, tta=True))
                                                              for e, m in seg.items()}),
-        ("classifier 224 px, flip TTA (4 calls)", "clf_tta", {e: (lambda m=m: m.batch_logits(xc))
+        ("classifier 192 px, flip TTA (4 calls)", "clf_tta", {e: (lambda m=m: m.batch_logits(xc))
                                                               for e, m in clf.items()}),
     ]:
         times = paired_times(fns, args.repeats)

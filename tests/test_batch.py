@@ -19,6 +19,27 @@ def test_unique_stems_and_csv_hand_made(tmp_path):
     assert text == "id,v,extra\na,0.333333,\nb,,2\n"
 
 
+def test_a_file_named_like_a_renamed_duplicate_gets_its_own_outputs(tmp_path, isic_samples):
+    """a/x.jpg, b/x.jpg and x__2.jpg all got the stem x or x__2: the second x's mask was overwritten by x__2.jpg's
+    in the same run, and results.csv held two rows with image_id x__2."""
+    assert unique_stems([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "x__2.jpg"]) == \
+        ["x", "x__2", "x__2__2"]
+    assert unique_stems([tmp_path / "x__2.jpg", tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"]) == \
+        ["x__2", "x", "x__3"]
+    src = tmp_path / "in"
+    for i, rel in enumerate(["a/x.jpg", "b/x.jpg", "x__2.jpg"]):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(isic_samples[i].image_path, src / rel)
+    seen = []
+
+    def process(path, stem, image):
+        seen.append(stem)
+        return {"image_id": stem}
+
+    report = run_batch([str(src)], tmp_path / "out", process, desc="test", progress=False)
+    assert len(report.rows) == 3 and len(set(seen)) == 3
+
+
 def test_process_errors_and_warnings_are_reported_and_the_batch_goes_on(tmp_path, isic_samples, capsys):
     src = tmp_path / "in"
     src.mkdir()

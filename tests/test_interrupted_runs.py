@@ -145,3 +145,21 @@ def test_resume_refuses_other_settings(tmp_path, isic_samples, capsys):
     assert "--resume with threshold = 0.3, but the run being resumed used 0.5" in capsys.readouterr().err
     assert (out / "results.csv").read_bytes() == before
     assert main(["segment", str(tmp_path / "a.jpg"), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0
+
+
+def test_resume_redoes_an_image_whose_output_is_missing_without_a_second_row(tmp_path, isic_samples):
+    """An image with a row but a deleted mask was segmented again on --resume and got a second row in
+    results.csv (two rows for one image_id)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        shutil.copy(isic_samples[i].image_path, src / f"im{i}.jpg")
+    out = tmp_path / "out"
+    argv = ["segment", str(src), "--out", str(out), "--no-tta", "--no-measure"]
+    assert main(argv) == 0
+    first = _rows(out / "results.csv")
+    (out / "im0_segmentation.png").unlink()
+    assert main([*argv, "--resume"]) == 0
+    rows = _rows(out / "results.csv")
+    assert sorted(r["image_id"] for r in rows) == ["im0", "im1"] and (out / "im0_segmentation.png").is_file()
+    assert {r["image_id"]: r["lesion_area_px"] for r in rows} == {r["image_id"]: r["lesion_area_px"] for r in first}

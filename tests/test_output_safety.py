@@ -118,3 +118,25 @@ def test_atomic_writes_never_change_the_process_umask(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "umask", forbidden)
     write_text(tmp_path / "a.txt", "x")
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_second_run_or_resume_into_the_same_folder_accepts_its_own_readme_and_sheet(tmp_path, isic_samples, capsys):
+    """diagnose's README.txt and preprocess's --sheet are written after the batch, when run.json had already been
+    finished listing only the files present: the next run or --resume into that folder refused them as "not
+    written by dermoseg"."""
+    image = tmp_path / "a.jpg"
+    shutil.copy(isic_samples[0].image_path, image)
+    for command in (["diagnose", str(image), "--out", str(tmp_path / "d")],
+                    ["preprocess", str(image), "--sheet", "--out", str(tmp_path / "p")]):
+        assert main(command) == 0
+        assert main([*command, "--resume"]) == 0, capsys.readouterr().err
+        assert main(command) == 0, capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_named_as_such(tmp_path, isic_samples, capsys):
+    """--out naming an existing file said "output folder is not writable (File exists)"."""
+    image = tmp_path / "a.jpg"
+    shutil.copy(isic_samples[0].image_path, image)
+    before = image.read_bytes()
+    assert main(["segment", str(image), "--out", str(image)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and image.read_bytes() == before

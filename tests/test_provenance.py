@@ -31,7 +31,7 @@ def _run_json(folder, engine="onnx"):
     None for a run without a model)."""
     record = json.loads((folder / "run.json").read_text())
     assert record["dermoseg_version"] == __version__ and record["engine"] == engine and record["status"] == "complete"
-    assert all(m["engine"] == engine for m in record["models"]), record["models"]
+    assert all(m["engine"] == engine for m in record["models"] if m["role"] != "quality"), record["models"]
     for key in ("started", "finished"):
         assert dt.datetime.fromisoformat(record[key]).tzinfo is not None
     for m in record["models"]:
@@ -45,6 +45,8 @@ def test_segment_run_json_and_mm_measurements(tmp_path, one_image):
     record = _run_json(out)
     assert record["command_line"].startswith("dermoseg segment") and "--mm-per-pixel 0.02" in record["command_line"]
     assert [m["file"] for m in record["models"]] == ["segmentation.pt"]
+    assert record["engine"] == "onnx" and record["models"][0]["engine"] == "onnx"  # the default engine ran
+    assert record["models"][0]["onnx_sha256"] == file_sha256(record["models"][0]["onnx_path"])
     assert record["settings"]["threshold"] == 0.5 and record["settings"]["tta"] is False
     assert record["settings"]["preprocess"] is False and record["settings"]["mm_per_pixel"] == 0.02
     assert {"results.csv", "a_segmentation.png", "a_overlay.jpg"} <= set(record["outputs"])
@@ -52,6 +54,15 @@ def test_segment_run_json_and_mm_measurements(tmp_path, one_image):
     assert float(row["area_mm2"]) == pytest.approx(int(row["lesion_area_px"]) * 0.02 ** 2, rel=1e-5)
     assert float(row["perimeter_mm"]) == pytest.approx(float(row["perimeter_px"]) * 0.02, rel=1e-5)
     assert float(row["diameter_mm"]) == pytest.approx(float(row["diameter_px"]) * 0.02, rel=1e-5)
+
+
+def test_run_json_records_the_engine_that_ran(tmp_path, one_image):
+    """run.json said "engine": "torch" for every run, even the default ONNX Runtime one."""
+    out = tmp_path / "torch"
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure", "--engine", "torch"]) == 0
+    record = _run_json(out)
+    assert record["engine"] == "torch" and record["models"][0]["engine"] == "torch"
+    assert "onnx_path" not in record["models"][0]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-0.1"])
@@ -86,6 +97,19 @@ def test_info_accepts_the_classifier_file(capsys):
     assert "classifier.pt" in out and "parameters:" in out and "GMAC" in out
 
 
+def test_info_takes_the_shipped_name_classifier_and_names_an_onnx_file(tmp_path, capsys):
+    """`info --model classifier` said "classifier: model file not found" (export takes the name), and an .onnx
+    file given as --model got "not a readable model file (UnpicklingError ...)"."""
+    from dermoseg.modelfile import shipped
+    assert main(["info", "--model", "classifier"]) == 0
+    assert "classifier.pt" in capsys.readouterr().out
+    onnx = shipped("classifier").with_suffix(".onnx")
+    for command in (["info", "--model", str(onnx)], ["segment", str(onnx), "--model", str(onnx), "--out", str(tmp_path / "o")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "ONNX export" in err and "classifier.pt" in err and "Unpickling" not in err
+
+
 def test_preprocess_help_prints_percent_signs(capsys):
     with pytest.raises(SystemExit):
         main(["preprocess", "--help"])
@@ -104,3 +128,26 @@ def test_a_second_run_into_the_folder_keeps_the_first_runs_record(tmp_path, one_
     assert record["command"] == "evaluate" and [r["command"] for r in record["earlier_runs"]] == ["segment"]
     assert record["earlier_runs"][0]["models"][0]["file"] == "segmentation.pt"
     assert {"results.csv", "a_segmentation.png", "summary.json"} <= set(record["outputs"])
+
+
+def test_resume_checks_the_last_run_of_the_same_command_even_after_another_command(tmp_path, isic_samples, capsys):
+    """segment, then diagnose into the same folder, then segment --resume with another threshold: the check looked
+    only at the latest run.json record (diagnose), passed, and results.csv mixed rows of thresholds 0.5 and 0.9."""
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    shutil.copy(isic_samples[0].image_path, a)
+    shutil.copy(isic_samples[1].image_path, b)
+    out = str(tmp_path / "out")
+    assert main(["segment", str(a), "--out", out, "--no-measure", "--no-tta"]) == 0
+    assert main(["diagnose", str(b), "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(a), str(b), "--out", out, "--no-measure", "--no-tta", "--resume",
+                 "--threshold", "0.9"]) == 2
+    assert "threshold = 0.9, but the run being resumed used 0.5" in capsys.readouterr().err
+    assert main(["segment", str(a), str(b), "--out", out, "--no-measure", "--no-tta", "--resume"]) == 0
+    assert [r["image_id"] for r in _rows(tmp_path / "out" / "results.csv")] == ["a", "b"]
+
+
+def test_mm_per_pixel_with_no_measure_is_refused(tmp_path, one_image, capsys):
+    """--mm-per-pixel was silently ignored with --no-measure: no mm column at all, no message."""
+    assert main(["segment", str(one_image), "--out", str(tmp_path / "o"), "--no-measure", "--mm-per-pixel", "0.02"]) == 2
+    assert "--mm-per-pixel" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -97,6 +97,29 @@ def test_segment_returns_exactly_what_the_cli_writes(client, pipeline, images, t
         assert out["options"] == {"threshold": 0.5, "tta": True, "preprocess": False}  # the shipped model's defaults
 
 
+def test_diagnose_warns_as_the_cli_does(client, images, tmp_path):
+    """/v1/diagnose gave only the image check's warning, never the out-of-distribution flag of `dermoseg diagnose`
+    (prediction entropy above the validation split's 95th percentile)."""
+    image = read_image(images[0])
+    odd = [tmp_path / "small.png", tmp_path / "flat.png"]  # a 20 x 20 copy and the image's mean colour
+    Image.fromarray(cv2.resize(image, (20, 20), interpolation=cv2.INTER_AREA)).save(odd[0])
+    Image.fromarray(np.broadcast_to(image.mean(axis=(0, 1)).astype(np.uint8), image.shape).copy()).save(odd[1])
+    paths = [*images[:2], *odd]
+    assert main(["diagnose", *map(str, paths), "--out", str(tmp_path / "d")]) == 0
+    cli = {r["image"]: r["warning"] for r in _csv_rows((tmp_path / "d" / "image_sources.csv").read_text())}
+    assert any("unlike the training images" in w for w in cli.values())  # the case this test is about occurs
+    for path in paths:
+        assert (_post(client, "/v1/diagnose", path).json()["warning"] or "") == cli[path.stem], path.name
+    # segment --diagnose (and /v1/analyze, its row) also carry the flag in the warning column
+    assert main(["segment", *map(str, paths), "--diagnose", "--no-measure", "--out", str(tmp_path / "s")]) == 0
+    rows = {r["image_id"]: r["warning"] for r in _csv_rows((tmp_path / "s" / "results.csv").read_text())}
+    for path in paths:
+        flagged = "unlike the training images" in cli[path.stem]
+        assert ("unlike the training images" in rows[path.stem]) == flagged, path.name
+        assert ("unlike the training images" in (_post(client, "/v1/analyze", path).json()["warning"] or "")) \
+            == flagged, path.name
+
+
 def test_diagnose_and_analyze_match_the_cli(client, images, tmp_path):
     assert main(["diagnose", *map(str, images), "--out", str(tmp_path / "d")]) == 0
     cli = {r["image"]: r for r in _csv_rows((tmp_path / "d" / "predictions.csv").read_text())}
@@ -283,9 +306,22 @@ def test_settings_and_host_checks(tmp_path, capsys):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert main(["serve", "--host", "0.0.0.0", "--port", "8000"]) == 2
-    assert "--token" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "--token" in err and "web page at" not in out  # no "serving at" banner for a server that never starts
     assert main(["serve", "--config", str(bad)]) == 2
     assert "max_pixel" in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_refused_in_one_line(capsys):
+    """A busy port printed the "web page at" banner, loaded the models, logged uvicorn's bind ERROR and exited 3."""
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert f"127.0.0.1:{port}" in err and "in use" in err and "web page at" not in out
 
 
 

@@ -101,13 +101,21 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output stems for the inputs: the file stem, with ``__2``, ``__3``… appended when two inputs share one."""
-    seen: dict[str, int] = {}
+    """Output stems for the inputs, distinct: the file stem, with ``__2``, ``__3``… appended when it is already
+    taken, by an input with the same stem or by one whose own stem is such a name (``x.jpg``, ``b/x.jpg`` and
+    ``x__2.jpg`` give ``x``, ``x__2``, ``x__2__2``)."""
+    used: set[str] = set()
+    last: dict[str, int] = {}
     out = []
     for p in paths:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        out.append(p.stem if n == 1 else f"{p.stem}__{n}")
+        n = last.get(p.stem, 1)
+        stem = p.stem if n == 1 else f"{p.stem}__{n}"
+        while stem in used:
+            n += 1
+            stem = f"{p.stem}__{n}"
+        last[p.stem] = n
+        used.add(stem)
+        out.append(stem)
     return out
 
 
@@ -197,7 +205,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned += [o for _, stem in jobs for o in (outputs(stem) if outputs else []) if o.resolve() not in input_paths]
     if resume:
         provenance.check_resumable(out_dir, desc, settings or {}, models or [])
-    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [])
+    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
     report = BatchReport(out_dir)

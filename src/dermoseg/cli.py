@@ -99,6 +99,8 @@ def _run_segment(args) -> int:
     from dermoseg.segmentation.segmenter import Segmenter
     if not 0.0 < args.threshold < 1.0:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.mm_per_pixel is not None and not args.measure:
+        raise CommandError("--mm-per-pixel sizes the measurements, which --no-measure leaves out; drop one of them")
     shard = parse_shard(args.shard) if args.shard else None
     columns = segment_columns(None, args.mm_per_pixel, args.measure)  # checks --mm-per-pixel before any model is loaded
     _check_out(args.out)
@@ -109,7 +111,7 @@ def _run_segment(args) -> int:
         from dermoseg.provenance import model_record
         classifier = Classifier.load(args.classifier, args.engine, args.threads)
         columns = segment_columns(classifier, args.mm_per_pixel, args.measure)
-        models = [model_record("classifier", classifier.path, classifier.runner.engine)]
+        models = [model_record("classifier", classifier.path, classifier.runner)]
         print(DISCLAIMER)
     model = Segmenter.load(args.model, args.engine, args.threads)
     report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
@@ -173,7 +175,7 @@ def _run_evaluate(args) -> int:
                         preprocess=bool(model.preprocess.get("enabled") if args.preprocess is None else args.preprocess))
         if args.save_masks and args.out:
             planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
-        record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner.engine)]) \
+        record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
         rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
                                                   save_masks=args.save_masks)
@@ -273,26 +275,24 @@ def _add_info(sub) -> None:
                        description="Print parameters and MACs of a model (a model file, or a config's model) at a "
                        "given input size.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="segmentation or classifier model file, or a shipped segmentation model: "
-                     "default, fast (default: default)")
+    src.add_argument("--model", help="segmentation or classifier model file, or a shipped model: default, fast, "
+                     "classifier (default: default)")
     src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
     p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                    help="input size in pixels (default: the model's training size)")
     p.set_defaults(func=_run_info)
 
 
-def _load_any_model(path: Path | None):
-    """(network, input size, file name) of a segmentation model file or, failing that, a classifier file."""
-    from dermoseg.errors import ModelFileError
-    from dermoseg.segmentation.segmenter import Segmenter
-    try:
-        m = Segmenter.load(path, engine="torch")
-    except ModelFileError as first:
+def _load_any_model(model: str | None):
+    """(network, input size, file name) of a segmentation model or a classifier (a file, or a shipped name:
+    default, fast, classifier; :func:`dermoseg.modelfile.kind_of`)."""
+    from dermoseg.modelfile import kind_of
+    if kind_of(model) == "classifier":
         from dermoseg.classification.classifier import Classifier
-        try:
-            m = Classifier.load(path, engine="torch")
-        except ModelFileError:
-            raise ModelFileError(f"{first}, nor a dermoseg classifier") from None
+        m = Classifier.load(None if model == "classifier" else model, engine="torch")
+    else:
+        from dermoseg.segmentation.segmenter import Segmenter
+        m = Segmenter.load(model, engine="torch")
     return m.network, m.image_size, str(m.path)
 
 
@@ -456,8 +456,8 @@ def _run_evaluate_diagnosis(args) -> int:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     _check_out(args.out)
     model, segmenter = _load_classifier(args)
-    models = [model_record("classifier", model.path, model.runner.engine)] + (
-        [model_record("segmentation", segmenter.path, segmenter.runner.engine)] if segmenter else [])
+    models = [model_record("classifier", model.path, model.runner)] + (
+        [model_record("segmentation", segmenter.path, segmenter.runner)] if segmenter else [])
     settings = {"split": args.split, "limit": args.limit, "mask_dir": str(args.mask_dir) if args.mask_dir else None,
                 "temperature": model.temperature, "tta": model.tta, "reuse_logits": args.reuse_logits}
     ham = f"ham10000_{args.split}"
@@ -529,8 +529,8 @@ def _add_serve(sub) -> None:
 
 def _run_serve(args) -> int:
     from dermoseg.serve import run
-    print(f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
-    run(args.host, args.port, args.workers, args.token, args.config)
+    run(args.host, args.port, args.workers, args.token, args.config,
+        banner=f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
     return 0
 
 

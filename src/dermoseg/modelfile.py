@@ -63,6 +63,13 @@ def resolve(model: str | Path | None, kind: str) -> Path:
     return path
 
 
+def _refuse_onnx(path: Path) -> None:
+    """Raise :class:`ModelFileError` for an ONNX export given where the ``.pt`` model file is expected."""
+    if path.suffix.lower() == ".onnx":
+        raise ModelFileError(f"{path}: an ONNX export, not a model file; give the .pt file it was exported from "
+                             f"({path.with_suffix('.pt').name}): its export beside it is run by ONNX Runtime")
+
+
 def kind_of(model: str | Path | None) -> str:
     """The kind ("segmentation" or "classifier") of a ``--model`` value: "classifier" is the shipped classifier,
     other names (:func:`resolve`) are segmentation models, a path is told by its format tag.
@@ -79,6 +86,7 @@ def kind_of(model: str | Path | None) -> str:
         return "segmentation"
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    _refuse_onnx(path)
     try:
         tag = torch.load(path, map_location="cpu", weights_only=False).get("format")
     except Exception as exc:  # torch raises many kinds on a corrupt file
@@ -110,6 +118,7 @@ def read(model: str | Path | None, kind: str) -> tuple[Path, dict[str, Any]]:
     path = resolve(model, kind)
     if not path.is_file():
         raise ModelFileError(f"{path}: {file_noun} not found")
+    _refuse_onnx(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds on a corrupt file

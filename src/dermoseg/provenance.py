@@ -66,6 +66,8 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
         the message names the folder.
     """
     folder = Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise OutputFolderError(f"{folder}: is a file, not a folder; choose another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".dermoseg-write-test.", dir=folder)
@@ -129,16 +131,19 @@ def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike])
 
 def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str, Any],
                     models: list[dict[str, str]]) -> None:
-    """Before ``--resume``: the run being continued (the folder's ``run.json``) must be the same command with the
-    same settings and model files (by sha256), or its rows and the new ones would not be comparable.
+    """Before ``--resume``: the run being continued (the latest run of ``command`` in the folder's ``run.json`` or
+    its ``earlier_runs``; another command may have written to the folder since) must have the same settings and
+    model files (by sha256), or its rows and the new ones would not be comparable.
 
     Raises
     ------
     OutputFolderError
         Naming the first difference; nothing has been written.
     """
-    previous = read_run(folder)
-    if previous is None or previous.get("command") != command:
+    latest = read_run(folder)
+    runs = [] if latest is None else [latest, *reversed(latest.get("earlier_runs", []))]
+    previous = next((r for r in runs if r.get("command") == command), None)  # another command may have run since
+    if previous is None:
         return  # nothing of this command to continue: a fresh table
     old = json.loads(json.dumps(previous.get("settings", {})))
     new = json.loads(json.dumps(settings))
@@ -152,23 +157,33 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
                                 "resumed; use the same models or another --out")
 
 
-def engine_version(engine: str) -> str:
-    """Version of the runtime behind an engine name (``onnx``: ONNX Runtime's, ``torch``: PyTorch's)."""
-    if engine == "onnx":
-        import onnxruntime
-        return onnxruntime.__version__
-    import torch
-    return torch.__version__
-
-
-def model_record(role: str, path: str | os.PathLike, engine: str | None = None) -> dict[str, str]:
-    """``{"role", "file", "path", "sha256"}`` of a model file, with ``"engine"`` (the runtime it ran on,
-    ``onnx`` or ``torch``: its runner's ``engine``) when given."""
+def model_record(role: str, path: str | os.PathLike, runner: Any = None) -> dict[str, str]:
+    """``{"role", "file", "path", "sha256"}`` of a model file; with the ``runner`` it was loaded on
+    (:func:`dermoseg.engine.make_runner`), also the ``engine`` that runs it (``onnx``/``torch``) and, for ONNX
+    Runtime, the ``onnx_path`` and ``onnx_sha256`` of the export actually run."""
     path = Path(path)
     record = {"role": role, "file": path.name, "path": str(path.resolve()), "sha256": file_sha256(path)}
+    engine = getattr(runner, "engine", None)  # a bare callable (tests, other runtimes) names no engine
     if engine is not None:
         record["engine"] = engine
+        if engine == "onnx":
+            record.update(onnx_path=str(Path(runner.path).resolve()), onnx_sha256=file_sha256(runner.path))
     return record
+
+
+def _engines(models: list[dict[str, str]]) -> tuple[str | None, dict[str, str]]:
+    """The engine(s) the run's models ran on (``onnx``, ``torch``, ``onnx+torch``; None without models) and the
+    versions of their libraries."""
+    names = sorted({m["engine"] for m in models if "engine" in m})
+    versions = {}
+    for name in names:
+        if name == "onnx":
+            import onnxruntime
+            versions["onnxruntime"] = onnxruntime.__version__
+        else:
+            import torch
+            versions["torch"] = torch.__version__
+    return ("+".join(names) or None), versions
 
 
 class RunRecord:
@@ -181,18 +196,18 @@ class RunRecord:
     settings : JSON-serialisable settings (threshold, tta, preprocess, ...).
     models : :func:`model_record` entries.
     claimed : names from :func:`claim_outputs`; the files of earlier runs still present stay listed.
+    after : claimed names the command writes after :meth:`finish` (a README, a contact sheet): listed even though
+        they do not exist yet when the record is finished.
     """
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
-                 models: list[dict[str, str]], claimed: Iterable[str]):
+                 models: list[dict[str, str]], claimed: Iterable[str], after: Iterable[str] = ()):
         from dermoseg import __version__
         self.folder = Path(folder)
-        engines = sorted({m["engine"] for m in models if m.get("engine")})  # None: no network ran
-        engine = ",".join(engines) or None
+        engine, engine_versions = _engines(models)
         self.record: dict[str, Any] = {
             "tool": "dermoseg", "dermoseg_version": __version__, "command": command,
-            "command_line": shlex.join(command_line()), "engine": engine,
-            "engine_version": ",".join(engine_version(e) for e in engines) or None,
+            "command_line": shlex.join(command_line()), "engine": engine, "engine_version": engine_versions,
             "python": sys.version.split()[0], "models": models, "settings": settings, "started": _now(),
             "finished": None, "status": "running", "counts": {}}
         earlier = read_run(self.folder)
@@ -200,10 +215,11 @@ class RunRecord:
             previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs")}
             self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
         self.outputs = read_manifest(self.folder) | set(claimed)
+        self.after = set(after) & self.outputs
         self._write()
 
     def _write(self) -> None:
-        present = sorted(o for o in self.outputs if os.path.lexists(self.folder / o))
+        present = sorted(o for o in self.outputs if o in self.after or os.path.lexists(self.folder / o))
         claimed = present if self.record["status"] != "running" else sorted(self.outputs)
         write_text(self.folder / RUN_FILE, json.dumps({**self.record, "outputs": claimed}, indent=2) + "\n")
 
@@ -215,9 +231,11 @@ class RunRecord:
 
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
-              settings: dict[str, Any], models: list[dict[str, str]]) -> RunRecord:
+              settings: dict[str, Any], models: list[dict[str, str]],
+              after: Iterable[str | os.PathLike] = ()) -> RunRecord:
     """Before any work: check ``folder`` is writable (:func:`ensure_writable`), that none of ``paths`` would
     replace a file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
+    ``after``: those of ``paths`` written once the run is finished (:class:`RunRecord`).
 
     Raises
     ------
@@ -225,4 +243,5 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
         As :func:`ensure_writable` and :func:`claim_outputs`.
     """
     folder = ensure_writable(folder)
-    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths))
+    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
+                     {_relative(folder, Path(p)) for p in after})

@@ -84,7 +84,8 @@ class CsvTable:
         return (key, file if "file" in self.header else None) in self._done
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append one row now (flushed and synced).
+        """Append one row now (flushed and synced); a row for an input that already has one (redone on resume)
+        replaces it, the file then rewritten atomically.
 
         Raises
         ------
@@ -94,9 +95,12 @@ class CsvTable:
         cells = self.format_row(row)
         new = [k for k in cells if k not in self.header] if self.extra else []
         line = _csv_text([cells], self.header + new).encode("utf-8")
+        redone = self._id(cells) in self._done  # resumed: the input had a row but its outputs were incomplete
+        if redone:
+            self.rows = [r for r in self.rows if self._id(r) != self._id(cells)]
         self.rows.append(cells)
         self._done.add(self._id(cells))
-        if new:
+        if new or redone:
             self.header += new
             self._rewrite()
             return

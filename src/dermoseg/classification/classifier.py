@@ -293,8 +293,12 @@ class Classifier:
         return self.predict_batch([image], None if mask is None else [mask])[0]
 
     def diagnosis_columns(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, Any]:
-        """``segment --diagnose`` columns of one image: ``diagnosis_note``, ``top_class`` and ``p_MEL`` …
-        ``p_VASC``."""
-        p = self.predict(image, mask)
+        """``segment --diagnose`` columns of one image: ``diagnosis_note``, ``top_class``, ``p_MEL`` …
+        ``p_VASC``, and ``warning``: the out-of-distribution flag of ``dermoseg diagnose``
+        (:meth:`dermoseg.classification.ood.OodCheck.warning`; "" when not flagged or without a flag file)."""
+        logits = self.logits([image], None if mask is None else [mask])
+        p = self.calibrated(logits)[0]
+        ood = self.ood
         return {"diagnosis_note": DIAGNOSIS_NOTE, "top_class": HAM_CLASSES[int(np.argmax(p))],
-                **{f"p_{c}": float(v) for c, v in zip(HAM_CLASSES, p)}}
+                **{f"p_{c}": float(v) for c, v in zip(HAM_CLASSES, p)},
+                "warning": ood.warning(logits[0]) if ood else ""}

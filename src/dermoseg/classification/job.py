@@ -140,9 +140,9 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
     tables = [CsvTable(out_dir / "predictions.csv", ["image", *HAM_CLASSES], key="image", extra=False,
                        format_row=isic_row),
               CsvTable(out_dir / SOURCES_NAME, ["image", "file", "warning"], key="image", extra=False)]
-    models = [provenance.model_record("classifier", model.path, model.runner.engine)]
+    models = [provenance.model_record("classifier", model.path, model.runner)]
     if segmenter is not None:
-        models.append(provenance.model_record("segmentation", segmenter.path, segmenter.runner.engine))
+        models.append(provenance.model_record("segmentation", segmenter.path, segmenter.runner))
     report = run_batch(inputs, out_dir, Stages(prepare, model.batch_logits, finish), desc="diagnose", progress=progress, tables=tables, resume=resume,
                        settings={"temperature": model.temperature, "tta": model.tta, "mask_mode": model.mask_mode,
                                  "image_size": model.image_size}, models=models,

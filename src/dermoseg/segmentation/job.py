@@ -76,7 +76,8 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     threshold : lesion where probability > threshold, in (0, 1); None: 0.5.
     tta : flip test-time augmentation; None follows the model file.
     preprocess : apply black-frame and hair removal before the model; None follows the model file's setting.
-    extra_columns : optional ``f(segmentation) -> dict`` adding columns to each row (measurements, diagnosis).
+    extra_columns : optional ``f(segmentation) -> dict`` adding columns to each row (measurements, diagnosis); a
+        ``warning`` it returns is appended to the row's own.
     progress : show a progress bar on stderr.
     shard : ``(I, N)``: segment only shard I of N of the images found, for spreading a large archive over N
         machines (:func:`dermoseg.batch.run_batch`; deterministic, disjoint, together all images).
@@ -113,7 +114,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     stages = Stages(lambda image: model.prepare(image, preprocess), lambda x: model.pass_logits(x, tta), finish)
     return run_batch(inputs, out_dir, stages, desc="segment", outputs=outputs, progress=progress, shard=shard,
                      tables=[table], resume=resume, settings=run_settings,
-                     models=[provenance.model_record("segmentation", model.path, model.runner.engine),
+                     models=[provenance.model_record("segmentation", model.path, model.runner),
                              *quality_record(model, use_tta), *(models or [])])
 
 
@@ -134,7 +135,9 @@ def result_row(file: str, image_id: str, seg: Segmentation,
            **mask_geometry(mask), "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
            **quality_columns(seg), "warning": input_warning(image, mask)}
     if extra_columns is not None:
-        row.update(extra_columns(seg))
+        extra = extra_columns(seg)
+        row["warning"] = "; ".join(w for w in (row["warning"], extra.pop("warning", "")) if w)
+        row.update(extra)
     return row
 
 
@@ -146,7 +149,8 @@ def segment_columns(classifier=None, mm_per_pixel: float | None = None, measure:
     ----------
     classifier : a loaded :class:`dermoseg.classification.classifier.Classifier`, or None. When given, each row
         gets ``diagnosis_note`` (the research-tool disclaimer), ``top_class`` and ``p_MEL`` … ``p_VASC``
-        (calibrated probabilities; a mask-using classifier gets this segmentation's mask).
+        (calibrated probabilities; a mask-using classifier gets this segmentation's mask), and its ``warning``
+        the out-of-distribution flag of ``dermoseg diagnose`` when raised.
     mm_per_pixel : pixel size in mm for the ``_mm`` columns (None: left empty).
     measure : add the measurements (``dermoseg segment --no-measure`` leaves them out).
 

@@ -7,6 +7,7 @@ Research tool, not a medical device.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 from pathlib import Path
@@ -26,7 +27,7 @@ def is_loopback(host: str) -> bool:
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str | None = None,
-        config: str | Path | None = None) -> None:
+        config: str | Path | None = None, banner: str = "") -> None:
     """Serve the API and page with uvicorn until interrupted.
 
     Parameters
@@ -36,11 +37,13 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
     workers : server processes (each loads the models and has its own work queue).
     token : bearer token for ``/v1`` routes; None takes :data:`~dermoseg.serve.settings.TOKEN_ENV`.
     config : YAML settings file merged over ``dermoseg/configs/serve.yaml``.
+    banner : printed once every check has passed, just before the server starts.
 
     Raises
     ------
     dermoseg.errors.ConfigError
-        On a bad settings file, port or worker count, or a non-loopback ``host`` without a token.
+        On a bad settings file, port or worker count, a port already in use, or a non-loopback ``host`` without a
+        token.
     """
     import uvicorn
     load_settings(config)  # stop here, with the message, on a bad settings file
@@ -55,8 +58,25 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
     os.environ[WORKERS_ENV] = str(workers)  # each worker process takes its share of the CPUs (worker_threads)
+    _check_port_free(host, port)
+    if banner:
+        print(banner, flush=True)
     uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise :class:`ConfigError` if ``host:port`` cannot be bound (in use, or not an address of this machine),
+    before the models load; binds as uvicorn does (``SO_REUSEADDR``)."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as exc:
+        reason = "already in use; choose another --port" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise ConfigError(f"{host}:{port}: cannot listen there ({reason})") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -321,8 +321,9 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
         diagnose``), the top class and the research-use disclaimer. Not a diagnosis."""
         def work(img: np.ndarray, alpha: np.ndarray | None) -> dict[str, Any]:
             start = time.perf_counter()
-            out = _diagnosis_json(pipeline.diagnose(img), pipeline)
-            out["warning"] = pipeline.image_warning(img) or None
+            probabilities, warning = pipeline.diagnose(img)
+            out = _diagnosis_json(probabilities, pipeline)
+            out["warning"] = warning or None
             out["seconds"] = round(time.perf_counter() - start, 3)
             return out
         return await admitted(image, work)

@@ -125,9 +125,9 @@ class Pipeline:
             "message": f"estimated Jaccard {seg.quality:.2f}" + ("; check this mask by eye" if seg.review else "")}
         return SegmentResult(seg.mask, result_row(filename, upload_stem(filename), seg, columns), options, quality)
 
-    def diagnose(self, image: np.ndarray) -> dict[str, float]:
-        """The seven calibrated class probabilities of one image, as ``dermoseg diagnose`` computes them (a
-        mask-using classifier gets the segmenter's mask, as there).
+    def diagnose(self, image: np.ndarray) -> tuple[dict[str, float], str]:
+        """The seven calibrated class probabilities of one image and its ``warning``, as ``dermoseg diagnose``
+        computes them (a mask-using classifier gets the segmenter's mask, as there).
 
         Parameters
         ----------
@@ -135,17 +135,17 @@ class Pipeline:
 
         Returns
         -------
-        ``{class: probability}`` in :data:`dermoseg.classification.HAM_CLASSES` order (MEL, NV, BCC, AKIEC,
-        BKL, DF, VASC), floats in [0, 1] summing to 1. Research tool, not a medical device.
+        ``({class: probability}, warning)``: floats in [0, 1] summing to 1, in
+        :data:`dermoseg.classification.HAM_CLASSES` order (MEL, NV, BCC, AKIEC, BKL, DF, VASC); the warning of
+        ``image_sources.csv`` (tiny, nearly uniform or grayscale input, :func:`dermoseg.inputs.image_warning`;
+        prediction entropy above the out-of-distribution threshold, :mod:`dermoseg.classification.ood`), or "".
+        Research tool, not a medical device.
         """
         mask = self.segmenter.segment(image).mask if self.classifier.uses_mask else None
-        return {c: float(v) for c, v in zip(HAM_CLASSES, self.classifier.predict(image, mask))}
-
-    @staticmethod
-    def image_warning(image: np.ndarray) -> str:
-        """Why the image itself looks unreliable (tiny, nearly uniform, grayscale), or "": the ``warning`` of
-        ``dermoseg diagnose`` (:func:`dermoseg.inputs.image_warning`)."""
-        return image_warning(image)
+        logits = self.classifier.logits([image], None if mask is None else [mask])
+        ood = self.classifier.ood
+        warning = "; ".join(w for w in (image_warning(image), ood.warning(logits[0]) if ood else "") if w)
+        return {c: float(v) for c, v in zip(HAM_CLASSES, self.classifier.calibrated(logits)[0])}, warning
 
 
 def card_headlines(card: str) -> list[str]:
