@@ -60,7 +60,7 @@ def test_run_json_records_the_engine_that_ran(tmp_path, one_image):
     """run.json said "engine": "torch" for every run, even the default ONNX Runtime one."""
     out = tmp_path / "torch"
     assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure", "--engine", "torch"]) == 0
-    record = _run_json(out)
+    record = _run_json(out, engine="torch")
     assert record["engine"] == "torch" and record["models"][0]["engine"] == "torch"
     assert "onnx_path" not in record["models"][0]
 
