@@ -31,6 +31,31 @@ __all__ = ["FORMATS", "PRESETS", "WEIGHTS_DIR", "ModelFileError", "file_sha256",
            "resolve", "shipped", "write"]
 
 
+class LoadedModel:
+    """What a loaded model file has whatever its task: the file it came from (``path``) and the runner that runs its
+    network (``runner``, :func:`dermoseg.engine.make_runner`). Base of :class:`~dermoseg.segmentation.segmenter.Segmenter`
+    and :class:`~dermoseg.classification.classifier.Classifier`, which declare both as dataclass fields."""
+
+    path: Path
+    runner: Any
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner`.
+
+        Raises
+        ------
+        AttributeError
+            If the model was loaded on another engine (load it with ``engine="torch"``).
+        """
+        return self.runner.network
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model file (hex)."""
+        return file_sha256(self.path)
+
+
 def _kind(kind: str) -> tuple[str, str, str, str]:
     if kind not in FORMATS:
         raise ValueError(f"unknown model kind '{kind}' (choose from {', '.join(FORMATS)})")

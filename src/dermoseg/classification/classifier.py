@@ -141,7 +141,7 @@ def flip_logits(runner: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, t
 
 
 @dataclass
-class Classifier:
+class Classifier(modelfile.LoadedModel):
     """A classifier model file loaded for inference (:meth:`load`).
 
     Attributes
@@ -200,16 +200,6 @@ class Classifier:
                    float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)), path,
                    dict(payload.get("info", {})))
 
-    @property
-    def network(self) -> torch.nn.Module:
-        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner`.
-
-        Raises
-        ------
-        AttributeError
-            If the model was loaded on another engine (load it with ``engine="torch"``).
-        """
-        return self.runner.network
 
     @cached_property
     def ood(self) -> OodCheck | None:
@@ -228,10 +218,6 @@ class Classifier:
         """True when the classifier needs the lesion mask (``mask_mode`` "crop" or "channel")."""
         return self.mask_mode != "none"
 
-    @property
-    def sha256(self) -> str:
-        """sha256 of the model file (hex)."""
-        return modelfile.file_sha256(self.path)
 
     def logits(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | None = None,
                batch_size: int = 32) -> np.ndarray:

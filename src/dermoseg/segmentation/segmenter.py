@@ -65,7 +65,7 @@ class Segmentation:
 
 
 @dataclass
-class Segmenter:
+class Segmenter(modelfile.LoadedModel):
     """A segmentation model file loaded for inference (:meth:`load`).
 
     Attributes
@@ -121,16 +121,6 @@ class Segmenter:
                    dict(cfg.get("preprocess") or {}), path, dict(payload.get("info", {})), bool(cfg.get("tta", False)),
                    QualityModel.load(path) if quality else None)
 
-    @property
-    def network(self) -> torch.nn.Module:
-        """The PyTorch network behind a :class:`dermoseg.engine.TorchRunner` (for ``dermoseg info``).
-
-        Raises
-        ------
-        AttributeError
-            If the model was loaded on another engine (load it with ``engine="torch"``).
-        """
-        return self.runner.network
 
     @property
     def trained_epochs(self) -> int | None:
@@ -139,10 +129,6 @@ class Segmenter:
         epoch = self.info.get("checkpoint_epoch")
         return int(epoch) + 1 if epoch is not None and int(epoch) >= 0 else None
 
-    @property
-    def sha256(self) -> str:
-        """sha256 of the model file (hex)."""
-        return modelfile.file_sha256(self.path)
 
     def clean(self, image: np.ndarray, preprocess: bool | None = None) -> np.ndarray:
         """The image the network sees before resizing: cleaned (black frame, hair; paper §3.1) when ``preprocess``
