@@ -328,14 +328,6 @@ def write_torch(path: str | os.PathLike, obj) -> Path:
     return write_bytes(path, buf.getvalue())
 
 
-def write_array(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Atomically write a NumPy ``.npy`` file."""
-    import io as _io
-    buf = _io.BytesIO()
-    np.save(buf, np.asarray(array))
-    return write_bytes(path, buf.getvalue())
-
-
 def write_figure(path: str | os.PathLike, fig, dpi: int | str = 150) -> Path:
     """Atomically write a matplotlib figure as PNG at ``dpi`` and close it (every report figure goes here).
 
