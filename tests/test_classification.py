@@ -391,3 +391,18 @@ def test_mask_channel_classifier_trains_and_needs_masks(tmp_path, data_root, ham
         sample_logits(model, ham[:1], mask_dir=tmp_path / "nowhere")
     with pytest.raises(ValueError, match="mask folder"):
         sample_logits(model, ham[:1])
+
+
+def test_random_resized_crops_come_out_at_the_training_size(ham):
+    """A cache larger than the input (``data.cache_size``) and random-resized crops: every item is the size the
+    network is trained and run at, and two draws of the same image differ."""
+    from dermoseg.classification.task import CachedClassificationDataset
+    from dermoseg.data.transforms import build_augmentation
+    aug = build_augmentation({"random_resized_crop": {"scale": [0.35, 1.0]}, "flip": False, "blur_p": 1.0,
+                              "jpeg_p": 1.0}, 96)
+    ds = CachedClassificationDataset(ham[:2], 96, augment=aug, cache_size=128, shades_of_gray_p=6)
+    assert ds.images.shape == (2, 128, 128, 3)
+    a, b = ds[0][0], ds[0][0]
+    assert a.shape == b.shape == (3, 96, 96) and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="output size"):
+        build_augmentation({"random_resized_crop": {"scale": [0.5, 1.0]}})

@@ -101,3 +101,21 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_score_did_not_improve(t
     assert (last["epoch"], last["global_step"]) == (2, 9)  # 3 epochs of 3 steps, not the best epoch 0
     assert best["epoch"] == 0
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_ema_weights_are_what_validation_and_the_checkpoints_hold(tmp_path):
+    """``trainer.ema_decay``: w_t = 1 - 0.8^t under SGD on (w - 1)², so the averaged weight after the 9 steps is
+    the exponential moving average of that sequence, computed here by hand; the checkpoint keeps both."""
+    from dermoseg.training import fit
+    decay = 0.5
+    cfg = {"trainer": {"epochs": 3, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+                       "precision": "32-true", "max_time_minutes": None, "ema_decay": decay}}
+    fit(_WorseningTask(), _TinyData(), cfg, tmp_path, "score")
+    weights = [1 - 0.8 ** t for t in range(1, 10)]  # after each of the 9 optimiser steps
+    ema = weights[0]  # the first update copies the weights
+    for w in weights[1:]:
+        ema = decay * ema + (1 - decay) * w
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert float(last["state_dict"]["w"]) == pytest.approx(ema, abs=1e-6)
+    assert float(last["current_model_state"]["w"]) == pytest.approx(weights[-1], abs=1e-6)
+    assert abs(ema - weights[-1]) > 1e-3  # the two differ, so the test tells them apart

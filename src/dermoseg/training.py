@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -123,7 +123,10 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     strategy, precision, sync_batchnorm; so several GPUs or nodes work by configuration, ``strategy: ddp``),
     keeps ``checkpoints/last.ckpt`` every epoch and ``checkpoints/best.ckpt`` (highest ``monitor``), logs each
     session to ``logs/version_N`` and merges them into ``metrics.csv`` (one row per epoch). ``resume``
-    continues from ``last.ckpt``. Under DDP every process runs this function; checkpoints, logs and
+    continues from ``last.ckpt``. ``trainer.ema_decay`` (e.g. 0.998 per step) keeps an exponential moving
+    average of the weights (Polyak & Juditsky 1992; Lightning's ``EMAWeightAveraging``): validation, both
+    checkpoints' ``state_dict`` and so the exported model are the averaged weights, and a resume restores both.
+    Under DDP every process runs this function; checkpoints, logs and
     ``metrics.csv`` are written by global rank 0 only, and the tasks log their figures synchronised over ranks.
     """
     import yaml
@@ -137,10 +140,13 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     last = ckpt_dir / "last.ckpt"
     logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
+    callbacks = [best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)]
+    if tcfg.get("ema_decay"):  # validation, checkpoints and so the exported model use the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=float(tcfg["ema_decay"])))
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
                         num_nodes=int(tcfg.get("num_nodes") or 1), strategy=tcfg["strategy"],
                         precision=tcfg["precision"], sync_batchnorm=bool(tcfg.get("sync_batchnorm")), logger=logger,
-                        callbacks=[best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)],
+                        callbacks=callbacks,
                         log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
     start = time.time()

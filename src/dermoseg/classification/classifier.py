@@ -28,6 +28,7 @@ from dermoseg.data.transforms import normalise, resize_image, resize_mask
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
 from dermoseg.models.classifier import MASK_MODES
+from dermoseg.preprocess.colour import shades_of_gray
 
 CROP_MARGIN = 0.2  # extra border around the lesion box for mask_mode "crop", as a fraction of its width/height
 DIAGNOSIS_NOTE = "research tool, not a medical device"
@@ -72,7 +73,7 @@ def crop_to_mask(image: np.ndarray, mask: np.ndarray, margin: float = CROP_MARGI
 
 
 def prepare_image(image: np.ndarray, size: int, mask: np.ndarray | None = None, mask_mode: str = "none",
-                  margin: float = CROP_MARGIN) -> np.ndarray:
+                  margin: float = CROP_MARGIN, shades_of_gray_p: float | None = None) -> np.ndarray:
     """Bring one image (and its lesion mask) to the classifier's square input, as training and inference share it.
 
     Parameters
@@ -82,6 +83,8 @@ def prepare_image(image: np.ndarray, size: int, mask: np.ndarray | None = None, 
     mask : (H, W) bool lesion mask; required unless ``mask_mode == "none"`` (where it is ignored).
     mask_mode : "none", "crop" (crop to the lesion box + ``margin`` first) or "channel" (mask as a 4th channel).
     margin : see :func:`crop_to_mask`.
+    shades_of_gray_p : when set, the resized RGB is colour-corrected by Shades of Gray with this Minkowski norm
+        (:func:`dermoseg.preprocess.colour.shades_of_gray`; Barata et al. 2015); None leaves the colours alone.
 
     Returns
     -------
@@ -96,16 +99,18 @@ def prepare_image(image: np.ndarray, size: int, mask: np.ndarray | None = None, 
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
     if mask_mode not in MASK_MODES:
         raise ValueError(f"unknown mask_mode '{mask_mode}' (choose from {', '.join(MASK_MODES)})")
-    if mask_mode == "none":
-        return resize_image(image, size)
-    if mask is None:
-        raise ValueError(f"mask_mode '{mask_mode}' needs a lesion mask")
-    if mask.shape != image.shape[:2]:
-        raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[:2]}")
-    if mask_mode == "crop":
-        return resize_image(np.ascontiguousarray(crop_to_mask(image, mask, margin)), size)
+    if mask_mode != "none":
+        if mask is None:
+            raise ValueError(f"mask_mode '{mask_mode}' needs a lesion mask")
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[:2]}")
+    rgb = resize_image(np.ascontiguousarray(crop_to_mask(image, mask, margin)) if mask_mode == "crop" else image, size)
+    if shades_of_gray_p:
+        rgb = shades_of_gray(rgb, float(shades_of_gray_p))
+    if mask_mode != "channel":
+        return rgb
     m = resize_mask(mask.astype(bool), size).astype(np.uint8) * 255
-    return np.concatenate([resize_image(image, size), m[..., None]], axis=2)
+    return np.concatenate([rgb, m[..., None]], axis=2)
 
 
 def input_array(prepared: np.ndarray) -> np.ndarray:
@@ -152,6 +157,7 @@ class Classifier(modelfile.LoadedModel):
     crop_margin : border around the lesion box for "crop".
     temperature : T of the calibration, logits / T before the softmax.
     tta : average the logits over the four flips.
+    shades_of_gray_p : Minkowski norm of the colour constancy applied before the network, or None (off).
     path, info : the file and its provenance.
     """
 
@@ -161,6 +167,7 @@ class Classifier(modelfile.LoadedModel):
     crop_margin: float
     temperature: float
     tta: bool
+    shades_of_gray_p: float | None
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -197,7 +204,8 @@ class Classifier(modelfile.LoadedModel):
 
         return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
                    cfg["model"].get("mask_mode", "none"), float(cfg["model"].get("crop_margin", CROP_MARGIN)),
-                   float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)), path,
+                   float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)),
+                   cfg["model"].get("shades_of_gray_p"), path,
                    dict(payload.get("info", {})))
 
 
@@ -257,7 +265,7 @@ class Classifier(modelfile.LoadedModel):
             If the image is not (H, W, 3) uint8, or a needed mask is missing or mis-shaped.
         """
         return input_array(prepare_image(image, self.image_size, mask if self.uses_mask else None, self.mask_mode,
-                                         self.crop_margin))
+                                         self.crop_margin, self.shades_of_gray_p))
 
     def batch_logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a prepared (N, C, S, S) float32 batch (:meth:`prepare`), averaged over the four flips when

@@ -26,7 +26,7 @@ from dermoseg.classification import HAM_CLASSES
 from dermoseg.classification.classifier import CROP_MARGIN, flip_logits, input_tensor, mask_path_for, prepare_image
 from dermoseg.data.datasets import load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
-from dermoseg.data.transforms import build_augmentation
+from dermoseg.data.transforms import build_augmentation, resize_image
 from dermoseg.engine import TorchRunner
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
@@ -36,7 +36,7 @@ from dermoseg.training import CachedData, fit, seed_and_threads, subset
 # Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
 # classification config inherits (architecture, aspp_rates, dice loss...) are dropped so the run records only
 # what it used.
-MODEL_KEYS = ("encoder", "pretrained", "dropout", "mask_mode", "crop_margin", "freeze_stages")
+MODEL_KEYS = ("encoder", "pretrained", "dropout", "mask_mode", "crop_margin", "freeze_stages", "shades_of_gray_p")
 LOSS_KEYS = ("class_weight_power", "label_smoothing")
 
 
@@ -52,21 +52,28 @@ class CachedClassificationDataset(Dataset):
     """Images prepared once by :func:`prepare_image` and kept in memory as uint8 (5984 HAM images at 224² are
     about 900 MB), augmented on the fly.
 
+    ``cache_size`` (default ``size``) is the side the images are kept at: a larger cache lets a random-resized
+    crop zoom in without upsampling. An item that comes out of the augmentation at another size is resized to
+    ``size``, so the network always sees what inference gives it.
+
     Items: ``(x (C, S, S) float32, label int64)`` with C = 3, or 4 for ``mask_mode="channel"``.
     """
 
     def __init__(self, samples, size: int, mask_mode: str = "none", mask_dir: str | Path | None = None,
-                 margin: float = CROP_MARGIN, augment=None, desc: str = "loading"):
+                 margin: float = CROP_MARGIN, augment=None, desc: str = "loading",
+                 shades_of_gray_p: float | None = None, cache_size: int | None = None):
         self.augment = augment
+        self.size = int(size)
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         channels = 4 if mask_mode == "channel" else 3
-        self.images = np.empty((len(samples), size, size, channels), np.uint8)
+        cache_size = int(cache_size or size)
+        self.images = np.empty((len(samples), cache_size, cache_size, channels), np.uint8)
         if mask_mode != "none" and mask_dir is None:
             raise ValueError(f"mask_mode '{mask_mode}' needs data.mask_dir (masks from 'dermoseg segment')")
         for i, s in enumerate(tqdm(samples, desc=desc, unit="img", leave=False)):
             image = read_image(s.image_path)
             mask = read_mask(mask_path_for(mask_dir, s.image_id), MASK_FILE_THRESHOLD) if mask_mode != "none" else None
-            self.images[i] = prepare_image(image, size, mask, mask_mode, margin)
+            self.images[i] = prepare_image(image, cache_size, mask, mask_mode, margin, shades_of_gray_p)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -79,6 +86,8 @@ class CachedClassificationDataset(Dataset):
                 image = np.concatenate([out["image"], out["mask"][..., None]], axis=2)
             else:
                 image = self.augment(image=image)["image"]
+        if image.shape[0] != self.size or image.shape[1] != self.size:
+            image = resize_image(image, self.size)
         return input_tensor(image), torch.tensor(self.labels[i])
 
 
@@ -101,9 +110,10 @@ class ClassificationData(CachedData):
             train = subset(train, data["train_subset"], self.cfg["seed"])
             val = val[: max(50, int(data["train_subset"]) // 4)]
         size, mode = int(data["image_size"]), model.get("mask_mode", "none")
-        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", CROP_MARGIN)))
-        self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"]),
-                                                     desc="train set", **kw)
+        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", CROP_MARGIN)),
+                  shades_of_gray_p=model.get("shades_of_gray_p"))
+        self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"], size),
+                                                     desc="train set", cache_size=data.get("cache_size"), **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
 
 

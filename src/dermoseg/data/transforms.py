@@ -45,22 +45,42 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(normalise(image))
 
 
-def build_augmentation(cfg: Mapping[str, Any] | None) -> A.Compose | None:
+def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None) -> A.Compose | None:
     """Training augmentation from the config's ``augment`` section.
 
-    Keys (all optional): ``flip`` (bool, horizontal and vertical flips, p=0.5 each), ``rotate_limit``
+    Keys (all optional): ``random_resized_crop`` (mapping with ``scale`` [min, max] share of the image area and
+    ``ratio`` [min, max] aspect ratio: a random crop resized to ``size`` × ``size``, as in Szegedy et al. 2015's
+    Inception training; it covers lesions seen closer and at other aspect ratios than in the training copy),
+    ``flip`` (bool, horizontal and vertical flips, p=0.5 each), ``rotate_limit``
     (degrees, random rotation in ±limit, reflect border), ``scale`` (± relative zoom), ``elastic_p`` and
     ``grid_p`` (probabilities of elastic and grid deformation), ``color_jitter`` (mapping with brightness,
-    contrast, saturation, hue, p). ``None`` or ``{enabled: false}`` gives no augmentation.
+    contrast, saturation, hue, p), ``blur_p`` (probability of a Gaussian blur, σ 0.3–1.5 px: softer optics) and
+    ``jpeg_p`` (probability of re-encoding as JPEG at quality 40–95: other cameras' compression).
+    ``None`` or ``{enabled: false}`` gives no augmentation.
+
+    Parameters
+    ----------
+    size : output side in pixels of ``random_resized_crop`` (required when that key is set).
 
     Returns
     -------
     An albumentations pipeline taking ``image=(H, W, 3) uint8`` and ``mask=(H, W) uint8``, or None.
+
+    Raises
+    ------
+    ValueError
+        If ``random_resized_crop`` is set without ``size``.
     """
     if not cfg or not cfg.get("enabled", True):
         return None
     import albumentations as A
     ops: list[A.BasicTransform] = []
+    crop = cfg.get("random_resized_crop")
+    if crop:
+        if not size:
+            raise ValueError("augment.random_resized_crop needs the output size")
+        ops.append(A.RandomResizedCrop(size=(int(size), int(size)), scale=tuple(crop.get("scale", (0.35, 1.0))),
+                                       ratio=tuple(crop.get("ratio", (0.75, 4 / 3))), interpolation=cv2.INTER_AREA))
     if cfg.get("flip", True):
         ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     rotate, scale = float(cfg.get("rotate_limit", 0)), float(cfg.get("scale", 0))
@@ -78,4 +98,8 @@ def build_augmentation(cfg: Mapping[str, Any] | None) -> A.Compose | None:
         ops.append(A.ColorJitter(brightness=jitter.get("brightness", 0.1), contrast=jitter.get("contrast", 0.1),
                                  saturation=jitter.get("saturation", 0.1), hue=jitter.get("hue", 0.02),
                                  p=jitter.get("p", 0.5)))
+    if cfg.get("blur_p", 0):
+        ops.append(A.GaussianBlur(blur_limit=0, sigma_limit=(0.3, 1.5), p=float(cfg["blur_p"])))
+    if cfg.get("jpeg_p", 0):
+        ops.append(A.ImageCompression(quality_range=(40, 95), p=float(cfg["jpeg_p"])))
     return A.Compose(ops)
