@@ -34,7 +34,8 @@ ISIC_IDS = ("ISIC_0000021", "ISIC_0000032")  # two of the committed validation s
 PH2_IDS = ("IMD002", "IMD004")
 PH2_IMAGES = Path("ph2") / "PH2Dataset" / "PH2 Dataset images"
 ADDED_COLUMNS = ("seconds", "quality", "review")  # timing, and the quality flag of issue 12
-ADDED_REPORT_SECTIONS = ("## Per-image quality flag",)  # report sections added after the rebuild (issue 12)
+# report sections added after the rebuild (issues 12, 13, 16)
+ADDED_REPORT_SECTIONS = ("## Per-image quality flag", "## Variants tried for better shipped models")
 ADDED_FIGURES = ("quality_reliability",)  # name prefixes
 
 

@@ -11,12 +11,13 @@ from typing import Any
 from dermoseg.config import ConfigError, read_yaml_mapping
 
 # The section modules of dermoseg.report, in their default order.
-SECTIONS = ("claims", "main_table", "curves", "distributions", "worst", "quality", "grid", "ablations", "diagnosis", "provenance")
+SECTIONS = ("claims", "main_table", "curves", "distributions", "worst", "quality", "variants", "grid", "ablations",
+            "diagnosis", "provenance")
 REPORT_DEFAULTS: dict[str, Any] = {"results_dir": "docs/results", "title": "Reproduction report", "notes": None,
                                    "sections": list(SECTIONS), "claims": None,
                                    "main_table": {"sets": ["isic2018_val", "ph2"], "runs": []}, "paper_claims": [],
                                    "literature": [], "curves": [], "distributions": None, "worst_cases": None,
-                                   "ablations": None, "quality": None, "grid": None, "diagnosis": None, "throughput": "throughput.json",
+                                   "ablations": None, "quality": None, "variants": None, "grid": None, "diagnosis": None, "throughput": "throughput.json",
                                    "manual_runs": "manual_runs.csv"}
 
 
