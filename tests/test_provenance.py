@@ -151,3 +151,13 @@ def test_mm_per_pixel_with_no_measure_is_refused(tmp_path, one_image, capsys):
     """--mm-per-pixel was silently ignored with --no-measure: no mm column at all, no message."""
     assert main(["segment", str(one_image), "--out", str(tmp_path / "o"), "--no-measure", "--mm-per-pixel", "0.02"]) == 2
     assert "--mm-per-pixel" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_file_sha256_is_remembered_only_while_the_file_is_unchanged(tmp_path):
+    import hashlib
+
+    from dermoseg.io import file_sha256, write_bytes
+    path = write_bytes(tmp_path / "model.pt", b"first")
+    assert file_sha256(path) == file_sha256(path) == hashlib.sha256(b"first").hexdigest()
+    write_bytes(path, b"other")  # same size, replaced in place as every write of the project does
+    assert file_sha256(path) == hashlib.sha256(b"other").hexdigest()

@@ -201,8 +201,9 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     if shard is not None:
         index, count = shard
         jobs = jobs[index - 1::count]
+    own = {stem: (outputs(stem) if outputs else []) for _, stem in jobs}  # each input's output files
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
-    planned += [o for _, stem in jobs for o in (outputs(stem) if outputs else []) if o.resolve() not in input_paths]
+    planned += [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     if resume:
         provenance.check_resumable(out_dir, desc, settings or {}, models or [])
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
@@ -233,7 +234,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
 
     def prepare(job, _):
         path, stem = job
-        clash = next((o for o in (outputs(stem) if outputs else []) if o.resolve() in input_paths), None)
+        clash = next((o for o in own[stem] if o.resolve() in input_paths), None)
         if clash is not None:
             raise BatchItemError(f"output {clash.name} would overwrite an input; choose another --out")
         problem = name_problem(path)
@@ -258,8 +259,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
             t.start(resume)
         todo = []
         for path, stem in jobs:
-            mine = outputs(stem) if outputs else []
-            if resume and tables and all(t.done(stem, str(path)) for t in tables) and all(o.exists() for o in mine):
+            if resume and tables and all(t.done(stem, str(path)) for t in tables) and all(o.exists() for o in own[stem]):
                 report.resumed += 1
             else:
                 todo.append((path, stem))

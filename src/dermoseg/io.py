@@ -306,10 +306,20 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+_SHA256_CACHE: dict[tuple, str] = {}
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes as 64 hex digits (model files, pretrained weights). Raises OSError if unreadable."""
+    """sha256 of a file's bytes as 64 hex digits (model files, pretrained weights). Raises OSError if unreadable.
+
+    A file is hashed once per process while its identity (device, inode), size and modification time stay the same:
+    loading a model checks the same 11 MB file against its ONNX export, its sidecars and its run record."""
     import hashlib
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        _SHA256_CACHE[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _SHA256_CACHE[key]
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
