@@ -19,6 +19,7 @@ from PIL import Image
 from dermoseg.cli import main
 from dermoseg.errors import ConfigError
 from dermoseg.io import file_sha256, read_image
+from dermoseg.modelfile import resolve
 from dermoseg.serve import is_loopback
 from dermoseg.serve.app import STATIC_DIR, create_app
 from dermoseg.serve.pipeline import Pipeline, card_headlines, upload_stem
@@ -323,6 +324,23 @@ def test_a_port_in_use_is_refused_in_one_line(capsys):
     out, err = capsys.readouterr()
     assert f"127.0.0.1:{port}" in err and "in use" in err and "web page at" not in out
 
+
+
+def test_serve_runs_the_models_it_is_given(tmp_path, capsys, monkeypatch):
+    """``--model`` / ``--classifier``: a missing or wrong file stops the command in one line before it listens;
+    the app of each worker process loads the files the command named (here the shipped fast preset)."""
+    from dermoseg.serve.settings import CLASSIFIER_ENV, MODEL_ENV
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    monkeypatch.delenv(CLASSIFIER_ENV, raising=False)
+    assert main(["serve", "--model", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    fast = str(resolve("fast", "segmentation"))
+    assert main(["serve", "--classifier", fast]) == 2  # a segmentation model given as the classifier
+    assert "not a dermoseg classifier" in capsys.readouterr().err
+    monkeypatch.setenv(MODEL_ENV, fast)
+    with TestClient(create_app(load_settings(), token="")) as c:
+        names = {m["task"]: m["name"] for m in c.get("/v1/models").json()["models"]}
+    assert names == {"segmentation": "segmentation_fast.pt", "classification": "classifier.pt"}
 
 
 def test_requests_in_progress_are_capped_before_their_body_is_read():

@@ -524,13 +524,17 @@ def _add_serve(sub) -> None:
     p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /v1 routes "
                    "(default: the DERMOSEG_TOKEN environment variable; none: no token needed)")
     p.add_argument("--config", type=Path, default=None, help="YAML file with serve settings to override")
+    p.add_argument("--model", default=None, help="segmentation model: a file, or a shipped name (default, fast); "
+                   "default: the shipped default")
+    p.add_argument("--classifier", type=Path, default=None, help="classifier file (default: the shipped classifier)")
     p.set_defaults(func=_run_serve)
 
 
 def _run_serve(args) -> int:
     from dermoseg.serve import run
     run(args.host, args.port, args.workers, args.token, args.config,
-        banner=f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}")
+        banner=f"dermoseg serve: web page at http://{args.host}:{args.port}/ , API documentation at /docs. {EPILOG}",
+        model=args.model, classifier=args.classifier)
     return 0
 
 

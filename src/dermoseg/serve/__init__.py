@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from dermoseg.errors import ConfigError
-from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, WORKERS_ENV, load_settings
+from dermoseg.serve.settings import CLASSIFIER_ENV, CONFIG_ENV, MODEL_ENV, TOKEN_ENV, WORKERS_ENV, load_settings
 
 
 def is_loopback(host: str) -> bool:
@@ -27,7 +27,8 @@ def is_loopback(host: str) -> bool:
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str | None = None,
-        config: str | Path | None = None, banner: str = "") -> None:
+        config: str | Path | None = None, banner: str = "", model: str | Path | None = None,
+        classifier: str | Path | None = None) -> None:
     """Serve the API and page with uvicorn until interrupted.
 
     Parameters
@@ -38,15 +39,24 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
     token : bearer token for ``/v1`` routes; None takes :data:`~dermoseg.serve.settings.TOKEN_ENV`.
     config : YAML settings file merged over ``dermoseg/configs/serve.yaml``.
     banner : printed once every check has passed, just before the server starts.
+    model : segmentation model (a file, or a shipped name: "default", "fast"); None: the shipped default.
+    classifier : classifier file; None: the shipped one.
 
     Raises
     ------
     dermoseg.errors.ConfigError
         On a bad settings file, port or worker count, a port already in use, or a non-loopback ``host`` without a
         token.
+    dermoseg.errors.ModelFileError
+        If ``model`` or ``classifier`` is missing or not a dermoseg model of that kind (checked before starting).
     """
     import uvicorn
+
+    from dermoseg import modelfile
     load_settings(config)  # stop here, with the message, on a bad settings file
+    # the worker processes load the models again; read here, a bad file stops the command with its message
+    for value, kind, env in ((model, "segmentation", MODEL_ENV), (classifier, "classifier", CLASSIFIER_ENV)):
+        os.environ[env] = str(modelfile.read(value, kind)[0].resolve())
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {port}")
     if workers < 1:

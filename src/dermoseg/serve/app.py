@@ -40,7 +40,8 @@ from dermoseg.errors import ImageReadError, ImageTooLargeError, UnsupportedImage
 from dermoseg.io import decode_image, encode_image
 from dermoseg.serve import schemas
 from dermoseg.serve.pipeline import DISCLAIMER, HAM_CLASSES, Pipeline, SegmentResult
-from dermoseg.serve.settings import CONFIG_ENV, TOKEN_ENV, ServeSettings, load_settings, worker_threads
+from dermoseg.serve.settings import (CLASSIFIER_ENV, CONFIG_ENV, MODEL_ENV, TOKEN_ENV, ServeSettings, load_settings,
+                                     worker_threads)
 
 STATIC_DIR = resources.files("dermoseg").joinpath("serve", "static")
 FORM_OVERHEAD = 64 * 1024  # bytes a multipart body may hold beyond the file: boundaries, headers, option fields
@@ -210,7 +211,9 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     ----------
     settings : limits; None reads the file named by :data:`~dermoseg.serve.settings.CONFIG_ENV`, else the
         shipped defaults.
-    pipeline : loaded models; None loads the shipped ones.
+    pipeline : loaded models; None loads the files named by :data:`~dermoseg.serve.settings.MODEL_ENV` and
+        :data:`~dermoseg.serve.settings.CLASSIFIER_ENV` (set by ``dermoseg serve --model/--classifier``), else the
+        shipped ones.
     token : bearer token required on ``/v1`` routes; None takes :data:`~dermoseg.serve.settings.TOKEN_ENV` from
         the environment; "" (or no token in the environment) means no authentication.
 
@@ -220,7 +223,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
     """
     settings = settings or load_settings(os.environ.get(CONFIG_ENV) or None)
     token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
-    pipeline = pipeline or Pipeline(threads=worker_threads(settings))
+    pipeline = pipeline or Pipeline(os.environ.get(MODEL_ENV) or None, os.environ.get(CLASSIFIER_ENV) or None,
+                                    threads=worker_threads(settings))
     queue = WorkQueue(settings.compute_threads, settings.max_waiting)
 
     app = FastAPIOffline(title="dermoseg", version=__version__,

@@ -20,6 +20,8 @@ from dermoseg.errors import ConfigError
 TOKEN_ENV = "DERMOSEG_TOKEN"  # environment variable holding the bearer token (the --token option sets it too)
 CONFIG_ENV = "DERMOSEG_SERVE_CONFIG"  # settings file of the worker processes started by ``--workers N``
 WORKERS_ENV = "DERMOSEG_SERVE_WORKERS"  # the ``--workers`` count, for the worker processes
+MODEL_ENV = "DERMOSEG_SERVE_MODEL"  # the ``--model`` segmentation model file, for the worker processes
+CLASSIFIER_ENV = "DERMOSEG_SERVE_CLASSIFIER"  # the ``--classifier`` file, for the worker processes
 
 
 @dataclass(frozen=True)
