@@ -110,11 +110,16 @@ def test_info_takes_the_shipped_name_classifier_and_names_an_onnx_file(tmp_path,
         assert "ONNX export" in err and "classifier.pt" in err and "Unpickling" not in err
 
 
-def test_preprocess_help_prints_percent_signs(capsys):
+@pytest.mark.parametrize("command, phrase", [("preprocess", "hair %, hair count"),
+                                             ("fit-quality", "for a 10% review rate"),
+                                             ("evaluate-quality", "when 10% of images"),
+                                             ("evaluate-diagnosis", "at 90% specificity")])
+def test_help_prints_percent_signs(capsys, command, phrase):
+    """argparse expands % in option help (written %%) but prints a description as it is (written %)."""
     with pytest.raises(SystemExit):
-        main(["preprocess", "--help"])
+        main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "hair %, hair count" in text and "%%" not in text
+    assert phrase in text and "%%" not in text
 
 
 def test_a_second_run_into_the_folder_keeps_the_first_runs_record(tmp_path, one_image, isic_samples):

@@ -207,7 +207,7 @@ def _add_fit_quality(sub) -> None:
     p = sub.add_parser("fit-quality", help="fit the per-image quality estimator of a segmentation model",
                        description="Compute cheap signals of the flip-TTA passes (pass agreement, boundary entropy, "
                        "mask shape) on the ISIC 2018 validation split, fit a fractional logistic regression of the "
-                       "real Jaccard on them, choose the review threshold for a 10%% review rate, and write the "
+                       "real Jaccard on them, choose the review threshold for a 10% review rate, and write the "
                        "sidecar MODEL.quality.json beside the model file (it records the model's sha256). PH2 is never "
                        "used. Then 'segment' writes quality and review for every image.")
     _add_quality_arguments(p)
@@ -225,7 +225,7 @@ def _run_fit_quality(args) -> int:
 
 def _add_evaluate_quality(sub) -> None:
     p = sub.add_parser("evaluate-quality", help="measure the per-image quality estimator (validation split and PH2)",
-                       description="Share of failures (Jaccard < 0.65) caught when 10%% of images are flagged, "
+                       description="Share of failures (Jaccard < 0.65) caught when 10% of images are flagged, "
                        "Spearman correlation of quality and real Jaccard, AUROC for a failure, each beside the "
                        "flip-TTA agreement baseline: cross-fitted on the ISIC validation split, as stored on PH2. "
                        "Writes CACHE/summary.json and CACHE/<set>_quality.csv ('dermoseg report' draws them).")
@@ -427,7 +427,7 @@ def _add_evaluate_diagnosis(sub) -> None:
                        "2018 Task 3), per-class sensitivity/specificity/AUC, melanoma-vs-rest AUC, ECE before/after "
                        "temperature scaling (in-sample and cross-fitted). "
                        "On the external tests (ISIC 2018 Task 1 images with a known diagnosis, PH2; never trained or "
-                       "chosen on): melanoma vs nevus AUC, sensitivity at 90%% specificity, nevi called melanoma. On "
+                       "chosen on): melanoma vs nevus AUC, sensitivity at 90% specificity, nevi called melanoma. On "
                        "every set, accuracy and AUC on images the out-of-distribution flag marks vs the others, and what "
                        "gray copies of the images become. "
                        "Writes OUT/<set>/ (predictions.csv, truth.csv, logits.npz, summary.json, roc.png, ...) and "
