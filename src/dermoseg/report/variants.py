@@ -45,7 +45,10 @@ def _classification(v: Mapping[str, Any], res: Results) -> list[str]:
            f"{fmt(bar.get('ph2_auc'))} on PH2. The two external sets are shown, never used to choose.", ""]
     rows = []
     for r in v["rows"]:
-        sets = {s: res.json_file(f"{r['dir']}/{s}/summary.json") for s in ("ham10000_val", "isic2018_task1", "ph2")}
+        # the validation split is required; an external set a variant was not scored on is shown as a dash
+        sets = {s: res.json_file(f"{r['dir']}/{s}/summary.json")
+                if s == "ham10000_val" or (res.root / r["dir"] / s / "summary.json").is_file() else None
+                for s in ("ham10000_val", "isic2018_task1", "ph2")}
         val = sets["ham10000_val"] or {}
         # melanoma vs nevus; summaries written before the external sets joined evaluate-diagnosis keep it at the top
         auc = {s: ((sets[s] or {}).get("melanoma_vs_nevus") or sets[s] or {}).get("auc") for s in ("isic2018_task1", "ph2")}
