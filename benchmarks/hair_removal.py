@@ -218,6 +218,8 @@ TUNE_GRID = {
     "max_width_px": (5, 7, 9, 12),
     "dilate_px": (0, 1, 2),
     "closing_px": (9, 11, 13, 15),
+    "line_length_px": (0, 21, 25, 31, 35, 41),
+    "line_tolerance_px": (0, 1, 2),
     "chroma_weight": (0, 0.5, 1),
 }
 
@@ -257,7 +259,8 @@ def tune_ours(cases, models: tuple[str, ...], passes: int, start: dict) -> dict:
             response, lesion = cache[key]
             mask, _ = hair_mask(response, None, hs["threshold_low"], hs["threshold_high"], hs["min_length_px"],
                                 hs["max_width_px"], hs["dilate_px"], hs["min_contrast"], lesion,
-                                hs["lesion_threshold"], hs["long_hair_px"])
+                                hs["lesion_threshold"], hs["long_hair_px"], hs["line_length_px"],
+                                int(hs["line_angles"]), hs["line_tolerance_px"])
             clean = repair_dense(hairy, mask, int(hs["diffusion_iterations"]), hs["diffusion_lambda"],
                                  hs["diffusion_kappa"])
             per_model.setdefault(model, []).append((psnr(clean, original), psnr(clean, original, regions[k])))
