@@ -8,8 +8,11 @@ magnitude is thresholded with hysteresis (a weak threshold grows a hair from a p
 the lesion, roughly outlined by :func:`dark_region`, the weak threshold is stricter) and each connected
 component is kept only if it is long, thin and, on average, a deep enough trough, which drops most dots,
 globules and pigment-network meshes of the lesion itself (the two contrast tests came with issue 16, chosen on
-synthetic hair of several kinds drawn on a random sample of training images: benchmarks/hair_removal.py). The
-number of kept components (after the mask is grown by ``dilate_px``) is the paper's hair count N.
+synthetic hair of several kinds drawn on a random sample of training images: benchmarks/hair_removal.py). Of the
+kept components only the pixels on a straight segment of ``line_length_px`` are kept (:func:`line_support`, the
+supremum of openings by linear structuring elements; issue 16 part 2), which drops ruler ticks, network meshes and
+ragged blob rims. The number of kept components (after the mask is grown by ``dilate_px``) is the paper's hair
+count N.
 
 Closing finds *dark* troughs only: a white or grey hair lighter than the skin is found only where it is less
 red than the skin (a trough in u*), not by its lightness (nor is it by DullRazor's black-hat). An optional
