@@ -29,7 +29,7 @@ Usage (from the repository root, with the package importable; a report run takes
     OMP_NUM_THREADS=1 python benchmarks/hair_removal.py --tune ours --passes 2      # our search (tuning list)
     OMP_NUM_THREADS=1 python benchmarks/hair_removal.py --tune ours --passes 0 --set min_contrast=14  # one trial
     OMP_NUM_THREADS=1 python benchmarks/hair_removal.py --out benchmarks/results/hair_removal   # report
-    OMP_NUM_THREADS=1 python benchmarks/hair_removal.py --real     # real hairy images: issue-3 vs shipped detector
+    OMP_NUM_THREADS=1 python benchmarks/hair_removal.py --real     # real hairy images: earlier vs shipped detector
 """
 
 from __future__ import annotations
@@ -218,6 +218,8 @@ TUNE_GRID = {
     "max_width_px": (5, 7, 9, 12),
     "dilate_px": (0, 1, 2),
     "closing_px": (9, 11, 13, 15),
+    "line_length_px": (0, 21, 25, 31, 35, 41),
+    "line_tolerance_px": (0, 1, 2),
     "chroma_weight": (0, 0.5, 1),
 }
 
@@ -257,7 +259,8 @@ def tune_ours(cases, models: tuple[str, ...], passes: int, start: dict) -> dict:
             response, lesion = cache[key]
             mask, _ = hair_mask(response, None, hs["threshold_low"], hs["threshold_high"], hs["min_length_px"],
                                 hs["max_width_px"], hs["dilate_px"], hs["min_contrast"], lesion,
-                                hs["lesion_threshold"], hs["long_hair_px"])
+                                hs["lesion_threshold"], hs["long_hair_px"], hs["line_length_px"],
+                                int(hs["line_angles"]), hs["line_tolerance_px"])
             clean = repair_dense(hairy, mask, int(hs["diffusion_iterations"]), hs["diffusion_lambda"],
                                  hs["diffusion_kappa"])
             per_model.setdefault(model, []).append((psnr(clean, original), psnr(clean, original, regions[k])))
@@ -338,23 +341,27 @@ def report(ids_file: str, out: Path | None, figure: Path | None) -> int:
     return 0 if ok else 1
 
 
-# The detector as issue 3 shipped it: the issue-16 settings without the contrast tests, at the old thresholds.
-ISSUE3_HAIR = {"threshold_low": 6.0, "min_length_px": 30, "min_contrast": 0.0, "lesion_threshold": 0.0}
+# The detector as issue 3 shipped it: the issue-16 settings without the contrast tests and the straight-segment
+# test, at the old thresholds; and as issue 16 part 1 left it (commit 3c487fe): without the straight-segment test.
+ISSUE3_HAIR = {"threshold_low": 6.0, "min_length_px": 30, "min_contrast": 0.0, "lesion_threshold": 0.0,
+               "line_length_px": 0}
+PART1_HAIR = {"line_length_px": 0}
 
 
 def real_hair() -> None:
     """Hair found on the real hairy images of tests/data/hairy_ids.txt (chosen by eye in issue 3; PH2 among
-    them, for looking only): share of the image marked and N, by the issue-3 detector and the shipped one."""
+    them, for looking only): share of the image marked and N, by the issue-3 detector, the issue-16 part-1 one
+    (no straight-segment test) and the shipped one."""
     from dermoseg.data.datasets import load_ph2
 
     samples = {s.image_id: s for s in load_isic2018_task1(DATA_ROOT / "isic2018_task1") + load_ph2(DATA_ROOT / "ph2")}
     ids = [line.split("#")[0].strip() for line in (REPO / "tests" / "data" / "hairy_ids.txt").read_text().splitlines()
            if line.split("#")[0].strip()]
-    print("| image | issue-3 detector: hair % (N) | shipped detector: hair % (N) |\n|---|---|---|")
+    print("| image | issue-3 detector: hair % (N) | issue-16 part 1 | shipped detector |\n|---|---|---|---|")
     for image_id in ids:
         image = read_image(samples[image_id].image_path)
-        a, b = clean_image(image, {"hair": ISSUE3_HAIR}), clean_image(image)
-        print(f"| {image_id} | {a.hair_pct:.1f} ({a.n_hairs}) | {b.hair_pct:.1f} ({b.n_hairs}) |")
+        runs = [clean_image(image, {"hair": ISSUE3_HAIR}), clean_image(image, {"hair": PART1_HAIR}), clean_image(image)]
+        print(f"| {image_id} | " + " | ".join(f"{r.hair_pct:.1f} ({r.n_hairs})" for r in runs) + " |")
 
 
 def _bootstrap_mean(values: list[float], n_resamples: int = 2000) -> tuple[float, float, float]:
@@ -395,7 +402,8 @@ def main(argv=None) -> int:
                    "the start)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="with --tune ours: start from the shipped hair settings with these changed")
-    p.add_argument("--real", action="store_true", help="hair found on the real hairy test images, issue-3 vs shipped")
+    p.add_argument("--real", action="store_true", help="hair found on the real hairy test images, issue-3, issue-16 "
+                   "part 1 and shipped detectors")
     p.add_argument("--ids", default="hair_report_ids.txt", help="id list under benchmarks/data (report)")
     p.add_argument("--out", type=Path, help="write the report as OUT.txt and OUT.json")
     p.add_argument("--figure", type=Path, help="write a before/after figure (PNG)")

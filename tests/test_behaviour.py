@@ -12,7 +12,8 @@ comparison, so everything that was there must still be equal): ``run.json`` besi
 ``results.csv``, and the ``empty_truth_*``, ``skipped`` and ``warnings`` entries of evaluate's summary.
 One entry was re-made since, on purpose: ``segment_no_tta_preprocess``, whose cleaning changed with the
 hair detector of issue 16 (contrast tests); it was made on the code just before issue 11's additions, and the
-same run gave every other entry unchanged.
+same run gave every other entry unchanged; re-made again for issue 16 part 2 (the straight-segment test of the hair
+detector), every other entry again unchanged.
 Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
 to ``diagnose`` lives in ``image_sources.csv``.
 """

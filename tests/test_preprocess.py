@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from dermoseg.io import read_image
-from dermoseg.preprocess import (PreprocessConfigError, clean_image, default_settings, lightness, repair_dense,
-                                 repair_sparse, resolve_settings)
+from dermoseg.preprocess import (PreprocessConfigError, clean_image, default_settings, lightness, line_support,
+                                 repair_dense, repair_sparse, resolve_settings)
 from dermoseg.preprocess.settings import _RULES
 
 HERE = Path(__file__).resolve().parent
@@ -127,6 +127,79 @@ def test_straight_dark_line_is_repaired(mode, angle):
     err = np.abs(res.image.astype(int) - clean.astype(int))
     assert err[on].max() <= 10 and err[on].mean() <= 3
     assert err[~on].mean() < 0.3
+
+
+def honeycomb(h: int, w: int, side: float = 10.0) -> np.ndarray:
+    """(H, W) bool one-pixel outlines of a honeycomb of regular hexagons with the given side (pixels): a mesh like
+    a pigment network, whose straight runs are one side long (10 px) and whose zigzag chains swing 5 px
+    (side x sin 30°) to either side, so that no straight segment much longer than a side lies along it."""
+    mesh = np.zeros((h, w), np.uint8)
+    dx, dy = np.sqrt(3) * side, 1.5 * side
+    corners = np.pi / 6 + np.arange(6) * np.pi / 3
+    for row in range(int(h / dy) + 2):
+        for col in range(int(w / dx) + 2):
+            cx, cy = col * dx + (dx / 2 if row % 2 else 0), row * dy
+            pts = np.stack([cx + side * np.cos(corners), cy + side * np.sin(corners)], axis=1)
+            cv2.polylines(mesh, [np.round(pts * 16).astype(np.int32)], True, 1, 1, cv2.LINE_8, 4)
+    return mesh > 0
+
+
+@pytest.mark.parametrize("angle", [0, 7, 33, 82])
+def test_line_support_keeps_a_thin_straight_line_at_any_angle(angle):
+    """A one-pixel digital line 300 px long, at angles between the 24 sampled orientations (7.5° apart) too, is
+    kept whole: a 31-px segment at the nearest sampled angle is at most 15.5 x sin(3.75°) = 1.0 px away from it
+    at its ends, within the 1-px tolerance."""
+    mask = np.zeros((512, 512), np.uint8)
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cv2.line(mask, (int(256 - 150 * c), int(256 - 150 * s)), (int(256 + 150 * c), int(256 + 150 * s)), 1, 1)
+    mask = mask > 0
+    kept = line_support(mask, 31, 24, 1, 20)
+    assert not (kept & ~mask).any()
+    assert kept[mask].mean() >= 0.98
+
+
+def test_line_support_drops_a_mesh_of_short_segments():
+    """A honeycomb with 10-px sides (straight runs of 10 px) holds no straight 31-px segment, even grown by one
+    pixel: nothing of it is kept; a 1-px line laid across it is kept, and no mesh pixel farther than 12 px from
+    the line (the line's own support, grown by the tolerance, reaches the mesh only where they cross)."""
+    mesh = honeycomb(256, 256)
+    assert line_support(mesh, 31, 24, 1, 20).sum() == 0
+    line = np.zeros((256, 256), np.uint8)
+    cv2.line(line, (0, 40), (255, 200), 1, 1)
+    kept = line_support(mesh | (line > 0), 31, 24, 1, 20)
+    assert kept[line > 0].mean() >= 0.98
+    far = mesh & ~(cv2.dilate(line, np.ones((25, 25), np.uint8)) > 0)  # mesh farther than 12 px from the line
+    assert not kept[far].any()
+
+
+def test_pigment_network_like_mesh_is_not_hair_but_a_line_across_it_is():
+    """A disk of shallow, network-like troughs (a honeycomb with 10-px sides, its pixels darkened to 75 %) on
+    plain skin, with a dark straight 3-px line crossing it. Without the
+    straight-segment test (``line_length_px: 0``) the mesh is taken for hair (it is one large connected trough,
+    long enough to skip the contrast test); with the shipped settings none of its pixels farther than 8 px from
+    the line is marked, and the line is found and repaired."""
+    clean = skin(512, 512, seed=2)
+    disk = np.zeros((512, 512), np.uint8)
+    cv2.circle(disk, (256, 256), 150, 1, -1)
+    net = honeycomb(512, 512) & (disk > 0)
+    img = clean.astype(float)
+    img[net] *= 0.75
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    line = np.zeros((512, 512), np.uint8)
+    cv2.line(line, (30, 100), (480, 420), 1, 3)
+    on = line > 0
+    hairy = img.copy()
+    hairy[on] = (45, 32, 28)
+    off = {"frame": {"enabled": False}}
+    without = clean_image(img, {"frame": {"enabled": False}, "hair": {"line_length_px": 0}})
+    assert without.hair_mask[net].mean() > 0.5, "the mesh is too faint to test anything"
+    assert not clean_image(img, off).hair_mask.any()
+    res = clean_image(hairy, off)
+    away = net & ~(cv2.dilate(line, np.ones((17, 17), np.uint8)) > 0)
+    assert not res.hair_mask[away].any()
+    assert res.hair_mask[on].mean() > 0.97
+    err = np.abs(res.image.astype(int) - img.astype(int))
+    assert err[on & ~net].mean() <= 5
 
 
 def test_image_without_hair_or_frame_is_nearly_unchanged():
@@ -296,6 +369,8 @@ def test_yaml_defaults_and_rules_agree():
     ({"hair": "yes"}, "preprocess.hair"),
     ({"enabled": "yes"}, "preprocess.enabled"),
     ({"hair": {"dense_count": True}}, "preprocess.hair.dense_count"),
+    ({"hair": {"line_angles": 2.5}}, "preprocess.hair.line_angles"),
+    ({"hair": {"line_angles": 0}}, "preprocess.hair.line_angles"),
 ])
 def test_invalid_settings_name_the_key(cfg, key):
     with pytest.raises(PreprocessConfigError, match=key.replace(".", r"\.")):

@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 
 from dermoseg.preprocess.frame import _check_image, _disk, detect_frame, fill_frame, lightness
-from dermoseg.preprocess.hair import dark_region, detect_hair, hair_mask, hair_response, repair_dense, repair_sparse
+from dermoseg.preprocess.hair import (dark_region, detect_hair, hair_mask, hair_response, line_support, repair_dense,
+                                     repair_sparse)
 from dermoseg.preprocess.settings import PreprocessConfigError, default_settings, resolve_settings
 
 __all__ = ["CleanResult", "clean_image", "detect_frame", "fill_frame", "lightness", "detect_hair", "dark_region",
-           "hair_mask", "hair_response", "repair_sparse", "repair_dense", "resolve_settings", "default_settings",
-           "PreprocessConfigError"]
+           "hair_mask", "hair_response", "line_support", "repair_sparse", "repair_dense", "resolve_settings",
+           "default_settings", "PreprocessConfigError"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def clean_image(image: np.ndarray, cfg: Mapping[str, Any] | None = None) -> Clea
                               threshold_low=hs["threshold_low"], threshold_high=hs["threshold_high"],
                               min_length_px=hs["min_length_px"] * scale, max_width_px=hs["max_width_px"] * scale,
                               dilate_px=hs["dilate_px"] * scale, min_contrast=hs["min_contrast"],
-                              lesion_threshold=hs["lesion_threshold"], long_hair_px=hs["long_hair_px"] * scale)
+                              lesion_threshold=hs["lesion_threshold"], long_hair_px=hs["long_hair_px"] * scale,
+                              line_length_px=hs["line_length_px"] * scale, line_angles=int(hs["line_angles"]),
+                              line_tolerance_px=hs["line_tolerance_px"] * scale)
         if n > 0:
             mode = hs["mode"] if hs["mode"] != "auto" else ("dense" if n > hs["dense_count"] else "sparse")
             if mode == "dense":

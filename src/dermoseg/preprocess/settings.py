@@ -38,7 +38,8 @@ _RULES: dict[str, dict[str, tuple]] = {
              "threshold_low": ("num", 0, None), "threshold_high": ("num", 0, None),
              "min_length_px": ("num", 0, None), "max_width_px": ("num", 0.5, None), "dilate_px": ("num", 0, None),
              "min_contrast": ("num", 0, None), "lesion_threshold": ("num", 0, None),
-             "long_hair_px": ("num", 0, None),
+             "long_hair_px": ("num", 0, None), "line_length_px": ("num", 0, None), "line_angles": ("int", 1, 180),
+             "line_tolerance_px": ("num", 0, None),
              "mode": ("choice", "auto", "sparse", "dense"), "dense_count": ("num", 0, None),
              "diffusion_iterations": ("num", 0, 10000),
              "diffusion_lambda": ("num", 1e-6, 1), "diffusion_kappa": ("num", 1e-6, None)},
@@ -113,6 +114,8 @@ def _check(name: str, value: Any, rule: tuple) -> Any:
     lo, hi = rule[1], rule[2]
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise PreprocessConfigError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
+    if kind == "int" and int(value) != value:
+        raise PreprocessConfigError(f"{name} must be a whole number, got {value!r}")
     if kind == "odd" and (int(value) != value or int(value) % 2 == 0):
         raise PreprocessConfigError(f"{name} must be an odd whole number, got {value!r}")
     return copy.copy(value)
