@@ -119,3 +119,15 @@ def test_ema_weights_are_what_validation_and_the_checkpoints_hold(tmp_path):
     assert float(last["state_dict"]["w"]) == pytest.approx(ema, abs=1e-6)
     assert float(last["current_model_state"]["w"]) == pytest.approx(weights[-1], abs=1e-6)
     assert abs(ema - weights[-1]) > 1e-3  # the two differ, so the test tells them apart
+
+
+def test_a_model_trained_on_cleaned_images_records_every_cleaning_setting(tmp_path, data_root):
+    """Inference must clean as training did, even after the shipped defaults change: the file keeps them all."""
+    from dermoseg.modelfile import read
+    from dermoseg.preprocess import resolve_settings
+    overrides = {"data": {"root": str(data_root), "train_subset": 4, "val_subset": 4},
+                 "trainer": {"epochs": 1}, "preprocess": {"enabled": True, "hair": {"line_length_px": 0}}}
+    model = train(load_config(REPO / "configs" / "smoke.yaml", overrides), tmp_path / "run")
+    recorded = read(model, "segmentation")[1]["config"]["preprocess"]
+    assert recorded == resolve_settings({"enabled": True, "hair": {"line_length_px": 0}})
+    assert recorded["hair"]["line_length_px"] == 0 and "dense_count" in recorded["hair"]

@@ -169,9 +169,16 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
 
 def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:
     """Turn a Lightning checkpoint into a small inference file ``{"config", "state_dict", "info"}``
-    (float32 weights, no optimiser state) that :meth:`dermoseg.segmentation.segmenter.Segmenter.load` reads."""
+    (float32 weights, no optimiser state) that :meth:`dermoseg.segmentation.segmenter.Segmenter.load` reads.
+
+    A model trained on cleaned images records the complete cleaning settings it was trained with
+    (:func:`dermoseg.preprocess.resolve_settings`), so that inference cleans the same way even after the shipped
+    defaults change."""
+    from dermoseg.preprocess import resolve_settings
     cfg, state, info = modelfile.read_checkpoint(checkpoint)
+    preprocess = cfg.get("preprocess") or {"enabled": False}
     config = {"model": cfg["model"], "image_size": cfg["data"]["image_size"],
               "tta": bool(cfg.get("inference", {}).get("tta", False)),
-              "preprocess": cfg.get("preprocess", {"enabled": False}), "train_config": cfg}
+              "preprocess": resolve_settings(preprocess) if preprocess.get("enabled") else preprocess,
+              "train_config": cfg}
     return modelfile.write(out, "segmentation", config, state, {**info, **(extra or {})})
