@@ -219,7 +219,7 @@ def export_model(model: str | Path | None, out: str | Path, images: list[Path]) 
         loaded = Classifier.load(None if str(model) == "classifier" else model, engine="torch")
     else:
         from dermoseg.segmentation.segmenter import Segmenter
-        loaded = Segmenter.load(model, engine="torch")
+        loaded = Segmenter.load(model, engine="torch", quality=False)  # a stale quality sidecar must not block a re-export
     meta, prepare = export_metadata(loaded)
     batch = np.stack([prepare(read_image(p)) for p in images]).astype(np.float32)
     return export_onnx(loaded.network, meta, out, batch)
