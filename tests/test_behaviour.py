@@ -13,7 +13,10 @@ comparison, so everything that was there must still be equal): ``run.json`` besi
 One entry was re-made since, on purpose: ``segment_no_tta_preprocess``, whose cleaning changed with the
 hair detector of issue 16 (contrast tests); it was made on the code just before issue 11's additions, and the
 same run gave every other entry unchanged; re-made again for issue 16 part 2 (the straight-segment test of the hair
-detector), every other entry again unchanged.
+detector), every other entry again unchanged. Four entries were re-made when the shipped segmentation model
+changed (issue 12, session 5: the 12-epoch model), with the code of that commit and its additions taken away as
+below: ``segment``, ``segment_no_tta_preprocess``, ``evaluate_dirs`` and ``evaluate_dataset``; the same run gave
+``diagnose`` and ``report`` unchanged.
 Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
 to ``diagnose`` lives in ``image_sources.csv``.
 """
