@@ -145,6 +145,9 @@ def test_shipped_onnx_files_record_their_source_and_metadata():
         assert len(meta["mean"]) == 3 and len(meta["std"]) == 3 and isinstance(meta["tta"], bool)
     assert OrtRunner(onnx_path_for(modelfile.shipped("segmentation")), 1).metadata["threshold"] == 0.5
     assert OrtRunner(onnx_path_for(modelfile.shipped("classifier")), 1).metadata["class_names"][0] == "MEL"
+    # what the image needs before the network, for users of the ONNX file outside dermoseg
+    assert OrtRunner(onnx_path_for(modelfile.shipped("segmentation")), 1).metadata["preprocess"] == {"enabled": False}
+    assert OrtRunner(onnx_path_for(modelfile.shipped("classifier")), 1).metadata["shades_of_gray_p"] is None
 
 
 def test_a_stale_or_missing_onnx_file_is_refused(tmp_path, capsys, torch_classifier):

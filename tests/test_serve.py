@@ -330,8 +330,8 @@ def test_serve_runs_the_models_it_is_given(tmp_path, capsys, monkeypatch):
     """``--model`` / ``--classifier``: a missing or wrong file stops the command in one line before it listens;
     the app of each worker process loads the files the command named (here the shipped fast preset)."""
     from dermoseg.serve.settings import CLASSIFIER_ENV, MODEL_ENV
-    monkeypatch.delenv(MODEL_ENV, raising=False)
-    monkeypatch.delenv(CLASSIFIER_ENV, raising=False)
+    monkeypatch.setenv(MODEL_ENV, "")  # whatever serve sets here is undone after the test
+    monkeypatch.setenv(CLASSIFIER_ENV, "")
     assert main(["serve", "--model", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
     fast = str(resolve("fast", "segmentation"))

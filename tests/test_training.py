@@ -103,7 +103,7 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_score_did_not_improve(t
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
-def test_ema_weights_are_what_validation_and_the_checkpoints_hold(tmp_path):
+def test_ema_weights_are_what_the_checkpoints_hold(tmp_path):
     """``trainer.ema_decay``: w_t = 1 - 0.8^t under SGD on (w - 1)², so the averaged weight after the 9 steps is
     the exponential moving average of that sequence, computed here by hand; the checkpoint keeps both."""
     from dermoseg.training import fit

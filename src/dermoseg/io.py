@@ -312,8 +312,9 @@ _SHA256_CACHE: dict[tuple, str] = {}
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes as 64 hex digits (model files, pretrained weights). Raises OSError if unreadable.
 
-    A file is hashed once per process while its identity (device, inode), size and modification time stay the same:
-    loading a model checks the same 11 MB file against its ONNX export, its sidecars and its run record."""
+    The digest is remembered per process under the key (resolved path, device, inode, size, modification time in
+    ns): a file replaced (every write of this project renames a new file into place) or modified gets a new key."""
+    # loading a model checks the same 11 MB file against its ONNX export, its sidecars and its run record
     import hashlib
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

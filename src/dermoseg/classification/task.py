@@ -54,7 +54,8 @@ class CachedClassificationDataset(Dataset):
 
     ``cache_size`` (default ``size``) is the side the images are kept at: a larger cache lets a random-resized
     crop zoom in without upsampling. An item that comes out of the augmentation at another size is resized to
-    ``size``, so the network always sees what inference gives it.
+    ``size``, the size inference gives the network (Shades of Gray is then estimated on the cached copy, not on
+    the ``size`` one as at inference: a slight difference).
 
     Items: ``(x (C, S, S) float32, label int64)`` with C = 3, or 4 for ``mask_mode="channel"``.
     """
@@ -67,6 +68,8 @@ class CachedClassificationDataset(Dataset):
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         channels = 4 if mask_mode == "channel" else 3
         cache_size = int(cache_size or size)
+        if cache_size < self.size:
+            raise ValueError(f"data.cache_size ({cache_size}) must be at least data.image_size ({self.size})")
         self.images = np.empty((len(samples), cache_size, cache_size, channels), np.uint8)
         if mask_mode != "none" and mask_dir is None:
             raise ValueError(f"mask_mode '{mask_mode}' needs data.mask_dir (masks from 'dermoseg segment')")

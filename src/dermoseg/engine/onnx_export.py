@@ -150,7 +150,8 @@ def export_metadata(model) -> tuple[dict[str, Any], Callable[[np.ndarray], np.nd
     ``(meta, prepare)``: ``meta`` holds task, input size [C, H, W], normalisation (ImageNet mean and std of
     RGB in [0, 1]), TTA default, class names, the default threshold (segmentation) or the temperature
     (classification), the source file's name and sha256 and its model card's name (``X.md`` beside ``X.pt``,
-    or None); ``prepare(image (H, W, 3) uint8) -> (C, S, S) float32`` is the model's preprocessing.
+    or None), and the image preparation the network expects before the normalisation: the cleaning settings
+    (``preprocess``, segmentation) or the Shades of Gray norm (``shades_of_gray_p``, classification; None = none); ``prepare(image (H, W, 3) uint8) -> (C, S, S) float32`` is the model's preprocessing.
 
     Raises
     ------
@@ -165,12 +166,14 @@ def export_metadata(model) -> tuple[dict[str, Any], Callable[[np.ndarray], np.nd
                             "std": IMAGENET_STD.tolist(), "tta": bool(model.tta), "source_file": model.path.name,
                             "source_sha256": model.sha256, "model_card": card.name if card.is_file() else None}
     if isinstance(model, Segmenter):
-        meta.update(task="segmentation", threshold=THRESHOLD, class_names=["background", "lesion"])
+        meta.update(task="segmentation", threshold=THRESHOLD, class_names=["background", "lesion"],
+                    preprocess=dict(model.preprocess))
         return meta, lambda image: model.prepare(image)[0]
     if model.uses_mask:
         raise ValueError(f"{model.path}: a classifier that takes the lesion mask (mask_mode '{model.mask_mode}') "
                          "cannot be exported yet")
-    meta.update(task="classification", temperature=float(model.temperature), class_names=list(HAM_CLASSES))
+    meta.update(task="classification", temperature=float(model.temperature), class_names=list(HAM_CLASSES),
+                shades_of_gray_p=model.shades_of_gray_p)
     return meta, model.prepare
 
 
@@ -219,7 +222,7 @@ def export_model(model: str | Path | None, out: str | Path, images: list[Path]) 
         loaded = Classifier.load(None if str(model) == "classifier" else model, engine="torch")
     else:
         from dermoseg.segmentation.segmenter import Segmenter
-        loaded = Segmenter.load(model, engine="torch", quality=False)  # a stale quality sidecar must not block a re-export
+        loaded = Segmenter.load(model, engine="torch", quality=False)  # a stale quality sidecar: no block
     meta, prepare = export_metadata(loaded)
     batch = np.stack([prepare(read_image(p)) for p in images]).astype(np.float32)
     return export_onnx(loaded.network, meta, out, batch)

@@ -54,9 +54,6 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
 
     from dermoseg import modelfile
     load_settings(config)  # stop here, with the message, on a bad settings file
-    # the worker processes load the models again; read here, a bad file stops the command with its message
-    for value, kind, env in ((model, "segmentation", MODEL_ENV), (classifier, "classifier", CLASSIFIER_ENV)):
-        os.environ[env] = str(modelfile.read(value, kind)[0].resolve())
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {port}")
     if workers < 1:
@@ -65,6 +62,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
         os.environ[TOKEN_ENV] = token
     if not is_loopback(host) and not os.environ.get(TOKEN_ENV):
         raise ConfigError(f"--host {host} lets other machines in: give --token (or set {TOKEN_ENV}) as well")
+    # the worker processes load the models; a given file is read here first, so a bad one stops the command
+    for value, kind, env in ((model, "segmentation", MODEL_ENV), (classifier, "classifier", CLASSIFIER_ENV)):
+        os.environ[env] = "" if value is None else str(modelfile.read(value, kind)[0].resolve())
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
     os.environ[WORKERS_ENV] = str(workers)  # each worker process takes its share of the CPUs (worker_threads)
