@@ -119,8 +119,11 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment", str(isic_samples[0].image_path),
-                                 "--out", str(tmp_path / "out")], env=env, stderr=stderr, text=True)
+        # 40 images, so that the run outlasts the presses: a press swallowed while a library imports (some catch
+        # everything) must find the next one still in dermoseg's hands, never a run that already ended with 0
+        proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment",
+                                 *(str(s.image_path) for s in isic_samples[:40]), "--out", str(tmp_path / "out")],
+                                env=env, stderr=stderr, text=True)
     # Ctrl-C is pressed again until dermoseg has answered it, as a user would: a single signal can land in the
     # interpreter's own start-up, before Python has installed its handler. No more once it said "interrupted":
     # during the interpreter's shutdown Python's handler is gone, and a further SIGINT ends the process with -2
@@ -132,7 +135,9 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
         time.sleep(0.5)
     proc.wait(timeout=120)
     err = log.read_text()
-    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+    # 130 from dermoseg's own answer; -2 when a further press, sent just before "interrupted" reached the log,
+    # lands in the interpreter's shutdown after it (the user pressed twice): either way no traceback
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err and "interrupted" in err, err
 
 
 def test_resume_refuses_other_settings(tmp_path, isic_samples, capsys):
