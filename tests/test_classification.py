@@ -406,3 +406,11 @@ def test_random_resized_crops_come_out_at_the_training_size(ham):
     assert a.shape == b.shape == (3, 96, 96) and not torch.equal(a, b)
     with pytest.raises(ValueError, match="output size"):
         build_augmentation({"random_resized_crop": {"scale": [0.5, 1.0]}})
+    from dermoseg.errors import ConfigError
+    from dermoseg.training import subset
+    for bad in (64, 0, 99999, "abc"):  # smaller than the input, zero, absurdly large, not a number
+        with pytest.raises(ConfigError, match="data.cache_size"):
+            CachedClassificationDataset(ham[:2], 96, cache_size=bad)
+    for bad in (-3, 0, 2.5):  # a negative subset kept all but three images
+        with pytest.raises(ConfigError, match="data.train_subset"):
+            subset(ham, bad, 0)

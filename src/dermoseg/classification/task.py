@@ -28,6 +28,7 @@ from dermoseg.data.datasets import load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.data.transforms import build_augmentation, resize_image
 from dermoseg.engine import TorchRunner
+from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier
@@ -67,9 +68,11 @@ class CachedClassificationDataset(Dataset):
         self.size = int(size)
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         channels = 4 if mask_mode == "channel" else 3
+        if cache_size is not None and (isinstance(cache_size, bool) or not isinstance(cache_size, int)
+                                       or not self.size <= cache_size <= 4 * self.size):
+            raise ConfigError(f"data.cache_size must be an integer from data.image_size ({self.size}) to 4 times it, "
+                              f"got {cache_size!r}")
         cache_size = int(cache_size or size)
-        if cache_size < self.size:
-            raise ValueError(f"data.cache_size ({cache_size}) must be at least data.image_size ({self.size})")
         self.images = np.empty((len(samples), cache_size, cache_size, channels), np.uint8)
         if mask_mode != "none" and mask_dir is None:
             raise ValueError(f"mask_mode '{mask_mode}' needs data.mask_dir (masks from 'dermoseg segment')")
