@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +182,10 @@ def test_model_names_resolve_to_shipped_files(tmp_path):
             modelfile.resolve("fast", "segmentation")
     assert modelfile.kind_of("classifier") == "classifier" and modelfile.kind_of(None) == "segmentation"
     assert modelfile.kind_of(str(modelfile.shipped("classifier"))) == "classifier"
+    # "classifier" names the shipped classifier wherever a classifier is expected (diagnose --model, serve
+    # --classifier), as it does for info and export; as a segmentation model it is a (missing) file name
+    assert modelfile.resolve("classifier", "classifier") == modelfile.shipped("classifier")
+    assert modelfile.resolve("classifier", "segmentation") == Path("classifier")
 
 
 def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path, isic_samples, ph2_samples, capsys):

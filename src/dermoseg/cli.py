@@ -377,7 +377,8 @@ def _run_report(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- diagnose
 def _add_classifier_arguments(p) -> None:
-    p.add_argument("--model", type=Path, default=None, help="classifier file (default: the shipped classifier)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="classifier file, or \"classifier\" for the shipped one (the default)")
     p.add_argument("--segmentation-model", default=None,
                    help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
     _add_engine_arguments(p)
@@ -526,7 +527,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML file with serve settings to override")
     p.add_argument("--model", default=None, help="segmentation model: a file, or a shipped name (default, fast); "
                    "default: the shipped default")
-    p.add_argument("--classifier", type=Path, default=None, help="classifier file (default: the shipped classifier)")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="classifier file, or \"classifier\" for the shipped one (the default)")
     p.set_defaults(func=_run_serve)
 
 

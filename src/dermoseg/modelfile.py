@@ -68,8 +68,9 @@ def shipped(kind: str) -> Path:
 
 
 def resolve(model: str | Path | None, kind: str) -> Path:
-    """The file meant by a ``--model`` value: None or ``"default"`` is the shipped file of ``kind``, a preset name
-    of :data:`PRESETS` (``"fast"``) its shipped file, anything else a path.
+    """The file meant by a ``--model`` value: None or ``"default"`` is the shipped file of ``kind`` (for a
+    classifier also ``"classifier"``, the name ``info`` and ``export`` take), a preset name of :data:`PRESETS`
+    (``"fast"``) its shipped file, anything else a path.
 
     Raises
     ------
@@ -77,7 +78,7 @@ def resolve(model: str | Path | None, kind: str) -> Path:
         For a preset whose file is not shipped with this installation.
     """
     noun = _kind(kind)[1]
-    if model is None or str(model) == "default":
+    if model is None or str(model) == "default" or (kind == "classifier" and str(model) == "classifier"):
         return shipped(kind)
     preset = PRESETS[kind].get(str(model))
     if preset is None:
