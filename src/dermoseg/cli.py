@@ -17,6 +17,7 @@ from dermoseg.engine import ENGINES
 from dermoseg.errors import DermosegError
 
 EPILOG = "Research tool, not a medical device."
+CLASSIFIER_HELP = "classifier file, or \"classifier\" for the shipped one (the default)"  # diagnose, serve
 
 
 class CommandError(DermosegError):
@@ -378,7 +379,7 @@ def _run_report(args) -> int:
 # ---------------------------------------------------------------------------------------------- diagnose
 def _add_classifier_arguments(p) -> None:
     p.add_argument("--model", type=Path, default=None,
-                   help="classifier file, or \"classifier\" for the shipped one (the default)")
+                   help=CLASSIFIER_HELP)
     p.add_argument("--segmentation-model", default=None,
                    help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
     _add_engine_arguments(p)
@@ -528,7 +529,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--model", default=None, help="segmentation model: a file, or a shipped name (default, fast); "
                    "default: the shipped default")
     p.add_argument("--classifier", type=Path, default=None,
-                   help="classifier file, or \"classifier\" for the shipped one (the default)")
+                   help=CLASSIFIER_HELP)
     p.set_defaults(func=_run_serve)
 
 
