@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from dermoseg.models import ASPP, build_model
 from dermoseg.models.complexity import count_macs, count_parameters
+from dermoseg.models import efficientnet_lite
+from dermoseg.models.efficientnet_lite import (
+    Conv2dSame,
+    EfficientNetLite0Encoder,
+    efficientnet_lite0_imagenet_state,
+    efficientnet_lite0_weights_path,
+)
 from dermoseg.models.encoders import DepthwiseSeparableConv, MobileNetV2Encoder, PaperEncoder, mobilenet_v2_weights_path
+from dermoseg.errors import PretrainedWeightsError
 
 
 @pytest.mark.parametrize("config", [{"encoder": "paper"}, {"encoder": "mobilenet_v2", "pretrained": False},
@@ -86,3 +95,82 @@ def test_fast_preset_config_is_under_a_tenth_of_a_gmac():
     size = cfg["data"]["image_size"]
     assert count_macs(model, size, size) <= 0.1e9
     assert count_macs(model, size, size) * 10 < count_macs(build_model({}, pretrained=False), 256, 256)
+
+
+# ------------------------------------------------------------------------------------------- EfficientNet-Lite0
+def test_tensorflow_same_padding_by_hand():
+    """All-ones input and filter: each output is the number of real (unpadded) pixels under the window. TF 'SAME'
+    pads (0 before, 1 after) for 3x3 stride 2 on an even side, (1, 2) for 5x5, and (1, 1) for 3x3 on an odd side."""
+    def window_counts(kernel, n):
+        conv = Conv2dSame(1, 1, kernel, 2)
+        nn.init.ones_(conv.weight)
+        with torch.no_grad():
+            return conv(torch.ones(1, 1, n, n))[0, 0]
+    assert window_counts(3, 4).tolist() == [[9, 6], [6, 4]]  # rows/cols 0-2 and 2-3 (+ one padded)
+    assert window_counts(5, 6).tolist() == [[16, 20, 12], [20, 25, 15], [12, 15, 9]]  # windows -1..3, 1..5, 3..7
+    assert window_counts(3, 5).tolist() == [[4, 6, 4], [6, 9, 6], [4, 6, 4]]  # symmetric on an odd side
+
+
+def test_efficientnet_lite0_loads_every_imagenet_weight_with_checked_hash():
+    raw = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    encoder_state, fc = efficientnet_lite0_imagenet_state()
+    enc = EfficientNetLite0Encoder(pretrained=True).eval()
+    # every tensor of the file lands in the network, one to one; only the ImageNet classifier _fc is set apart
+    assert len(raw) == 296 and set(fc) == {"weight", "bias"} and fc["weight"].shape == (1000, 1280)
+    assert set(encoder_state) == set(enc.state_dict()) and len(encoder_state) + 2 == len(raw)
+    enc.load_state_dict(encoder_state, strict=True)
+    assert torch.equal(enc.features[4].depthwise[0].weight, raw["_blocks.3._depthwise_conv.weight"])
+    assert torch.equal(enc.features[17][1].running_var, raw["_bn1.running_var"])
+    assert enc.features[4].depthwise[0].kernel_size == (5, 5) and isinstance(enc.features[1].expand, nn.Identity)
+    with torch.no_grad():
+        low, high = enc(torch.zeros(2, 3, 192, 192))
+    assert low.shape == (2, 24, 48, 48) and high.shape == (2, 1280, 6, 6)
+
+
+def test_a_tampered_efficientnet_lite0_file_is_refused(tmp_path, monkeypatch):
+    """A copy of the weights with one byte flipped, in a package that looks like the real one: refused by sha256."""
+    package = tmp_path / "tampered_effnet"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    data = bytearray(efficientnet_lite0_weights_path().read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (package / efficientnet_lite.EFFICIENTNET_LITE0_FILE).write_bytes(bytes(data))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(efficientnet_lite, "EFFICIENTNET_LITE0_PACKAGE", "tampered_effnet")
+    with pytest.raises(PretrainedWeightsError, match="efficientnet-lite0-57934424.pth: sha256"):
+        EfficientNetLite0Encoder(pretrained=True)
+    monkeypatch.setattr(efficientnet_lite, "EFFICIENTNET_LITE0_PACKAGE", "no_such_weights_package")
+    with pytest.raises(PretrainedWeightsError, match="not installed"):
+        EfficientNetLite0Encoder(pretrained=True)
+
+
+def test_efficientnet_lite0_imagenet_predictions_agree_with_mobilenet_v2(data_root):
+    """Two independently trained ImageNet networks name similar things on the same 48 HAM10000 images: for most
+    of them MobileNetV2's top class is in EfficientNet-Lite0's top 5 (chance: 0.5%), and only with the input
+    scaling the Lite weights were trained with (a wrong load or normalisation loses the agreement)."""
+    from dermoseg.data.datasets import load_ham10000
+    from dermoseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalise, resize_image
+    from dermoseg.io import read_image
+    torch.set_num_threads(1)
+    samples = load_ham10000(data_root / "ham10000")
+    images = [resize_image(read_image(s.image_path), 192) for s in samples[::120][:48]]
+    mobilenet = MobileNetV2Encoder(pretrained=True, output_stride=32, with_head=True).eval()
+    mobilenet_state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
+    lite = EfficientNetLite0Encoder(pretrained=True).eval()
+    _, fc = efficientnet_lite0_imagenet_state()
+
+    def logits(encoder, weight, bias, mean, std):
+        x = torch.from_numpy(np.stack([normalise(im, mean, std) for im in images]))
+        with torch.no_grad():
+            return encoder(x)[1].mean((2, 3)) @ weight.T + bias
+
+    reference = logits(mobilenet, mobilenet_state["classifier.1.weight"], mobilenet_state["classifier.1.bias"],
+                       IMAGENET_MEAN, IMAGENET_STD).argmax(1)
+
+    def agreement(mean, std):
+        top5 = logits(lite, fc["weight"], fc["bias"], mean, std).topk(5, dim=1).indices
+        return float((top5 == reference[:, None]).any(1).float().mean())
+
+    right = agreement(EfficientNetLite0Encoder.INPUT_MEAN, EfficientNetLite0Encoder.INPUT_STD)
+    assert right >= 0.5
+    assert right > agreement(IMAGENET_MEAN, IMAGENET_STD) + 0.1

