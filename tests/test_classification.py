@@ -276,6 +276,52 @@ def test_mask_inputs_crop_and_channel():
         prepare_image(image.astype(np.float32), 64)
 
 
+# ------------------------------------------------------------------------------------ EfficientNet-Lite0 encoder
+def test_efficientnet_lite0_classifier_freezes_its_stem_and_exports_to_onnx(tmp_path, ham):
+    """The classifier on EfficientNet-Lite0: freeze_stages 4 freezes exactly the stem and the blocks up to stride 4
+    (as for MobileNetV2), the mask channel starts as a zero filter, and a model file with this encoder records the
+    Lite input scaling and exports to ONNX Runtime within the export tolerance (as the shipped classifier does)."""
+    from dermoseg.engine.onnx_export import export_metadata, export_onnx
+    from dermoseg.engine.ort_runner import OrtRunner
+    from dermoseg.data.transforms import resize_image
+    from dermoseg.io import read_image
+    from dermoseg.models.classifier import LesionClassifier, build_classifier, input_normalisation
+    cfg = {"encoder": "efficientnet_lite0", "freeze_stages": 4, "mask_mode": "none"}
+    torch.manual_seed(0)
+    net = build_classifier(cfg).train()
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    assert frozen == {f"encoder.features.{n}" for n, _ in net.encoder.features[:4].named_parameters()} and frozen
+    stages = net.encoder.features
+    assert stages[3].project[0].out_channels == 24 and stages[4].depthwise[0].stride == (2, 2)  # stride 4 ends at 4
+    assert not any(m.training for i in range(4) for m in stages[i].modules()) and stages[4].training
+    x = torch.randn(2, 3, 192, 192)
+    with torch.no_grad():
+        assert net.eval()(x).shape == (2, len(HAM_CLASSES))
+        torch.manual_seed(0)
+        with_mask = LesionClassifier(in_channels=4, encoder="efficientnet_lite0", freeze_stages=4).eval()
+        assert torch.equal(with_mask(torch.cat([x, torch.ones(2, 1, 192, 192)], 1)), net(x))
+    with pytest.raises(ValueError, match="freeze_stages"):
+        build_classifier({**cfg, "freeze_stages": 19}, pretrained=False)
+    with pytest.raises(ValueError, match="unknown classifier encoder"):
+        build_classifier({"encoder": "efficientnet_b0"}, pretrained=False)
+    lite_scaling = {"mean": [127 / 255] * 3, "std": [128 / 255] * 3}
+    path = modelfile.write(tmp_path / "lite.pt", "classifier", {"model": cfg, "image_size": 192, "tta": False,
+                           "classes": list(HAM_CLASSES), "normalisation": lite_scaling}, net.state_dict(), {},
+                           temperature=1.0)
+    model = Classifier.load(path, engine="torch", threads=1)
+    mean, std = input_normalisation("efficientnet_lite0")
+    assert np.allclose(model.normalisation[0], mean) and np.allclose(model.normalisation[1], std)
+    image = read_image(ham[0].image_path)
+    by_hand = (resize_image(image, 192).astype(np.float32) - 127.0) / 128.0  # the Lite builder's scaling
+    np.testing.assert_allclose(model.prepare(image), by_hand.transpose(2, 0, 1), atol=1e-5)
+    meta, prepare = export_metadata(model)
+    batch = np.stack([prepare(read_image(s.image_path)) for s in ham[:4]])
+    report = export_onnx(model.network, meta, tmp_path / "lite.onnx", batch)
+    assert report.max_prob_diff <= 1e-3
+    onnx_meta = OrtRunner(tmp_path / "lite.onnx", threads=1).metadata
+    assert np.allclose(onnx_meta["mean"], mean) and np.allclose(onnx_meta["std"], std)
+
+
 # ------------------------------------------------------------------------------------------ training plumbing
 def test_smoke_classifier_training_resumes_and_exports(tmp_path, data_root):
     from dermoseg.classification.task import train_classifier

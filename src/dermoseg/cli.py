@@ -298,12 +298,13 @@ def _load_any_model(model: str | None):
 
 
 def _run_info(args) -> int:
-    from dermoseg.models import build_model
+    from dermoseg.models import build_classifier, build_model
     from dermoseg.models.complexity import count_macs, count_parameters
     if args.config:
         from dermoseg.config import load_config
         cfg = load_config(args.config)
-        network, size, name = build_model(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
+        build = build_classifier if cfg.get("task") == "classification" else build_model
+        network, size, name = build(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
     else:
         network, size, name = _load_any_model(args.model)
     h, w = args.size or (size, size)

@@ -4,8 +4,9 @@ classes (MEL, NV, BCC, AKIEC, BKL, DF, VASC).
 :class:`Classifier` owns every step around the network, shared with training so that a model is always fed
 inputs prepared as it was trained: the mask use of the model file (``mask_mode``: "none"; "crop" to the
 lesion's bounding box plus :data:`CROP_MARGIN`; or "channel", the mask as a fourth input), resizing to the
-square training size, ImageNet normalisation, the network through its :attr:`Classifier.runner`, averaging over
-the four flips (test-time augmentation), and temperature scaling (Guo et al. 2017, §4.2) before the softmax.
+square training size, the normalisation its encoder's ImageNet weights expect
+(:func:`dermoseg.models.classifier.input_normalisation`, recorded in the model file), the network through its
+:attr:`Classifier.runner`, averaging over the four flips (test-time augmentation), and temperature scaling (Guo et al. 2017, §4.2) before the softmax.
 
 Research tool, not a medical device: no output of this module is a diagnosis of a patient.
 """
@@ -27,7 +28,7 @@ from dermoseg.classification.ood import OodCheck, load_check
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
-from dermoseg.models.classifier import MASK_MODES
+from dermoseg.models.classifier import MASK_MODES, input_normalisation
 from dermoseg.preprocess.colour import shades_of_gray
 
 CROP_MARGIN = 0.2  # extra border around the lesion box for mask_mode "crop", as a fraction of its width/height
@@ -113,18 +114,38 @@ def prepare_image(image: np.ndarray, size: int, mask: np.ndarray | None = None, 
     return np.concatenate([rgb, m[..., None]], axis=2)
 
 
-def input_array(prepared: np.ndarray) -> np.ndarray:
-    """(S, S, 3|4) uint8 from :func:`prepare_image` → (3|4, S, S) float32: RGB ImageNet-normalised
-    (:func:`dermoseg.data.transforms.normalise`), a mask channel mapped 0 → -1, 255 → +1."""
-    x = normalise(np.ascontiguousarray(prepared[..., :3]))
+def input_array(prepared: np.ndarray, normalisation: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(S, S, 3|4) uint8 from :func:`prepare_image` → (3|4, S, S) float32: RGB normalised as (x / 255 − mean) / std
+    with ``normalisation`` = (mean, std), each (3,) in [0, 1] units (:func:`dermoseg.data.transforms.normalise`;
+    the encoder's, :func:`dermoseg.models.classifier.input_normalisation`), a mask channel mapped 0 → -1,
+    255 → +1."""
+    x = normalise(np.ascontiguousarray(prepared[..., :3]), *normalisation)
     if prepared.shape[2] == 4:
         x = np.concatenate([x, (prepared[..., 3].astype(np.float32) / 127.5 - 1.0)[None]], 0)
     return x
 
 
-def input_tensor(prepared: np.ndarray) -> torch.Tensor:
+def input_tensor(prepared: np.ndarray, normalisation: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
     """:func:`input_array` as a tensor (training batches)."""
-    return torch.from_numpy(input_array(prepared))
+    return torch.from_numpy(input_array(prepared, normalisation))
+
+
+def recorded_normalisation(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std), each (3,) float32, of a classifier file's ``config``: its ``normalisation`` entry
+    (``{"mean": [3 floats], "std": [3 floats]}``, :func:`dermoseg.classification.task.export_classifier`) or,
+    absent, that of its ``model.encoder`` (:func:`dermoseg.models.classifier.input_normalisation`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown encoder, or a ``normalisation`` entry that is not two lists of 3 positive-std floats.
+    """
+    if "normalisation" not in config:
+        return input_normalisation(config["model"].get("encoder", "mobilenet_v2"))
+    mean, std = (np.asarray(config["normalisation"][k], dtype=np.float32) for k in ("mean", "std"))
+    if mean.shape != (3,) or std.shape != (3,) or not (std > 0).all():
+        raise ValueError(f"normalisation must be 3 means and 3 positive stds, got {config['normalisation']}")
+    return mean, std
 
 
 def flip_logits(runner: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, tta: bool = True) -> np.ndarray:
@@ -158,6 +179,9 @@ class Classifier(modelfile.LoadedModel):
     temperature : T of the calibration, logits / T before the softmax.
     tta : average the logits over the four flips.
     shades_of_gray_p : Minkowski norm of the colour constancy applied before the network, or None (off).
+    normalisation : (mean, std) of the RGB input normalisation, each (3,) float32 in [0, 1] units: the model
+        file's ``config.normalisation``, or for files without it (written before it was recorded, all MobileNetV2)
+        its encoder's (:func:`dermoseg.models.classifier.input_normalisation`).
     path, info : the file and its provenance.
     """
 
@@ -168,6 +192,7 @@ class Classifier(modelfile.LoadedModel):
     temperature: float
     tta: bool
     shades_of_gray_p: float | None
+    normalisation: tuple[np.ndarray, np.ndarray]
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -187,7 +212,8 @@ class Classifier(modelfile.LoadedModel):
         Raises
         ------
         dermoseg.errors.ModelFileError
-            If the file is missing, unreadable, not a dermoseg classifier, or has other classes.
+            If the file is missing, unreadable, not a dermoseg classifier, has other classes, an unknown encoder
+            or a malformed normalisation.
         dermoseg.engine.ort_runner.OnnxFileError
             If ONNX Runtime is chosen and the export is missing, unreadable or made from another file.
         """
@@ -202,10 +228,14 @@ class Classifier(modelfile.LoadedModel):
             net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
             return net
 
+        try:
+            normalisation = recorded_normalisation(cfg)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
         return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
                    cfg["model"].get("mask_mode", "none"), float(cfg["model"].get("crop_margin", CROP_MARGIN)),
                    float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)),
-                   cfg["model"].get("shades_of_gray_p"), path,
+                   cfg["model"].get("shades_of_gray_p"), normalisation, path,
                    dict(payload.get("info", {})))
 
 
@@ -265,7 +295,7 @@ class Classifier(modelfile.LoadedModel):
             If the image is not (H, W, 3) uint8, or a needed mask is missing or mis-shaped.
         """
         return input_array(prepare_image(image, self.image_size, mask if self.uses_mask else None, self.mask_mode,
-                                         self.crop_margin, self.shades_of_gray_p))
+                                         self.crop_margin, self.shades_of_gray_p), self.normalisation)
 
     def batch_logits(self, batch: np.ndarray) -> np.ndarray:
         """Logits of a prepared (N, C, S, S) float32 batch (:meth:`prepare`), averaged over the four flips when

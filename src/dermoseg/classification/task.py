@@ -31,7 +31,7 @@ from dermoseg.engine import TorchRunner
 from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
-from dermoseg.models.classifier import build_classifier
+from dermoseg.models.classifier import build_classifier, input_normalisation
 from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
 # Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
@@ -58,13 +58,18 @@ class CachedClassificationDataset(Dataset):
     ``size``, the size inference gives the network (Shades of Gray is then estimated on the cached copy, not on
     the ``size`` one as at inference: a slight difference).
 
+    ``normalisation`` is the (mean, std) of the RGB input, each (3,) in [0, 1] units: the encoder's
+    (:func:`dermoseg.models.classifier.input_normalisation`; default MobileNetV2's, ImageNet's).
+
     Items: ``(x (C, S, S) float32, label int64)`` with C = 3, or 4 for ``mask_mode="channel"``.
     """
 
     def __init__(self, samples, size: int, mask_mode: str = "none", mask_dir: str | Path | None = None,
                  margin: float = CROP_MARGIN, augment=None, desc: str = "loading",
-                 shades_of_gray_p: float | None = None, cache_size: int | None = None):
+                 shades_of_gray_p: float | None = None, cache_size: int | None = None,
+                 normalisation: tuple[np.ndarray, np.ndarray] = input_normalisation("mobilenet_v2")):
         self.augment = augment
+        self.normalisation = normalisation
         self.size = int(size)
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         channels = 4 if mask_mode == "channel" else 3
@@ -94,7 +99,7 @@ class CachedClassificationDataset(Dataset):
                 image = self.augment(image=image)["image"]
         if image.shape[0] != self.size or image.shape[1] != self.size:
             image = resize_image(image, self.size)
-        return input_tensor(image), torch.tensor(self.labels[i])
+        return input_tensor(image, self.normalisation), torch.tensor(self.labels[i])
 
 
 class ClassificationData(CachedData):
@@ -117,7 +122,8 @@ class ClassificationData(CachedData):
             val = val[: max(50, int(data["train_subset"]) // 4)]
         size, mode = int(data["image_size"]), model.get("mask_mode", "none")
         kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", CROP_MARGIN)),
-                  shades_of_gray_p=model.get("shades_of_gray_p"))
+                  shades_of_gray_p=model.get("shades_of_gray_p"),
+                  normalisation=input_normalisation(model.get("encoder", "mobilenet_v2")))
         self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"], size),
                                                      desc="train set", cache_size=data.get("cache_size"), **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
@@ -288,7 +294,8 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
 
     Returns
     -------
-    The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``;
+    The path written: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``,
+    ``config`` recording the input ``normalisation`` (mean and std of the encoder's ImageNet weights);
     with ``val_set``, also the out-of-distribution threshold beside it (``X.ood.json``,
     :func:`dermoseg.classification.ood.fit_check` on the validation logits).
     """
@@ -309,8 +316,9 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
                      "val_ece_before": calibration.expected_calibration_error(calibration.probabilities(logits), labels),
                      "val_ece_after": calibration.expected_calibration_error(
                          calibration.probabilities(logits, temperature), labels)})
+    mean, std = input_normalisation(cfg["model"].get("encoder", "mobilenet_v2"))
     config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
-              "tta": bool(tta), "train_config": cfg}
+              "normalisation": {"mean": mean.tolist(), "std": std.tolist()}, "tta": bool(tta), "train_config": cfg}
     path = modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
     if logits is not None:
         ood.write_sidecar(path, ood.fit_check(logits, temperature, modelfile.file_sha256(path),

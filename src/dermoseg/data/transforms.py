@@ -34,9 +34,11 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return m >= 0.5
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB → (3, H, W) float32, ImageNet mean/std normalised (the input of every network here)."""
-    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+def normalise(image: np.ndarray, mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD) -> np.ndarray:
+    """(H, W, 3) uint8 RGB → (3, H, W) float32 (x / 255 − mean) / std, with (3,) ``mean`` and ``std`` in [0, 1]
+    units; by default ImageNet's (the input of every network here but the EfficientNet-Lite0 classifier,
+    :func:`dermoseg.models.classifier.input_normalisation`)."""
+    x = (image.astype(np.float32) / 255.0 - mean) / std
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

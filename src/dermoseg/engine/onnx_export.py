@@ -147,10 +147,10 @@ def export_metadata(model) -> tuple[dict[str, Any], Callable[[np.ndarray], np.nd
 
     Returns
     -------
-    ``(meta, prepare)``: ``meta`` holds task, input size [C, H, W], normalisation (ImageNet mean and std of
-    RGB in [0, 1]), TTA default, class names, the default threshold (segmentation) or the temperature
-    (classification), the source file's name and sha256 and its model card's name (``X.md`` beside ``X.pt``,
-    or None), and the image preparation the network expects before the normalisation: the cleaning settings
+    ``(meta, prepare)``: ``meta`` holds task, input size [C, H, W], normalisation (mean and std of RGB in
+    [0, 1]: ImageNet's for segmentation, the classifier's own ``normalisation``), TTA default, class names, the
+    default threshold (segmentation) or the temperature (classification), the source file's name and sha256 and
+    its model card's name (``X.md`` beside ``X.pt``, or None), and the image preparation the network expects before the normalisation: the cleaning settings
     (``preprocess``, segmentation) or the Shades of Gray norm (``shades_of_gray_p``, classification; None = none); ``prepare(image (H, W, 3) uint8) -> (C, S, S) float32`` is the model's preprocessing.
 
     Raises
@@ -173,7 +173,8 @@ def export_metadata(model) -> tuple[dict[str, Any], Callable[[np.ndarray], np.nd
         raise ValueError(f"{model.path}: a classifier that takes the lesion mask (mask_mode '{model.mask_mode}') "
                          "cannot be exported yet")
     meta.update(task="classification", temperature=float(model.temperature), class_names=list(HAM_CLASSES),
-                shades_of_gray_p=model.shades_of_gray_p)
+                shades_of_gray_p=model.shades_of_gray_p, mean=[float(v) for v in model.normalisation[0]],
+                std=[float(v) for v in model.normalisation[1]])
     return meta, model.prepare
 
 

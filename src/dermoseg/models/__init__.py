@@ -1,6 +1,7 @@
 """Every network: the paper's codec (encoder → ASPP → DeepLabV3+ decoder → head) on two encoders, the U-Net
-baseline, and the lesion classifier (MobileNetV2 encoder → pooling → linear head), built from the shared blocks
-of :mod:`dermoseg.models.blocks`.
+baseline, and the lesion classifier (MobileNetV2 or EfficientNet-Lite0 encoder → pooling → linear head), built
+from the shared blocks of :mod:`dermoseg.models.blocks` (EfficientNet-Lite0 has its own, with TensorFlow padding:
+:mod:`dermoseg.models.efficientnet_lite`).
 
 :func:`build_model` is the one place that turns a segmentation model configuration into a network, used by
 training, inference and the ``info`` command alike; :func:`build_classifier` does the same for the classifier.
