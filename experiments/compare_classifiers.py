@@ -3,9 +3,11 @@
 Reads two ``predictions.csv`` files in the ISIC 2018 Task 3 format (as written by ``dermoseg evaluate-diagnosis``
 or ``dermoseg diagnose``), takes the truth from the HAM10000 metadata, and prints for each model the balanced
 multi-class accuracy and the melanoma-vs-rest AUC, with the paired, class-stratified bootstrap 95% interval of
-the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`).
+the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`). Given several B files, B is their ensemble:
+the mean of their probabilities, image by image.
 
     .venv/bin/python experiments/compare_classifiers.py A/predictions.csv B/predictions.csv --out diff.json
+    .venv/bin/python experiments/compare_classifiers.py A/predictions.csv A/predictions.csv C/predictions.csv  # A+C
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("a", type=Path, help="predictions.csv of the reference model A")
-    parser.add_argument("b", type=Path, help="predictions.csv of model B")
+    parser.add_argument("b", type=Path, nargs="+", help="predictions.csv of model B (several: their mean)")
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder holding ham10000/")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
-    pa, pb = read_predictions(args.a), read_predictions(args.b)
-    if set(pa) != set(pb):
-        sys.exit(f"error: {args.a} and {args.b} hold different images ({len(set(pa) ^ set(pb))} differ)")
+    pa, members = read_predictions(args.a), [read_predictions(path) for path in args.b]
+    for path, pm in zip(args.b, members):
+        if set(pa) != set(pm):
+            sys.exit(f"error: {args.a} and {path} hold different images ({len(set(pa) ^ set(pm))} differ)")
+    pb = {i: np.mean([pm[i] for pm in members], axis=0) for i in pa}
     truth = {s.image_id: s.label for s in load_ham10000(args.data_root / "ham10000")}
     ids = sorted(pa)
     missing = [i for i in ids if i not in truth]
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     a, b = np.stack([pa[i] for i in ids]), np.stack([pb[i] for i in ids])
     mel = HAM_CLASSES.index("MEL")
     result = {
-        "images": len(ids), "a": str(args.a), "b": str(args.b), "resamples": args.resamples,
+        "images": len(ids), "a": str(args.a), "b": " + ".join(map(str, args.b)), "resamples": args.resamples,
         "balanced_accuracy": cm.paired_bootstrap(labels, a, b, n_resamples=args.resamples),
         "melanoma_auc": cm.paired_bootstrap(labels, a, b, lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
                                             n_resamples=args.resamples),

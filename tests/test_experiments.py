@@ -358,3 +358,40 @@ def test_cumulative_train_seconds_reads_the_timer_state_of_last_ckpt(tmp_path):
     torch.save({"epoch": 3, "callbacks": {"Timer": {"time_elapsed": {"train": 1234.56, "validate": 9.0}}}},
                tmp_path / "checkpoints" / "last.ckpt")
     assert cumulative_train_seconds(tmp_path) == 1234.6
+
+
+def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path, data_root):
+    """experiments/compare_classifiers.py with two B files scores their image-by-image mean: on 42 real HAM10000
+    images (6 per class), a model that puts 0.95 on the true class and one that puts 0.6 on a wrong class average to a model
+    whose top class is still the true one ((0.95 + 0.4/6) / 2 = 0.51 against (0.6 + 0.05/6) / 2 = 0.30), so its
+    balanced accuracy is 1, while the wrong model alone scores 0."""
+    import importlib.util
+
+    from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
+
+    spec = importlib.util.spec_from_file_location("compare_classifiers", REPO / "experiments" / "compare_classifiers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    everything = sorted(load_ham10000(data_root / "ham10000"), key=lambda s: s.image_id)
+    samples = [s for c in range(len(HAM_CLASSES)) for s in [x for x in everything if x.label == c][:6]]
+
+    def write(name: str, probs) -> Path:
+        path = tmp_path / f"{name}.csv"
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["image", *HAM_CLASSES])
+            for s in samples:
+                w.writerow([s.image_id, *probs(s.label)])
+        return path
+
+    k = len(HAM_CLASSES)
+    right = write("right", lambda y: [0.95 if c == y else 0.05 / (k - 1) for c in range(k)])
+    wrong = write("wrong", lambda y: [0.6 if c == (y + 1) % k else 0.4 / (k - 1) for c in range(k)])
+    out = tmp_path / "diff.json"
+    assert module.main([str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
+                        "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["balanced_accuracy"]["b"] == 0.0
+    assert module.main([str(wrong), str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["balanced_accuracy"]
+    assert result["a"] == 0.0 and result["b"] == 1.0
