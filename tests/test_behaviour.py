@@ -16,7 +16,8 @@ same run gave every other entry unchanged; re-made again for issue 16 part 2 (th
 detector), every other entry again unchanged. Four entries were re-made when the shipped segmentation model
 changed (issue 12, session 5: the 12-epoch model), with the code of that commit and its additions taken away as
 below: ``segment``, ``segment_no_tta_preprocess``, ``evaluate_dirs`` and ``evaluate_dataset``; the same run gave
-``diagnose`` and ``report`` unchanged.
+``diagnose`` and ``report`` unchanged. ``segment_no_tta_preprocess`` was re-made once more in session 6 (issue 16:
+the light-hair pass, the edge-line rule and re-tuned hair settings), every other entry unchanged in the same run.
 Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
 to ``diagnose`` lives in ``image_sources.csv``.
 """

@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 
 from dermoseg.preprocess.frame import _check_image, _disk, detect_frame, fill_frame, lightness
-from dermoseg.preprocess.hair import (dark_region, detect_hair, hair_mask, hair_response, line_support, repair_dense,
-                                     repair_sparse)
+from dermoseg.preprocess.hair import (dark_region, detect_hair, edge_lines, hair_mask, hair_response,
+                                     light_hair_response, line_support, repair_dense, repair_sparse)
 from dermoseg.preprocess.settings import PreprocessConfigError, default_settings, resolve_settings
 
 __all__ = ["CleanResult", "clean_image", "detect_frame", "fill_frame", "lightness", "detect_hair", "dark_region",
-           "hair_mask", "hair_response", "line_support", "repair_sparse", "repair_dense", "resolve_settings",
-           "default_settings", "PreprocessConfigError"]
+           "hair_mask", "hair_response", "light_hair_response", "edge_lines", "line_support", "repair_sparse", "repair_dense",
+           "resolve_settings", "default_settings", "PreprocessConfigError"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class CleanResult:
     image : (H, W, 3) uint8 RGB, the cleaned image (same size as the input).
     frame_mask : (H, W) bool, True = black frame (filled in ``image``).
     hair_mask : (H, W) bool, True = hair (repaired in ``image``).
-    n_hairs : N, the number of connected hair components (paper §3.1.3 step 4).
+    n_hairs : N, the number of connected hair components (paper §3.1.3 step 4; with the light-hair pass on,
+        the sum over the dark and the light pass).
     mode : ``"dense"`` (eq. 3 diffusion), ``"sparse"`` (eq. 4 interpolation) or ``"none"`` (no hair found or
         hair removal disabled).
     frame_found : whether any frame pixel was found.
@@ -61,6 +62,14 @@ class CleanResult:
     def frame_pct(self) -> float:
         """Frame pixels as a percentage of the image."""
         return 100.0 * float(self.frame_mask.mean())
+
+
+def _repair(image: np.ndarray, mask: np.ndarray, mode: str, hs: Mapping[str, Any]) -> np.ndarray:
+    """Repair the ``mask`` pixels of ``image`` by the ``mode`` ("dense": eq. 3, else eq. 4) with settings ``hs``."""
+    if mode == "dense":
+        return repair_dense(image, mask, iterations=int(hs["diffusion_iterations"]), lam=hs["diffusion_lambda"],
+                            kappa=hs["diffusion_kappa"])
+    return repair_sparse(image, mask)
 
 
 def clean_image(image: np.ndarray, cfg: Mapping[str, Any] | None = None) -> CleanResult:
@@ -105,21 +114,25 @@ def clean_image(image: np.ndarray, cfg: Mapping[str, Any] | None = None) -> Clea
         if frame.any():
             margin = f["hair_margin_px"] * scale
             valid = ~(cv2.dilate(frame.astype(np.uint8), _disk(2 * margin + 1)) > 0) if margin > 0 else ~frame
-        hair, n = detect_hair(out, valid, closing_px=hs["closing_px"] * scale, chroma_weight=hs["chroma_weight"],
-                              light_weight=hs["light_weight"],
-                              threshold_low=hs["threshold_low"], threshold_high=hs["threshold_high"],
-                              min_length_px=hs["min_length_px"] * scale, max_width_px=hs["max_width_px"] * scale,
-                              dilate_px=hs["dilate_px"] * scale, min_contrast=hs["min_contrast"],
-                              lesion_threshold=hs["lesion_threshold"], long_hair_px=hs["long_hair_px"] * scale,
-                              line_length_px=hs["line_length_px"] * scale, line_angles=int(hs["line_angles"]),
-                              line_tolerance_px=hs["line_tolerance_px"] * scale)
-        if n > 0:
-            mode = hs["mode"] if hs["mode"] != "auto" else ("dense" if n > hs["dense_count"] else "sparse")
-            if mode == "dense":
-                out = repair_dense(out, hair, iterations=int(hs["diffusion_iterations"]), lam=hs["diffusion_lambda"],
-                                   kappa=hs["diffusion_kappa"])
-            else:
-                out = repair_sparse(out, hair)
+        common = dict(closing_px=hs["closing_px"] * scale, chroma_weight=hs["chroma_weight"],
+                      light_weight=hs["light_weight"],
+                      threshold_low=hs["threshold_low"], threshold_high=hs["threshold_high"],
+                      min_length_px=hs["min_length_px"] * scale, max_width_px=hs["max_width_px"] * scale,
+                      dilate_px=hs["dilate_px"] * scale, min_contrast=hs["min_contrast"],
+                      lesion_threshold=hs["lesion_threshold"], long_hair_px=hs["long_hair_px"] * scale,
+                      line_length_px=hs["line_length_px"] * scale, line_angles=int(hs["line_angles"]),
+                      line_tolerance_px=hs["line_tolerance_px"] * scale,
+                      line_exempt_response=hs["line_exempt_response"], edge_px=hs["edge_px"] * scale)
+        # Dark hair first (the paper); then, if enabled, light hair on the repaired image (see hair.py's notes).
+        for light in (False, True) if hs["light_weight"] > 0 else (False,):
+            found, count = detect_hair(out, valid, light=light, **common)
+            if count == 0:
+                continue
+            pass_mode = hs["mode"] if hs["mode"] != "auto" else ("dense" if count > hs["dense_count"] else "sparse")
+            out = _repair(out, found, pass_mode, hs)
+            hair |= found
+            n += count
+            mode = "dense" if "dense" in (mode, pass_mode) else pass_mode
     if out is image:
         out = image.copy()
     return CleanResult(out, frame, hair, int(n), mode, bool(frame.any()))

@@ -15,11 +15,13 @@ ragged blob rims. The number of kept components (after the mask is grown by ``di
 count N.
 
 Closing finds *dark* troughs only: a white or grey hair lighter than the skin is found only where it is less
-red than the skin (a trough in u*), not by its lightness (nor is it by DullRazor's black-hat). An optional
-extension, ``light_weight`` > 0, adds the opening ridge response ``L* - opening(L*)`` for light hair; it is off
-by default because it also takes the skin between dense dark hairs, specular highlights and white structures of
-the lesion for hair (docs/preprocessing.md). Rulers, ink marks, the rims of air bubbles and the darker meshes of
-a pigment network are the usual false positives.
+red than the skin (a trough in u*), not by its lightness (nor is it by DullRazor's black-hat). An extension of
+the paper, ``light_weight`` > 0, runs a second pass for light hair (:func:`light_hair_response`, the opening
+ridge response ``L* - opening(L*)``, with the same mask tests) on the image *after* the dark hair is repaired: on
+the original image the skin between two dense dark hairs is itself a light ridge and would be taken for hair.
+Specular highlights and white structures of the lesion remain possible false positives of that pass.
+Rulers, ink marks, the rims of air bubbles and the darker meshes of a pigment network are the usual false
+positives of the dark pass.
 
 Repair: when N > T ("dense" mode) the hair pixels are filled by iterative anisotropic diffusion restricted to
 them (eq. 3, Perona-Malik conduction), started from the interpolation of the sparse mode; otherwise ("sparse"
@@ -39,10 +41,9 @@ from dermoseg.preprocess.frame import _check_image, _disk
 
 # OpenCV's 8-bit Luv stores 255/100 L*, 255/354 (u* + 134), 255/262 (v* + 140); this undoes the scales.
 _LUV8_TO_CIE = np.array([100 / 255, 354 / 255, 262 / 255], np.float32)
-_EDGE_PX = 3  # pixels: the image margin left out while hairs are found (edge lines are not hair)
 
 
-def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float, light_weight: float) -> np.ndarray:
+def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float) -> np.ndarray:
     """Trough response: how much the morphological closing raises each pixel (paper §3.1.3 steps 1-3, eq. 2).
 
     Parameters
@@ -50,13 +51,10 @@ def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float, li
     image : (H, W, 3) uint8 RGB.
     closing_px : diameter in pixels of the disk structuring element B; troughs narrower than it are filled.
     chroma_weight : weight of the u*, v* differences against the L* difference (0 = lightness only).
-    light_weight : weight of the ridge response ``L* - opening(L*)`` (thin structures *lighter* than their
-        surroundings: white or grey hair), an extension of the paper; 0 (the paper) disables it.
 
     Returns
     -------
-    (H, W) float32 in CIE L*u*v* units (>= 0): ``sqrt(dL² + w² (du² + dv²))`` with ``d* = closing(*) - *``,
-    or, where larger, ``light_weight x (L* - opening(L*))``.
+    (H, W) float32 in CIE L*u*v* units (>= 0): ``sqrt(dL² + w² (du² + dv²))`` with ``d* = closing(*) - *``.
 
     Raises
     ------
@@ -64,36 +62,66 @@ def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float, li
         If ``image`` is not (H, W, 3) uint8.
     """
     _check_image(image)
-    element = _disk(closing_px)
     luv = cv2.cvtColor(image, cv2.COLOR_RGB2Luv)  # 8-bit Luv: L*, u*, v* rescaled to 0..255 by OpenCV
-    diff = cv2.subtract(cv2.morphologyEx(luv, cv2.MORPH_CLOSE, element), luv).astype(np.float32)
+    diff = cv2.subtract(cv2.morphologyEx(luv, cv2.MORPH_CLOSE, _disk(closing_px)), luv).astype(np.float32)
     diff *= _LUV8_TO_CIE
     d_l, d_u, d_v = diff[..., 0], diff[..., 1], diff[..., 2]
     w2 = np.float32(chroma_weight) ** 2
-    response = np.sqrt(d_l * d_l + w2 * (d_u * d_u + d_v * d_v))
-    if light_weight > 0:
-        lum = np.ascontiguousarray(luv[..., 0])
-        ridge = cv2.subtract(lum, cv2.morphologyEx(lum, cv2.MORPH_OPEN, element)).astype(np.float32)
-        np.maximum(response, ridge * np.float32(light_weight * _LUV8_TO_CIE[0]), out=response)
-    return response
+    return np.sqrt(d_l * d_l + w2 * (d_u * d_u + d_v * d_v))
+
+
+def light_hair_response(image: np.ndarray, closing_px: float, light_weight: float) -> np.ndarray:
+    """Ridge response for light (white or grey) hair: how much the morphological opening lowers each pixel's L*.
+
+    The dual of :func:`hair_response` (opening = erosion then dilation removes every *light* structure narrower
+    than the element; Soille 2003, "Morphological Image Analysis", top-hat transforms), an extension of the
+    paper, whose closing only sees dark hair. Meant for an image whose dark hair is already repaired (see the
+    module notes).
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 RGB.
+    closing_px : diameter in pixels of the disk structuring element (the same B as the dark pass).
+    light_weight : factor applied to the response (> 0), which makes it comparable with the dark pass's
+        thresholds.
+
+    Returns
+    -------
+    (H, W) float32 (>= 0): ``light_weight x (L* - opening(L*))``, L* in CIE units (0..100).
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not (H, W, 3) uint8.
+    """
+    _check_image(image)
+    lum = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2Luv)[..., 0])
+    ridge = cv2.subtract(lum, cv2.morphologyEx(lum, cv2.MORPH_OPEN, _disk(closing_px))).astype(np.float32)
+    return ridge * np.float32(light_weight * _LUV8_TO_CIE[0])
 
 
 def detect_hair(image: np.ndarray, valid: np.ndarray | None, closing_px: float, chroma_weight: float,
                 light_weight: float, threshold_low: float, threshold_high: float, min_length_px: float,
                 max_width_px: float, dilate_px: float, min_contrast: float = 0.0,
                 lesion_threshold: float = 0.0, long_hair_px: float = 0.0, line_length_px: float = 0.0,
-                line_angles: int = 24, line_tolerance_px: float = 1.0) -> tuple[np.ndarray, int]:
+                line_angles: int = 24, line_tolerance_px: float = 1.0, line_exempt_response: float = 0.0,
+                edge_px: float = 3.0, light: bool = False) -> tuple[np.ndarray, int]:
     """Hair mask and hair count N (paper §3.1.3 steps 1-4): :func:`hair_response` then :func:`hair_mask`.
 
     Parameters
     ----------
-    image : (H, W, 3) uint8 RGB (the frame already filled).
+    image : (H, W, 3) uint8 RGB (the frame already filled; for ``light``, the dark hair already repaired).
     valid : optional (H, W) bool; hair is only looked for where True (outside the frame and its margin).
-    closing_px, chroma_weight, light_weight : see :func:`hair_response`.
+    closing_px, chroma_weight : see :func:`hair_response`.
+    light_weight : see :func:`light_hair_response`; used only when ``light``.
     threshold_low, threshold_high, min_length_px, max_width_px, dilate_px, min_contrast, lesion_threshold,
-    long_hair_px, line_length_px, line_angles, line_tolerance_px : see :func:`hair_mask`; the lesion for
+    long_hair_px, line_length_px, line_angles, line_tolerance_px, line_exempt_response, edge_px : see
+        :func:`hair_mask`;
+        the lesion for
         ``lesion_threshold`` is :func:`dark_region` (computed only when ``lesion_threshold`` exceeds
         ``threshold_low``).
+    light : find light hair (:func:`light_hair_response`) instead of dark hair (:func:`hair_response`), with
+        the same mask tests.
 
     Returns
     -------
@@ -104,11 +132,12 @@ def detect_hair(image: np.ndarray, valid: np.ndarray | None, closing_px: float, 
     ValueError
         If ``image`` is not (H, W, 3) uint8 or ``valid`` has another shape.
     """
-    response = hair_response(image, closing_px, chroma_weight, light_weight)
+    response = (light_hair_response(image, closing_px, light_weight) if light
+                else hair_response(image, closing_px, chroma_weight))
     lesion = dark_region(image, closing_px) if lesion_threshold > threshold_low else None
     return hair_mask(response, valid, threshold_low, threshold_high, min_length_px, max_width_px, dilate_px,
                      min_contrast, lesion, lesion_threshold, long_hair_px, line_length_px, line_angles,
-                     line_tolerance_px)
+                     line_tolerance_px, line_exempt_response, edge_px)
 
 
 def dark_region(image: np.ndarray, closing_px: float) -> np.ndarray:
@@ -145,7 +174,8 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
               min_length_px: float, max_width_px: float, dilate_px: float, min_contrast: float = 0.0,
               lesion: np.ndarray | None = None, lesion_threshold: float = 0.0,
               long_hair_px: float = 0.0, line_length_px: float = 0.0, line_angles: int = 24,
-              line_tolerance_px: float = 1.0) -> tuple[np.ndarray, int]:
+              line_tolerance_px: float = 1.0, line_exempt_response: float = 0.0,
+              edge_px: float = 3.0) -> tuple[np.ndarray, int]:
     """Trough detection on the closing response: hysteresis threshold, then a shape and contrast test per component.
 
     A pixel may be hair if its response exceeds ``threshold_low``, or, inside ``lesion``, ``lesion_threshold``
@@ -155,8 +185,8 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
     ``long_hair_px`` long: a mesh of pigment network is short, a long thin trough is hair). The two contrast
     tests are issue 16's: the meshes of a pigment network, the usual false hair, are shallow troughs, mostly
     inside the lesion, and the stricter pixel threshold there also keeps them from joining a real hair that
-    crosses the lesion (which would carry them past the component tests). The outermost 3 pixels of the image
-    are left out while the hairs are found (dark edge lines of scanned or re-encoded images look like hair to the
+    crosses the lesion (which would carry them past the component tests). Lines along the image border
+    (:func:`edge_lines`) are left out while the hairs are found (dark edge lines of scanned or re-encoded images look like hair to the
     closing, and would join every hair that reaches the edge); a hair found inside is then followed into them.
     Last, if ``line_length_px`` > 0, only the pixels of the kept components that lie on (or within
     ``line_tolerance_px`` of) a straight segment of that length are kept (:func:`line_support`, issue 16): a hair
@@ -181,6 +211,10 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
         ``threshold_low``).
     line_length_px, line_angles, line_tolerance_px : the straight-segment test of :func:`line_support`
         (``line_length_px`` 0 = no test).
+    line_exempt_response : pixels of the kept components whose response is at least this (a deep trough, CIE
+        L*u*v* units) stay hair without the straight-segment test (0 = none are exempt): a sharply curved dark
+        hair is not straight over ``line_length_px`` but is far deeper than a pigment-network mesh.
+    edge_px : how many outermost rows and columns are looked at for edge lines (:func:`edge_lines`; 0 = none).
 
     Returns
     -------
@@ -200,14 +234,12 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
         if valid.shape != weak.shape:
             raise ValueError(f"valid mask {valid.shape} does not match image {weak.shape}")
         weak &= valid
-    # Dark lines along the image edge (scanner and JPEG borders, common on PH2) are not hair, and the closing
-    # cannot tell them from it: the outermost _EDGE_PX rows and columns take no part in finding the hairs (an
-    # edge line would otherwise join every hair that reaches it); a hair that runs into them is followed there
-    # at the end.
-    band = np.zeros(weak.shape, bool)
-    e = min(_EDGE_PX, (min(weak.shape) - 1) // 2)
-    if e > 0:
-        band[:e], band[-e:], band[:, :e], band[:, -e:] = True, True, True, True
+    # Lines along the image edge (scanner and JPEG borders, common on PH2) are not hair, and the closing (or, for
+    # light hair, the opening) cannot tell them from it: a row or column among the outermost edge_px ones that is
+    # mostly candidate hair (more than EDGE_LINE_FRACTION of it) is such a line and takes no part in finding the
+    # hairs (it would otherwise join every hair that reaches it); a hair that runs into it is followed there at
+    # the end. Hairs near the edge, which cross these rows and columns, are found as anywhere else.
+    band = edge_lines(weak, edge_px)
     weak_band = weak & band
     weak &= ~band
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak.astype(np.uint8), connectivity=8)
@@ -229,17 +261,58 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
         keep &= passes
     keep[0] = False
     mask = keep[labels]
+    e = min(int(round(edge_px)), (min(weak.shape) - 1) // 2)
     if e > 0 and mask.any() and weak_band.any():
         near = cv2.dilate(mask.astype(np.uint8), np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0
         mask |= weak_band & near
     if line_length_px > 0 and mask.any():
-        mask = line_support(mask, line_length_px, line_angles, line_tolerance_px, min_length_px)
+        straight = line_support(mask, line_length_px, line_angles, line_tolerance_px, min_length_px)
+        mask = straight | (mask & (response >= line_exempt_response)) if line_exempt_response > 0 else straight
     if dilate_px > 0 and mask.any():
         mask = cv2.dilate(mask.astype(np.uint8), _disk(2 * dilate_px + 1)) > 0
         if valid is not None:
             mask &= valid
     count = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
     return mask, int(count)
+
+
+EDGE_LINE_FRACTION = 0.5  # share of a border row or column that must be candidate hair for it to be an edge line
+
+
+def edge_lines(weak: np.ndarray, edge_px: float) -> np.ndarray:
+    """The rows and columns along the image border that are scan or compression edge lines, not hair.
+
+    A row (column) among the outermost ``edge_px`` on each side is an edge line when more than
+    :data:`EDGE_LINE_FRACTION` of its pixels are candidate hair: a hair crosses a border row or runs beside it
+    for a stretch, a scanner's or a JPEG block's edge line spans most of the side. A border stripe wider than
+    ``edge_px`` is followed inward, row by row, as long as each next row is such a line too (up to 4 ``edge_px``).
+
+    Parameters
+    ----------
+    weak : (H, W) bool candidate-hair pixels (the thresholded trough response).
+    edge_px : how many outermost rows and columns on each side are examined (pixels, rounded; 0 = none).
+
+    Returns
+    -------
+    (H, W) bool, True on the rows and columns found to be edge lines.
+    """
+    lines = np.zeros(weak.shape, bool)
+    e = min(int(round(edge_px)), (min(weak.shape) - 1) // 2)
+    for grid, flip in ((weak, False), (weak.T, True)):
+        n = grid.shape[0]
+        for side in (1, -1):
+            previous = False
+            for k in range(min(4 * e, n // 2)):
+                if k >= e and not previous:  # past the examined rows only a stripe from the border goes on
+                    break
+                index = k if side == 1 else n - 1 - k
+                previous = bool(grid[index].mean() > EDGE_LINE_FRACTION)
+                if previous:
+                    if flip:
+                        lines[:, index] = True
+                    else:
+                        lines[index] = True
+    return lines
 
 
 def line_support(mask: np.ndarray, length_px: float, angles: int, tolerance_px: float,
