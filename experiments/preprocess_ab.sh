@@ -8,6 +8,7 @@
 #   experiments/preprocess_ab.sh full      # the clean arm of the shipped recipe (configs/codec_mobilenet_v2_clean.yaml,
 #                                          # ~70+ min of both cores here); the off arm is the shipped model, already
 #                                          # trained by configs/codec_mobilenet_v2.yaml with the same seed and budget
+#   experiments/preprocess_ab.sh compare OFF_CSV CLEAN_CSV   # only the paired comparison of two scored runs
 #
 # Each arm writes runs/<config>/ (model.pt, metrics.csv), runs/<config>.log and runs/<config>/eval_val/summary.json.
 set -eu
@@ -34,13 +35,18 @@ case "${1:-}" in
     # the off arm: the shipped model, scored the same way
     "$BIN/dermoseg" evaluate --dataset isic2018 --split val --out runs/codec_mobilenet_v2/eval_val
     off=runs/codec_mobilenet_v2 clean=runs/codec_mobilenet_v2_clean ;;
+  compare)  # compare OFF_CSV CLEAN_CSV: the per_image.csv files of two runs already scored on the validation split
+    off_csv=$2 clean_csv=$3 ;;
   *)
-    echo "usage: experiments/preprocess_ab.sh reduced|full" >&2
+    echo "usage: experiments/preprocess_ab.sh reduced|full|compare OFF_CSV CLEAN_CSV" >&2
     exit 2 ;;
 esac
-for f in "$off" "$clean"; do echo "$f/eval_val/summary.json: $(cat "$f/eval_val/summary.json")"; done
+if [ -z "${off_csv:-}" ]; then
+  for f in "$off" "$clean"; do echo "$f/eval_val/summary.json: $(cat "$f/eval_val/summary.json")"; done
+  off_csv=$off/eval_val/per_image.csv clean_csv=$clean/eval_val/per_image.csv
+fi
 # clean minus off, per validation image, with a paired percentile-bootstrap 95% interval (resampling images)
-"$BIN/python" - "$off/eval_val/per_image.csv" "$clean/eval_val/per_image.csv" <<'PY'
+"$BIN/python" - "$off_csv" "$clean_csv" <<'PY'
 import csv, sys
 import numpy as np
 from dermoseg.metrics import paired_bootstrap
