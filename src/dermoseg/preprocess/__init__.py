@@ -42,7 +42,8 @@ class CleanResult:
     n_hairs : N, the number of connected hair components (paper §3.1.3 step 4; with the light-hair pass on,
         the sum over the dark and the light pass).
     mode : ``"dense"`` (eq. 3 diffusion), ``"sparse"`` (eq. 4 interpolation) or ``"none"`` (no hair found or
-        hair removal disabled).
+        hair removal disabled); each pass (dark, then light) compares its own count with ``dense_count``, and
+        "dense" is reported when either pass repaired densely.
     frame_found : whether any frame pixel was found.
     """
 

@@ -116,10 +116,8 @@ def detect_hair(image: np.ndarray, valid: np.ndarray | None, closing_px: float, 
     light_weight : see :func:`light_hair_response`; used only when ``light``.
     threshold_low, threshold_high, min_length_px, max_width_px, dilate_px, min_contrast, lesion_threshold,
     long_hair_px, line_length_px, line_angles, line_tolerance_px, line_exempt_response, edge_px : see
-        :func:`hair_mask`;
-        the lesion for
-        ``lesion_threshold`` is :func:`dark_region` (computed only when ``lesion_threshold`` exceeds
-        ``threshold_low``).
+        :func:`hair_mask`; the lesion for ``lesion_threshold`` is :func:`dark_region` (computed only when
+        ``lesion_threshold`` exceeds ``threshold_low``).
     light : find light hair (:func:`light_hair_response`) instead of dark hair (:func:`hair_response`), with
         the same mask tests.
 
@@ -195,7 +193,8 @@ def hair_mask(response: np.ndarray, valid: np.ndarray | None, threshold_low: flo
 
     Parameters
     ----------
-    response : (H, W) float trough response from :func:`hair_response` (CIE L*u*v* units).
+    response : (H, W) float trough response from :func:`hair_response`, or the ridge response of
+        :func:`light_hair_response` (CIE L*u*v* units).
     valid : optional (H, W) bool; hair is only looked for where True.
     threshold_low : response above which a pixel may belong to a hair.
     threshold_high : a component of the weak mask is hair only if some pixel's response exceeds this.
@@ -295,7 +294,18 @@ def edge_lines(weak: np.ndarray, edge_px: float) -> np.ndarray:
     Returns
     -------
     (H, W) bool, True on the rows and columns found to be edge lines.
+
+    Raises
+    ------
+    ValueError
+        If ``weak`` is not a 2-D array.
+
+    Source: this project's own rule (issue 16, session 6), no published reference; :data:`EDGE_LINE_FRACTION` and
+    the 4 ``edge_px`` stripe limit are fixed here, ``edge_px`` is a setting. Its known cost: a real hair running
+    along the border within ``edge_px`` over more than half the side is taken for an edge line and left.
     """
+    if weak.ndim != 2:
+        raise ValueError(f"expected a 2-D candidate-hair mask, got shape {weak.shape}")
     lines = np.zeros(weak.shape, bool)
     e = min(int(round(edge_px)), (min(weak.shape) - 1) // 2)
     for grid, flip in ((weak, False), (weak.T, True)):
