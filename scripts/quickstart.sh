@@ -10,7 +10,7 @@ PH2="$DATA/ph2/PH2Dataset/PH2 Dataset images"
 ISIC="$DATA/isic2018_task1/ISIC2018_Task1-2_Training_Input"
 inputs=()
 for id in IMD002 IMD003 IMD009 IMD016 IMD022 IMD024 IMD025 IMD035; do inputs+=("$PH2/$id/${id}_Dermoscopic_Image/$id.jpg"); done
-for id in $(grep ',val$' src/dermoseg/splits/isic2018_task1.csv | head -8 | cut -d, -f1); do inputs+=("$ISIC/$id.jpg"); done
+for id in $(awk -F, '$NF == "val" { print $1; if (++n == 8) exit }' src/dermoseg/splits/isic2018_task1.csv); do inputs+=("$ISIC/$id.jpg"); done
 .venv/bin/dermoseg segment "${inputs[@]}" --out "$OUT"
 echo
 echo "Results: $(cd "$OUT" && pwd)/results.csv, masks *_segmentation.png and overlays *_overlay.jpg beside it."

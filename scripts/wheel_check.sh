@@ -37,7 +37,7 @@ printf 'IMD002\nIMD003\nIMD004\nIMD006\nIMD008\n' > ph2_ids.txt
 "$V/dermoseg" evaluate --dataset ph2 --data-root "$DATA" --subset ph2_ids.txt --no-tta --out ph2 > /dev/null
 grep -q '"images": 5' ph2/summary.json
 # the committed splits (package data): ISIC validation ids and the HAM10000 split
-grep ',val$' "$REPO/src/dermoseg/splits/isic2018_task1.csv" | head -3 | cut -d, -f1 > isic_ids.txt
+awk -F, '$NF == "val" { print $1; if (++n == 3) exit }' "$REPO/src/dermoseg/splits/isic2018_task1.csv" > isic_ids.txt  # no pipe: head closing it early gave SIGPIPE (141) under pipefail
 "$V/dermoseg" evaluate --dataset isic2018 --split val --data-root "$DATA" --subset isic_ids.txt --no-tta --out isic > /dev/null
 grep -q '"images": 3' isic/summary.json
 "$V/dermoseg" evaluate-diagnosis --dataset ham10000 --limit 8 --data-root "$DATA" --out dx > /dev/null
