@@ -43,6 +43,12 @@ from dermoseg.preprocess.frame import _check_image, _disk
 _LUV8_TO_CIE = np.array([100 / 255, 354 / 255, 262 / 255], np.float32)
 
 
+def _lightness8(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 L* of a checked (H, W, 3) uint8 RGB image, in OpenCV's 8-bit Luv scale (255/100 L*)."""
+    _check_image(image)
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2Luv)[..., 0])
+
+
 def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float) -> np.ndarray:
     """Trough response: how much the morphological closing raises each pixel (paper §3.1.3 steps 1-3, eq. 2).
 
@@ -94,8 +100,7 @@ def light_hair_response(image: np.ndarray, closing_px: float, light_weight: floa
     ValueError
         If ``image`` is not (H, W, 3) uint8.
     """
-    _check_image(image)
-    lum = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2Luv)[..., 0])
+    lum = _lightness8(image)
     ridge = cv2.subtract(lum, cv2.morphologyEx(lum, cv2.MORPH_OPEN, _disk(closing_px))).astype(np.float32)
     return ridge * np.float32(light_weight * _LUV8_TO_CIE[0])
 
@@ -161,8 +166,7 @@ def dark_region(image: np.ndarray, closing_px: float) -> np.ndarray:
     ValueError
         If ``image`` is not (H, W, 3) uint8.
     """
-    _check_image(image)
-    lum = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2Luv)[..., 0])
+    lum = _lightness8(image)
     smooth = cv2.GaussianBlur(cv2.morphologyEx(lum, cv2.MORPH_CLOSE, _disk(closing_px)), (0, 0), max(closing_px, 1.0))
     level, _ = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return smooth <= level
