@@ -131,3 +131,24 @@ def test_a_model_trained_on_cleaned_images_records_every_cleaning_setting(tmp_pa
     recorded = read(model, "segmentation")[1]["config"]["preprocess"]
     assert recorded == resolve_settings({"enabled": True, "hair": {"line_length_px": 0}})
     assert recorded["hair"]["line_length_px"] == 0 and "dense_count" in recorded["hair"]
+
+
+def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
+    """``trainer.init_from`` (fine-tuning, e.g. at a larger input size): the task's network gets exactly the file's
+    weights; a file of another network is refused with its name."""
+    from dermoseg import modelfile
+    from dermoseg.errors import ConfigError
+    from dermoseg.segmentation.task import SegmentationTask
+    from dermoseg.training import load_initial_weights
+    cfg = load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root)}})
+    torch.manual_seed(1)
+    source = SegmentationTask(cfg).model.state_dict()
+    path = modelfile.write(tmp_path / "earlier.pt", "segmentation", {"model": cfg["model"], "image_size": 64},
+                           source, {})
+    torch.manual_seed(2)
+    task = SegmentationTask(cfg)
+    assert any(not torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
+    load_initial_weights(task, path)
+    assert all(torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
+    with pytest.raises(ConfigError, match="init_from .*classifier.pt"):
+        load_initial_weights(task, modelfile.shipped("classifier"))

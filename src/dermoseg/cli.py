@@ -582,9 +582,37 @@ def _run_export(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- combine-classifiers
+def _add_combine_classifiers(sub) -> None:
+    p = sub.add_parser("combine-classifiers", help="average trained classifiers into one ensemble classifier file",
+                       description="Write one classifier file whose network is the mean of the members' calibrated "
+                       "probabilities (members may differ in encoder, input size and normalisation; each sees the "
+                       "image area-resized to its own size). The ensemble's temperature and out-of-distribution "
+                       "threshold are fitted on the HAM10000 validation split, like a trained classifier's. The file "
+                       "works with diagnose, evaluate-diagnosis, export (ONNX) and serve.", epilog=EPILOG)
+    p.add_argument("members", nargs="+", help="two or more classifier files (.pt); 'default' is the shipped one")
+    p.add_argument("--out", required=True, type=Path, help="ensemble file to write (never overwritten)")
+    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT),
+                   help=f"data folder with ham10000/ (default {DATA_ROOT_DEFAULT})")
+    p.set_defaults(func=_run_combine_classifiers)
+
+
+def _run_combine_classifiers(args) -> int:
+    from dermoseg.classification.ensemble import combine_classifiers
+    taken = [f for f in (args.out, args.out.with_suffix(".json"), args.out.with_suffix(".ood.json")) if f.exists()]
+    if taken:
+        raise CommandError(f"{taken[0]}: already exists (never overwritten); choose another --out")
+    members = [m if m == "default" else Path(m) for m in args.members]
+    path = combine_classifiers(members, args.out, args.data_root)
+    info = json.loads(path.with_suffix(".json").read_text())
+    print(f"wrote {path}: {len(members)} members, temperature {info['temperature']:.4f}, validation balanced "
+          f"accuracy {info['info']['val_balanced_accuracy_tta']:.4f} ({info['info']['val_images']} images)")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
 COMMANDS = [_add_segment, _add_evaluate, _add_fit_quality, _add_evaluate_quality, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve,
-            _add_export]
+            _add_export, _add_combine_classifiers]
 
 
 def build_parser() -> argparse.ArgumentParser:

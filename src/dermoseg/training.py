@@ -157,6 +157,8 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
                         callbacks=callbacks,
                         log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
+    if tcfg.get("init_from"):
+        load_initial_weights(task, tcfg["init_from"])
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start
@@ -165,6 +167,32 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch),
                      trainer.is_global_zero)
+
+
+def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> None:
+    """Start a run from the weights of an earlier model file (``trainer.init_from``): fine-tuning, e.g. at a larger
+    input size, instead of from ImageNet. The file's network must be the one ``task.model`` is (same state-dict
+    keys and shapes); a resume then replaces these weights with the checkpoint's as usual.
+
+    Parameters
+    ----------
+    task : the Lightning task; its ``model`` attribute receives the weights (float32).
+    model_file : a dermoseg model file (``.pt``) of the same kind as the task.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, if it is not a readable dermoseg model file or its weights do not fit the network.
+    """
+    from dermoseg import modelfile
+    from dermoseg.errors import DermosegError
+    try:
+        _, payload = modelfile.read(model_file, modelfile.kind_of(model_file))
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+        task.model.load_state_dict(state)
+    except (DermosegError, RuntimeError) as exc:
+        raise ConfigError(f"trainer.init_from {model_file}: {exc}") from None
+    print(f"initial weights: {model_file}", flush=True)
 
 
 def seed_and_threads(cfg: dict[str, Any]) -> None:

@@ -299,16 +299,44 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
     with ``val_set``, also the out-of-distribution threshold beside it (``X.ood.json``,
     :func:`dermoseg.classification.ood.fit_check` on the validation logits).
     """
-    from dermoseg.classification import calibration, ood
     cfg, state, info = modelfile.read_checkpoint(checkpoint)
     info.update(extra or {})
     if half:  # rounded first, so that T and the OOD threshold are fitted on the weights the file holds
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    mean, std = input_normalisation(cfg["model"].get("encoder", "mobilenet_v2"))
+    config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
+              "normalisation": {"mean": mean.tolist(), "std": std.tolist()}, "tta": bool(tta), "train_config": cfg}
+    return write_calibrated(out, config, state, info, val_set)
+
+
+def write_calibrated(out: str | Path, config: dict[str, Any], state: dict[str, torch.Tensor], info: dict[str, Any],
+                     val_set: CachedClassificationDataset | None) -> Path:
+    """Write a classifier file with its temperature fitted on the validation split, and its OOD sidecar.
+
+    Parameters
+    ----------
+    out : output ``.pt`` (a ``.json`` beside it, :func:`dermoseg.modelfile.write`).
+    config : the file's ``config`` (``model``, ``image_size``, ``classes``, ``normalisation``, ``tta``, ...).
+    state : the network's weights (stored as given; the network is built from ``config["model"]`` and fed them as
+        float32, so T and the OOD threshold are fitted on exactly the stored weights).
+    info : provenance; the validation figures are added to it.
+    val_set : the unaugmented validation set prepared with ``config``'s size and normalisation, or None (T = 1,
+        no sidecar).
+
+    Returns
+    -------
+    ``out``: ``{"format": "dermoseg-classifier-1", "config", "state_dict", "temperature", "info"}``; with
+    ``val_set``, T fitted by NLL on its (flip-TTA when ``config["tta"]``) logits
+    (:func:`dermoseg.classification.calibration.fit_temperature`, Guo et al. 2017), the validation balanced accuracy
+    and ECE before/after recorded, and the out-of-distribution threshold written beside it (``X.ood.json``,
+    :func:`dermoseg.classification.ood.fit_check`).
+    """
+    from dermoseg.classification import calibration, ood
     temperature, logits = 1.0, None
     if val_set is not None:
-        network = build_classifier(cfg["model"], pretrained=False)
+        network = build_classifier(config["model"], pretrained=False)
         network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
-        logits, labels = dataset_logits(network, val_set, tta)
+        logits, labels = dataset_logits(network, val_set, bool(config.get("tta", True)))
         temperature = calibration.fit_temperature(logits, labels)
         info.update({"val_images": int(len(labels)), "val_balanced_accuracy_tta": balanced_accuracy(labels, logits),
                      "val_nll_before": calibration.nll(logits, labels),
@@ -316,9 +344,6 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
                      "val_ece_before": calibration.expected_calibration_error(calibration.probabilities(logits), labels),
                      "val_ece_after": calibration.expected_calibration_error(
                          calibration.probabilities(logits, temperature), labels)})
-    mean, std = input_normalisation(cfg["model"].get("encoder", "mobilenet_v2"))
-    config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
-              "normalisation": {"mean": mean.tolist(), "std": std.tolist()}, "tta": bool(tta), "train_config": cfg}
     path = modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
     if logits is not None:
         ood.write_sidecar(path, ood.fit_check(logits, temperature, modelfile.file_sha256(path),

@@ -116,25 +116,30 @@ class LesionClassifier(nn.Module):
         return self.fc(self.dropout(torch.flatten(self.pool(high), 1)))
 
 
-def build_classifier(config: Mapping[str, Any], pretrained: bool | None = None) -> LesionClassifier:
+def build_classifier(config: Mapping[str, Any], pretrained: bool | None = None) -> nn.Module:
     """Build the classifier from a config's ``model`` section.
 
     Parameters
     ----------
-    config : keys ``encoder`` ("mobilenet_v2" or "efficientnet_lite0"), ``dropout`` (0.2), ``mask_mode`` ("none"
+    config : ``architecture: ensemble`` with ``members`` builds a
+        :class:`dermoseg.models.ensemble.ClassifierEnsemble` (mean of the members' calibrated probabilities;
+        weights from the file); otherwise keys ``encoder`` ("mobilenet_v2" or "efficientnet_lite0"), ``dropout`` (0.2), ``mask_mode`` ("none"
         | "crop" | "channel"; "channel" gives 4 input channels), ``pretrained`` (true), ``freeze_stages`` (0).
     pretrained : overrides ``config["pretrained"]`` (inference passes False: the trained weights replace
         ImageNet's).
 
     Returns
     -------
-    A :class:`LesionClassifier` with ``len(HAM_CLASSES)`` outputs.
+    A :class:`LesionClassifier` (or ensemble) with ``len(HAM_CLASSES)`` outputs.
 
     Raises
     ------
     ValueError
         For an unknown encoder or mask mode.
     """
+    if config.get("architecture") == "ensemble":
+        from dermoseg.models.ensemble import ClassifierEnsemble
+        return ClassifierEnsemble.from_config(config)
     encoder = config.get("encoder", "mobilenet_v2")
     mode = config.get("mask_mode", "none")
     if mode not in MASK_MODES:

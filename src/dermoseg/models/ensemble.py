@@ -1,0 +1,123 @@
+"""A classifier ensemble as one network: the mean of its members' calibrated class probabilities.
+
+Averaging the probabilities of a few independently trained networks is the standard way to gain accuracy and
+calibration (Lakshminarayanan et al. 2017, "Simple and Scalable Predictive Uncertainty Estimation using Deep
+Ensembles", NeurIPS; the ISIC 2018 Task 3 leaders were ensembles, Codella et al. 2019). Building it as one
+``nn.Module`` keeps every seam of a single classifier: one input, one runner, one ONNX graph, one temperature.
+
+The members may differ in input size and normalisation. The ensemble takes the largest member size with RGB in
+[0, 1] (normalisation mean 0, std 1); each member's input is shrunk inside the network by area interpolation written
+as two fixed matrices (:func:`area_resize_matrix`, the separable weights of OpenCV's ``INTER_AREA``, which
+:func:`dermoseg.data.transforms.resize_image` uses), then normalised with the member's own mean and std.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["ClassifierEnsemble", "area_resize_matrix"]
+
+
+def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The (n_out, n_in) float32 matrix R of area interpolation from n_in to n_out ≤ n_in samples along one axis.
+
+    For an (n_in, n_in) image X, ``R @ X @ R.T`` is OpenCV's ``cv2.resize(X, (n_out, n_out),
+    interpolation=cv2.INTER_AREA)`` up to float rounding (area weights are separable): each output sample is the
+    mean of the input samples it covers, partial ones by their covered fraction. Rows sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If n_out < 1 or n_out > n_in (this is for shrinking only).
+    """
+    if not 1 <= n_out <= n_in:
+        raise ValueError(f"area_resize_matrix shrinks only: need 1 <= n_out <= n_in, got {n_out} and {n_in}")
+    return cv2.resize(np.eye(n_in, dtype=np.float32), (n_in, n_out), interpolation=cv2.INTER_AREA)
+
+
+class ClassifierEnsemble(nn.Module):
+    """Mean of member classifiers' temperature-calibrated probabilities, returned as log-probabilities.
+
+    Parameters
+    ----------
+    members : the member networks, each ``(N, 3, s_i, s_i)`` float32 normalised → ``(N, K)`` float32 logits.
+    sizes : s_i, each member's input side in pixels.
+    temperatures : T_i > 0, each member's calibration temperature (its probabilities are softmax(logits / T_i)).
+    normalisations : (mean, std) of each member's RGB input, each (3,) in [0, 1] units.
+
+    Raises
+    ------
+    ValueError
+        If the lists differ in length or are empty, a temperature is not > 0, or a std is not > 0.
+
+    Notes
+    -----
+    ``forward``: ``(N, 3, S, S)`` float32 RGB in [0, 1] with S = max(s_i) → ``(N, K)`` float32
+    log(mean_i softmax(f_i(x_i) / T_i)), whose softmax is the mean probability itself (rows of the mean already sum to
+    1). x_i is the input shrunk to s_i by :func:`area_resize_matrix` and normalised by the member's mean and std.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], sizes: Sequence[int], temperatures: Sequence[float],
+                 normalisations: Sequence[tuple[np.ndarray, np.ndarray]]):
+        super().__init__()
+        if not members or not len(members) == len(sizes) == len(temperatures) == len(normalisations):
+            raise ValueError("an ensemble needs one size, temperature and normalisation per member, and ≥ 1 member")
+        if min(float(t) for t in temperatures) <= 0:
+            raise ValueError(f"member temperatures must be > 0, got {list(temperatures)}")
+        self.members = nn.ModuleList(members)
+        self.sizes = [int(s) for s in sizes]
+        self.input_size = max(self.sizes)
+        for i, (size, t, (mean, std)) in enumerate(zip(self.sizes, temperatures, normalisations)):
+            mean, std = (np.asarray(v, dtype=np.float32).reshape(3) for v in (mean, std))
+            if not (std > 0).all():
+                raise ValueError(f"member {i}: normalisation std must be > 0, got {std.tolist()}")
+            # buffers, not parameters: fixed by the members' files, kept out of the state dict
+            self.register_buffer(f"resize_{i}", torch.from_numpy(area_resize_matrix(self.input_size, size)),
+                                 persistent=False)
+            self.register_buffer(f"mean_{i}", torch.from_numpy(mean).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer(f"std_{i}", torch.from_numpy(std).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer(f"temperature_{i}", torch.tensor(float(t)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) float32 RGB in [0, 1] → (N, K) float32 log of the mean calibrated probability."""
+        log_probs = []
+        for i, member in enumerate(self.members):
+            xi = x
+            if self.sizes[i] != self.input_size:
+                r = getattr(self, f"resize_{i}")
+                xi = r @ xi @ r.transpose(0, 1)
+            xi = (xi - getattr(self, f"mean_{i}")) / getattr(self, f"std_{i}")
+            log_probs.append(torch.log_softmax(member(xi) / getattr(self, f"temperature_{i}"), dim=1))
+        stacked = torch.stack(log_probs)
+        return torch.logsumexp(stacked, dim=0) - float(np.log(len(log_probs)))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ClassifierEnsemble":
+        """Build the (untrained) ensemble of a classifier file's ``config.model`` with ``architecture: ensemble``:
+        ``members`` is a list of ``{"model": member model config, "image_size": int, "temperature": float,
+        "normalisation": {"mean": [3], "std": [3]}}``. The members' weights come from the file's state dict
+        (keys ``members.<i>.…``).
+
+        Raises
+        ------
+        ValueError
+            If ``members`` is missing or empty, a member uses the lesion mask or colour constancy (the ensemble
+            feeds every member the same plain RGB), or an entry is malformed.
+        """
+        from dermoseg.models.classifier import build_classifier
+        members = config.get("members") or []
+        if not members:
+            raise ValueError("an ensemble classifier config needs a non-empty 'members' list")
+        for i, m in enumerate(members):
+            model = m["model"]
+            if model.get("mask_mode", "none") != "none" or model.get("shades_of_gray_p"):
+                raise ValueError(f"ensemble member {i} uses the lesion mask or Shades of Gray; members must take "
+                                 "plain RGB")
+        return cls([build_classifier(m["model"], pretrained=False) for m in members],
+                   [int(m["image_size"]) for m in members], [float(m["temperature"]) for m in members],
+                   [(m["normalisation"]["mean"], m["normalisation"]["std"]) for m in members])

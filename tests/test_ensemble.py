@@ -1,0 +1,123 @@
+"""Classifier ensembles (issue 13): the in-network area resize against OpenCV and a hand-worked case, the ensemble
+as the mean of its members' calibrated probabilities on real HAM10000 images (members of different input sizes),
+its file through calibration, ONNX export and the out-of-distribution sidecar, and the members it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dermoseg import modelfile
+from dermoseg.classification.classifier import Classifier
+from dermoseg.classification.ensemble import ensemble_config
+from dermoseg.cli import main
+from dermoseg.data.datasets import load_ham10000
+from dermoseg.data.splits import HAM_SPLIT, read_split, select
+from dermoseg.errors import ModelFileError
+from dermoseg.io import read_image
+from dermoseg.models.ensemble import area_resize_matrix
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def val_images(data_root):
+    samples = select(load_ham10000(data_root / "ham10000"), read_split(HAM_SPLIT), "val")
+    return samples[::60][:12]
+
+
+def _member_at(tmp_path: Path, size: int, name: str, temperature_factor: float = 1.0, **changes) -> Path:
+    """A copy of the shipped classifier file that declares another input size, temperature or model config."""
+    _, payload = modelfile.read("default", "classifier")
+    config = {**payload["config"], "image_size": size, "model": {**payload["config"]["model"], **changes}}
+    return modelfile.write(tmp_path / name, "classifier", config, payload["state_dict"], {},
+                           temperature=payload["temperature"] * temperature_factor)
+
+
+def test_area_resize_matrix_hand_case_and_opencv():
+    # 3 → 2 samples: output 0 covers input [0, 1.5), output 1 covers [1.5, 3)
+    np.testing.assert_allclose(area_resize_matrix(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]], atol=1e-6)
+    np.testing.assert_allclose(area_resize_matrix(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], atol=1e-6)
+    x = np.random.default_rng(0).random((224, 224)).astype(np.float32)
+    r = area_resize_matrix(224, 192)
+    np.testing.assert_allclose(r @ x @ r.T, cv2.resize(x, (192, 192), interpolation=cv2.INTER_AREA), atol=1e-5)
+    with pytest.raises(ValueError, match="shrinks only"):
+        area_resize_matrix(192, 224)
+
+
+@pytest.mark.parametrize("second", ["hotter_192", "larger_224"])
+def test_ensemble_is_the_mean_of_its_members_calibrated_probabilities(tmp_path, val_images, second):
+    """The ensemble file's probabilities (T = 1, no flips) are the mean of the members' own calibrated probabilities
+    on real images, each member fed its own size: exactly for two 192 px members (the second with twice the
+    temperature), up to the input's uint8 rounding for a 192 and a 224 px member (the ensemble shrinks the 224 px
+    input to 192 in float; the member alone resizes to uint8 first)."""
+    small = "default"
+    large = (_member_at(tmp_path, 192, "hot.pt", temperature_factor=2.0) if second == "hotter_192"
+             else _member_at(tmp_path, 224, "large.pt"))
+    config, state, records = ensemble_config([small, large])
+    size = 192 if second == "hotter_192" else 224
+    assert config["image_size"] == size and [m["image_size"] for m in config["model"]["members"]] == [192, size]
+    assert records[1]["sha256"] == modelfile.file_sha256(large)
+    path = modelfile.write(tmp_path / "ensemble.pt", "classifier", config, state, {}, temperature=1.0)
+    ensemble = Classifier.load(path, engine="torch", threads=1)
+    members = [Classifier.load(m, engine="torch", threads=1) for m in (small, large)]
+    for m in (ensemble, *members):
+        m.tta = False
+    images = [read_image(s.image_path) for s in val_images]
+    alone = [m.predict_batch(images) for m in members]
+    expected = np.mean(alone, axis=0)
+    got = ensemble.predict_batch(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5 if second == "hotter_192" else 1e-2)
+    assert np.allclose(got.sum(1), 1.0)
+    # and it is not simply one of the members
+    assert min(np.abs(got - p).max() for p in alone) > 3 * np.abs(got - expected).max()
+
+
+def test_ensemble_file_is_calibrated_exported_and_flagged(tmp_path, val_images, data_root):
+    """write_calibrated fits the ensemble's own temperature and OOD threshold on (here a few) validation images; the
+    file exports to ONNX within the export tolerance and `dermoseg diagnose` runs it with the flag."""
+    from dermoseg.classification.task import CachedClassificationDataset, write_calibrated
+    from dermoseg.engine.onnx_export import export_model
+    config, state, _ = ensemble_config(["default", _member_at(tmp_path, 224, "large.pt")])
+    unit = tuple(np.asarray(config["normalisation"][k], np.float32) for k in ("mean", "std"))
+    val_set = CachedClassificationDataset(val_images, 224, normalisation=unit)
+    path = write_calibrated(tmp_path / "ens.pt", config, state, {}, val_set)
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["temperature"] > 0 and info["info"]["val_images"] == len(val_images)
+    assert json.loads(path.with_suffix(".ood.json").read_text())["model_sha256"] == modelfile.file_sha256(path)
+    report = export_model(path, tmp_path / "ens.onnx", [s.image_path for s in val_images[:3]])
+    assert report.max_prob_diff <= 1e-3
+    onnx_model = Classifier.load(path, engine="onnx", threads=1)
+    torch_model = Classifier.load(path, engine="torch", threads=1)
+    image = read_image(val_images[0].image_path)
+    np.testing.assert_allclose(onnx_model.predict(image), torch_model.predict(image), atol=1e-3)
+    out = tmp_path / "diag"
+    assert main(["diagnose", str(val_images[0].image_path), "--model", str(path), "--out", str(out)]) == 0
+    assert (out / "predictions.csv").read_text().count("\n") == 2
+
+
+def test_unusable_members_are_refused_by_name(tmp_path, capsys):
+    with pytest.raises(ModelFileError, match="at least two"):
+        ensemble_config(["default"])
+    crop = _member_at(tmp_path, 192, "crop.pt", mask_mode="crop")
+    with pytest.raises(ModelFileError, match="crop.pt: an ensemble member must take plain RGB"):
+        ensemble_config(["default", crop])
+    config, state, _ = ensemble_config(["default", "default"])
+    nested = modelfile.write(tmp_path / "nested.pt", "classifier", config, state, {}, temperature=1.0)
+    with pytest.raises(ModelFileError, match="nested.pt: is an ensemble already"):
+        ensemble_config(["default", nested])
+    taken = tmp_path / "taken.pt"
+    taken.write_bytes(b"not ours")
+    assert main(["combine-classifiers", "default", "default", "--out", str(taken)]) != 0
+    assert "never overwritten" in capsys.readouterr().err and taken.read_bytes() == b"not ours"
