@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from dermoseg import modelfile
 from dermoseg.classification.classifier import Classifier
@@ -21,14 +20,7 @@ from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.errors import ModelFileError
 from dermoseg.io import read_image
 from dermoseg.models.ensemble import area_resize_matrix
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from test_classification import _one_thread  # noqa: F401  (autouse: one torch thread, as there)
 
 
 @pytest.fixture(scope="module")
