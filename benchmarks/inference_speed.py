@@ -3,7 +3,7 @@
 Prints, each with its goal:
 
 1. **engine vs eager**: one forward pass of the shipped segmenter (256 px, batch 1; and flip TTA, 3 calls) and of
-   the classifier (192 px, its training size; flip TTA, 4 calls) under ONNX Runtime vs eager PyTorch, same thread
+   the shipped classifier (at its input size; flip TTA, 4 calls) under ONNX Runtime vs eager PyTorch, same thread
    count, the two engines called in turn (goal ≥ 2×).
 2. **job vs forward**: the whole ``segment`` job per image (read, resize, network with flip TTA, mask, overlay,
    measurements, writes; the bounded pipeline of :func:`dermoseg.batch.run_batch`) vs the bare network calls
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         ("segmenter 256 px, batch 1", "seg_b1", {e: (lambda m=m: m.runner(x)) for e, m in seg.items()}),
         ("segmenter 256 px, flip TTA (3 calls)", "seg_tta", {e: (lambda m=m: m.logits(x, tta=True))
                                                              for e, m in seg.items()}),
-        ("classifier 192 px, flip TTA (4 calls)", "clf_tta", {e: (lambda m=m: m.batch_logits(xc))
+        (f"classifier {clf['onnx'].image_size} px, flip TTA (4 calls)", "clf_tta", {e: (lambda m=m: m.batch_logits(xc))
                                                               for e, m in clf.items()}),
     ]:
         times = paired_times(fns, args.repeats)

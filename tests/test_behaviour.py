@@ -18,7 +18,10 @@ changed (issue 12, session 5: the 12-epoch model), with the code of that commit 
 below: ``segment``, ``segment_no_tta_preprocess``, ``evaluate_dirs`` and ``evaluate_dataset``; the same run gave
 ``diagnose`` and ``report`` unchanged. ``segment_no_tta_preprocess`` was re-made once more in session 6 (issue 16:
 the light-hair pass, the edge-line rule and re-tuned hair settings), every other entry unchanged in the same run.
-Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
+Two entries were re-made when the shipped classifier changed (issue 13, session 7: the two-network ensemble), with
+the code of that commit and its additions taken away as below: ``diagnose`` (the probabilities, and the
+classifier's sha256 and temperature in ``README.txt``) and ``segment`` (its ``p_*`` columns); the same run gave
+every other entry unchanged. Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
 to ``diagnose`` lives in ``image_sources.csv``.
 """
 

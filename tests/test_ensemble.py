@@ -29,12 +29,18 @@ def val_images(data_root):
     return samples[::60][:12]
 
 
-def _member_at(tmp_path: Path, size: int, name: str, temperature_factor: float = 1.0, **changes) -> Path:
-    """A copy of the shipped classifier file that declares another input size, temperature or model config."""
+def _single(tmp_path: Path, index: int, name: str, size: int | None = None, temperature_factor: float = 1.0,
+            **changes) -> Path:
+    """Member ``index`` of the shipped ensemble (0: MobileNetV2 at 192 px, 1: EfficientNet-Lite0 at 224 px) as a
+    single-network classifier file, optionally declaring another input size, temperature or model config."""
     _, payload = modelfile.read("default", "classifier")
-    config = {**payload["config"], "image_size": size, "model": {**payload["config"]["model"], **changes}}
-    return modelfile.write(tmp_path / name, "classifier", config, payload["state_dict"], {},
-                           temperature=payload["temperature"] * temperature_factor)
+    member = payload["config"]["model"]["members"][index]
+    prefix = f"members.{index}."
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    config = {"model": {**member["model"], **changes}, "image_size": size or member["image_size"],
+              "classes": payload["config"]["classes"], "normalisation": member["normalisation"], "tta": True}
+    return modelfile.write(tmp_path / name, "classifier", config, state, {},
+                           temperature=member["temperature"] * temperature_factor)
 
 
 def test_area_resize_matrix_hand_case_and_opencv():
@@ -48,15 +54,16 @@ def test_area_resize_matrix_hand_case_and_opencv():
         area_resize_matrix(192, 224)
 
 
-@pytest.mark.parametrize("second", ["hotter_192", "larger_224"])
+@pytest.mark.parametrize("second", ["hotter_192", "lite0_224"])
 def test_ensemble_is_the_mean_of_its_members_calibrated_probabilities(tmp_path, val_images, second):
     """The ensemble file's probabilities (T = 1, no flips) are the mean of the members' own calibrated probabilities
     on real images, each member fed its own size: exactly for two 192 px members (the second with twice the
-    temperature), up to the input's uint8 rounding for a 192 and a 224 px member (the ensemble shrinks the 224 px
-    input to 192 in float; the member alone resizes to uint8 first)."""
-    small = "default"
-    large = (_member_at(tmp_path, 192, "hot.pt", temperature_factor=2.0) if second == "hotter_192"
-             else _member_at(tmp_path, 224, "large.pt"))
+    temperature), up to the input's uint8 rounding for the shipped pair, 192 px MobileNetV2 and 224 px
+    EfficientNet-Lite0 (the ensemble shrinks the 224 px input to 192 in float; the member alone resizes to uint8
+    first)."""
+    small = _single(tmp_path, 0, "mobilenet_v2.pt")
+    large = (_single(tmp_path, 0, "hot.pt", temperature_factor=2.0) if second == "hotter_192"
+             else _single(tmp_path, 1, "lite0.pt"))
     config, state, records = ensemble_config([small, large])
     size = 192 if second == "hotter_192" else 224
     assert config["image_size"] == size and [m["image_size"] for m in config["model"]["members"]] == [192, size]
@@ -81,7 +88,7 @@ def test_ensemble_file_is_calibrated_exported_and_flagged(tmp_path, val_images, 
     file exports to ONNX within the export tolerance and `dermoseg diagnose` runs it with the flag."""
     from dermoseg.classification.task import CachedClassificationDataset, write_calibrated
     from dermoseg.engine.onnx_export import export_model
-    config, state, _ = ensemble_config(["default", _member_at(tmp_path, 224, "large.pt")])
+    config, state, _ = ensemble_config([_single(tmp_path, 0, "small.pt"), _single(tmp_path, 0, "large.pt", 224)])
     unit = tuple(np.asarray(config["normalisation"][k], np.float32) for k in ("mean", "std"))
     val_set = CachedClassificationDataset(val_images, 224, normalisation=unit)
     path = write_calibrated(tmp_path / "ens.pt", config, state, {}, val_set)
@@ -102,13 +109,12 @@ def test_ensemble_file_is_calibrated_exported_and_flagged(tmp_path, val_images, 
 def test_unusable_members_are_refused_by_name(tmp_path, capsys):
     with pytest.raises(ModelFileError, match="at least two"):
         ensemble_config(["default"])
-    crop = _member_at(tmp_path, 192, "crop.pt", mask_mode="crop")
+    single = _single(tmp_path, 0, "single.pt")
+    crop = _single(tmp_path, 0, "crop.pt", mask_mode="crop")
     with pytest.raises(ModelFileError, match="crop.pt: an ensemble member must take plain RGB"):
-        ensemble_config(["default", crop])
-    config, state, _ = ensemble_config(["default", "default"])
-    nested = modelfile.write(tmp_path / "nested.pt", "classifier", config, state, {}, temperature=1.0)
-    with pytest.raises(ModelFileError, match="nested.pt: is an ensemble already"):
-        ensemble_config(["default", nested])
+        ensemble_config([single, crop])
+    with pytest.raises(ModelFileError, match="classifier.pt: is an ensemble already"):
+        ensemble_config([single, "default"])
     taken = tmp_path / "taken.pt"
     taken.write_bytes(b"not ours")
     assert main(["combine-classifiers", "default", "default", "--out", str(taken)]) != 0

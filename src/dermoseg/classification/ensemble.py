@@ -104,5 +104,5 @@ def combine_classifiers(members: Sequence[str | Path], out: str | Path, data_roo
     samples = select(load_ham10000(Path(data_root) / "ham10000"), read_split(HAM_SPLIT), "val")
     normalisation = tuple(np.asarray(config["normalisation"][k], dtype=np.float32) for k in ("mean", "std"))
     val_set = CachedClassificationDataset(samples, config["image_size"], desc="val set", normalisation=normalisation)
-    info = {"ensemble_of": records, "commit": git_commit(), "split": str(HAM_SPLIT)}
+    info = {"ensemble_of": records, "commit": git_commit(), "split": f"splits/{HAM_SPLIT.name}"}
     return write_calibrated(out, config, state, info, val_set)

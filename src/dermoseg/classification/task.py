@@ -347,5 +347,5 @@ def write_calibrated(out: str | Path, config: dict[str, Any], state: dict[str, t
     path = modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
     if logits is not None:
         ood.write_sidecar(path, ood.fit_check(logits, temperature, modelfile.file_sha256(path),
-                                              f"validation split ({len(logits)} images)"))
+                                              f"HAM10000 validation split ({len(logits)} images)"))
     return path
