@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dermoseg import modelfile
 from dermoseg.classification.classifier import Classifier
@@ -101,6 +102,8 @@ def test_ensemble_file_is_calibrated_exported_and_flagged(tmp_path, val_images, 
     torch_model = Classifier.load(path, engine="torch", threads=1)
     image = read_image(val_images[0].image_path)
     np.testing.assert_allclose(onnx_model.predict(image), torch_model.predict(image), atol=1e-3)
+    with pytest.raises(ValueError, match=r"takes \(N, 3, 224, 224\) input, got \(1, 3, 192, 192\)"):
+        torch_model.network(torch.zeros(1, 3, 192, 192))
     out = tmp_path / "diag"
     assert main(["diagnose", str(val_images[0].image_path), "--model", str(path), "--out", str(out)]) == 0
     assert (out / "predictions.csv").read_text().count("\n") == 2
@@ -115,6 +118,11 @@ def test_unusable_members_are_refused_by_name(tmp_path, capsys):
         ensemble_config([single, crop])
     with pytest.raises(ModelFileError, match="classifier.pt: is an ensemble already"):
         ensemble_config([single, "default"])
+    wrong_weights = _single(tmp_path, 0, "wrong.pt", encoder="efficientnet_lite0")  # MobileNetV2 weights
+    with pytest.raises(ModelFileError, match="wrong.pt: not usable as an ensemble member"):
+        ensemble_config([single, wrong_weights])
+    assert main(["combine-classifiers", str(single), str(single), "--out", str(tmp_path / "e.json")]) != 0
+    assert "must end in .pt" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
     taken = tmp_path / "taken.pt"
     taken.write_bytes(b"not ours")
     assert main(["combine-classifiers", "default", "default", "--out", str(taken)]) != 0

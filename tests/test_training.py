@@ -148,7 +148,12 @@ def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
     torch.manual_seed(2)
     task = SegmentationTask(cfg)
     assert any(not torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
-    load_initial_weights(task, path)
+    assert load_initial_weights(task, path) == modelfile.file_sha256(path)
     assert all(torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from .*classifier.pt"):
         load_initial_weights(task, modelfile.shipped("classifier"))
+    # through the run driver: the exported model records the file it started from
+    run = train(load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root)},
+                                                              "trainer": {"epochs": 1, "init_from": str(path)}}),
+                tmp_path / "run")
+    assert Segmenter.load(run).info["init_from"] == {"file": str(path), "sha256": modelfile.file_sha256(path)}

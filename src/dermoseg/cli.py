@@ -589,9 +589,11 @@ def _add_combine_classifiers(sub) -> None:
                        "probabilities (members may differ in encoder, input size and normalisation; each sees the "
                        "image area-resized to its own size). The ensemble's temperature and out-of-distribution "
                        "threshold are fitted on the HAM10000 validation split, like a trained classifier's. The file "
-                       "works with diagnose, evaluate-diagnosis, export (ONNX) and serve.", epilog=EPILOG)
-    p.add_argument("members", nargs="+", help="two or more classifier files (.pt); 'default' is the shipped one")
-    p.add_argument("--out", required=True, type=Path, help="ensemble file to write (never overwritten)")
+                       "works with diagnose, evaluate-diagnosis, export (ONNX) and serve --classifier.", epilog=EPILOG)
+    p.add_argument("members", nargs="+", help="two or more single-network classifier files (.pt), e.g. "
+                   "runs/NAME/model.pt from 'dermoseg train' (the shipped classifier is an ensemble already)")
+    p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json and X.ood.json go "
+                   "beside it; none is overwritten)")
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT),
                    help=f"data folder with ham10000/ (default {DATA_ROOT_DEFAULT})")
     p.set_defaults(func=_run_combine_classifiers)
@@ -599,11 +601,11 @@ def _add_combine_classifiers(sub) -> None:
 
 def _run_combine_classifiers(args) -> int:
     from dermoseg.classification.ensemble import combine_classifiers
-    taken = [f for f in (args.out, args.out.with_suffix(".json"), args.out.with_suffix(".ood.json")) if f.exists()]
-    if taken:
-        raise CommandError(f"{taken[0]}: already exists (never overwritten); choose another --out")
-    members = [m if m == "default" else Path(m) for m in args.members]
-    path = combine_classifiers(members, args.out, args.data_root)
+    members = [Path(m) for m in args.members]
+    try:
+        path = combine_classifiers(members, args.out, args.data_root)
+    except ValueError as exc:  # an --out that is not .pt
+        raise CommandError(str(exc)) from None
     info = json.loads(path.with_suffix(".json").read_text())
     print(f"wrote {path}: {len(members)} members, temperature {info['temperature']:.4f}, validation balanced "
           f"accuracy {info['info']['val_balanced_accuracy_tta']:.4f} ({info['info']['val_images']} images)")

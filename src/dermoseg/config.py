@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     # batch_size is per process; with strategy "ddp" on D devices x num_nodes nodes the effective batch is the product
     "trainer": {"epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
                 "sync_batchnorm": False, "precision": "32-true", "num_threads": None, "max_time_minutes": None,
-                "ema_decay": None},
+                "ema_decay": None, "init_from": None},
     "augment": {"enabled": True, "flip": True, "rotate_limit": 180, "scale": 0.1, "elastic_p": 0.15,
                 "grid_p": 0.15, "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
                                                   "hue": 0.02, "p": 0.5}},

@@ -87,12 +87,15 @@ class FitResult:
     seconds: float
     epochs_completed: int
     is_global_zero: bool = True
+    initial_weights: dict[str, str] | None = None  # trainer.init_from: {"file", "sha256"}
 
     def info(self, score_name: str) -> dict[str, Any]:
-        """Provenance for an exported model file: time, score, epochs, machine and commit."""
+        """Provenance for an exported model file: time, score, epochs, machine and commit, and the file the run
+        started from (``init_from``, with its sha256) when it did."""
         return {"train_seconds_this_session": round(self.seconds, 1), f"best_{score_name}": self.best_score,
                 "epochs_completed": self.epochs_completed,
-                "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "commit": git_commit()}
+                "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "commit": git_commit(),
+                **({"init_from": self.initial_weights} if self.initial_weights else {})}
 
 
 class EpochEndCheckpoint(Callback):
@@ -157,8 +160,8 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
                         callbacks=callbacks,
                         log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
-    if tcfg.get("init_from"):
-        load_initial_weights(task, tcfg["init_from"])
+    initial = {"file": str(tcfg["init_from"]), "sha256": load_initial_weights(task, tcfg["init_from"])} \
+        if tcfg.get("init_from") else None
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     elapsed = time.time() - start
@@ -166,10 +169,10 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
         merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
     score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch),
-                     trainer.is_global_zero)
+                     trainer.is_global_zero, initial)
 
 
-def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> None:
+def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> str:
     """Start a run from the weights of an earlier model file (``trainer.init_from``): fine-tuning, e.g. at a larger
     input size, instead of from ImageNet. The file's network must be the one ``task.model`` is (same state-dict
     keys and shapes); a resume then replaces these weights with the checkpoint's as usual.
@@ -177,7 +180,12 @@ def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> Non
     Parameters
     ----------
     task : the Lightning task; its ``model`` attribute receives the weights (float32).
-    model_file : a dermoseg model file (``.pt``) of the same kind as the task.
+    model_file : a dermoseg model file (``.pt``) of the same kind as the task; a relative path is taken from the
+        working directory (like ``data.root``), "default" is the shipped model.
+
+    Returns
+    -------
+    The file's sha256 (64 hex digits), recorded in the exported model's ``info.init_from``.
 
     Raises
     ------
@@ -187,12 +195,14 @@ def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> Non
     from dermoseg import modelfile
     from dermoseg.errors import DermosegError
     try:
-        _, payload = modelfile.read(model_file, modelfile.kind_of(model_file))
+        path, payload = modelfile.read(model_file, modelfile.kind_of(model_file))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
         task.model.load_state_dict(state)
     except (DermosegError, RuntimeError) as exc:
         raise ConfigError(f"trainer.init_from {model_file}: {exc}") from None
-    print(f"initial weights: {model_file}", flush=True)
+    sha256 = modelfile.file_sha256(path)
+    print(f"initial weights: {path} (sha256 {sha256})", flush=True)
+    return sha256
 
 
 def seed_and_threads(cfg: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ from dermoseg.classification.task import CachedClassificationDataset, write_cali
 from dermoseg.data.datasets import load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
 from dermoseg.errors import ModelFileError
+from dermoseg.models.classifier import build_classifier
+from dermoseg.models.ensemble import takes_plain_rgb
 from dermoseg.training import git_commit
 
 __all__ = ["combine_classifiers", "ensemble_config"]
@@ -34,7 +36,8 @@ def ensemble_config(members: Sequence[str | Path]) -> tuple[dict, dict, list[dic
 
     Parameters
     ----------
-    members : two or more classifier files (``.pt``); "default" is the shipped classifier.
+    members : two or more single-network classifier files (``.pt``). The shipped classifier is itself an ensemble
+        (its members' files and sha256 are in its ``info.ensemble_of``), so it cannot be a member.
 
     Returns
     -------
@@ -47,7 +50,8 @@ def ensemble_config(members: Sequence[str | Path]) -> tuple[dict, dict, list[dic
     ------
     dermoseg.errors.ModelFileError
         Naming the file, for fewer than two members, an unreadable or non-classifier file, other classes, a member
-        that is itself an ensemble, uses the lesion mask or Shades of Gray, or turns test-time flips off.
+        that is itself an ensemble, uses the lesion mask or Shades of Gray, or turns test-time flips off, or whose
+        config lacks a key or does not build a network its weights fit.
     """
     if len(members) < 2:
         raise ModelFileError(f"an ensemble needs at least two classifier files, got {len(members)}")
@@ -60,14 +64,17 @@ def ensemble_config(members: Sequence[str | Path]) -> tuple[dict, dict, list[dic
             raise ModelFileError(f"{path}: classes {cfg.get('classes')} differ from {list(HAM_CLASSES)}")
         if model.get("architecture") == "ensemble":
             raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
-        if model.get("mask_mode", "none") != "none" or model.get("shades_of_gray_p") or not cfg.get("tta", True):
+        if not takes_plain_rgb(model) or not cfg.get("tta", True):
             raise ModelFileError(f"{path}: an ensemble member must take plain RGB with flip TTA (no lesion mask, no "
                                  "Shades of Gray)")
-        try:
+        try:  # everything the ensemble will need, checked now so that a bad member is named before any work
             mean, std = recorded_normalisation(cfg)
-        except ValueError as exc:
-            raise ModelFileError(f"{path}: {exc}") from None
-        entries.append({"model": model, "image_size": int(cfg["image_size"]),
+            size = int(cfg["image_size"])
+            build_classifier(model, pretrained=False).load_state_dict(
+                {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
+        entries.append({"model": model, "image_size": size,
                         "temperature": float(payload.get("temperature", 1.0)),
                         "normalisation": {"mean": mean.tolist(), "std": std.tolist()}})
         state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
@@ -95,11 +102,21 @@ def combine_classifiers(members: Sequence[str | Path], out: str | Path, data_roo
 
     Raises
     ------
+    ValueError
+        If ``out`` does not end in ``.pt`` (its ``.json`` and ``.ood.json`` are written beside it).
+    FileExistsError
+        If ``out`` or one of the files beside it exists (nothing is overwritten), before any work.
     dermoseg.errors.ModelFileError
         For an unusable member (:func:`ensemble_config`).
     dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
         If the HAM10000 folder or the split is missing or they disagree.
     """
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"{out}: the ensemble file must end in .pt (its .json and .ood.json go beside it)")
+    for f in (out, out.with_suffix(".json"), out.with_suffix(".ood.json")):
+        if f.exists():
+            raise FileExistsError(f"{f}: already exists (never overwritten); choose another output")
     config, state, records = ensemble_config(members)
     samples = select(load_ham10000(Path(data_root) / "ham10000"), read_split(HAM_SPLIT), "val")
     normalisation = tuple(np.asarray(config["normalisation"][k], dtype=np.float32) for k in ("mean", "std"))

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ClassifierEnsemble", "area_resize_matrix"]
+__all__ = ["ClassifierEnsemble", "area_resize_matrix", "takes_plain_rgb"]
+
+
+def takes_plain_rgb(model: Mapping[str, Any]) -> bool:
+    """Whether a classifier's ``model`` config can be an ensemble member: no lesion mask (``mask_mode`` "none") and
+    no Shades of Gray colour constancy, since the ensemble feeds every member the same plain RGB."""
+    return model.get("mask_mode", "none") == "none" and not model.get("shades_of_gray_p")
 
 
 def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -60,6 +66,9 @@ class ClassifierEnsemble(nn.Module):
     ``forward``: ``(N, 3, S, S)`` float32 RGB in [0, 1] with S = max(s_i) → ``(N, K)`` float32
     log(mean_i softmax(f_i(x_i) / T_i)), whose softmax is the mean probability itself (rows of the mean already sum to
     1). x_i is the input shrunk to s_i by :func:`area_resize_matrix` and normalised by the member's mean and std.
+    With flip test-time augmentation the classifier averages this output over the flips, so the result is the
+    flip-mean of the log mean probability, not the mean of each member's own flip-averaged calibrated output (its
+    T_i was fitted on flip-averaged logits); the ensemble's own temperature is fitted on exactly what it computes.
     """
 
     def __init__(self, members: Sequence[nn.Module], sizes: Sequence[int], temperatures: Sequence[float],
@@ -84,7 +93,13 @@ class ClassifierEnsemble(nn.Module):
             self.register_buffer(f"temperature_{i}", torch.tensor(float(t)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) float32 RGB in [0, 1] → (N, K) float32 log of the mean calibrated probability."""
+        """(N, 3, S, S) float32 RGB in [0, 1] → (N, K) float32 log of the mean calibrated probability.
+
+        Raises ValueError if the input is not (N, 3, S, S) with S = :attr:`input_size` (the resize matrices are
+        fixed for that size)."""
+        if x.dim() != 4 or tuple(x.shape[1:]) != (3, self.input_size, self.input_size):
+            raise ValueError(f"the ensemble classifier takes (N, 3, {self.input_size}, {self.input_size}) input, "
+                             f"got {tuple(x.shape)}")
         log_probs = []
         for i, member in enumerate(self.members):
             xi = x
@@ -107,17 +122,20 @@ class ClassifierEnsemble(nn.Module):
         ------
         ValueError
             If ``members`` is missing or empty, a member uses the lesion mask or colour constancy (the ensemble
-            feeds every member the same plain RGB), or an entry is malformed.
+            feeds every member the same plain RGB, :func:`takes_plain_rgb`), or an entry lacks a key or has a
+            malformed value.
         """
         from dermoseg.models.classifier import build_classifier
         members = config.get("members") or []
         if not members:
             raise ValueError("an ensemble classifier config needs a non-empty 'members' list")
-        for i, m in enumerate(members):
-            model = m["model"]
-            if model.get("mask_mode", "none") != "none" or model.get("shades_of_gray_p"):
-                raise ValueError(f"ensemble member {i} uses the lesion mask or Shades of Gray; members must take "
-                                 "plain RGB")
-        return cls([build_classifier(m["model"], pretrained=False) for m in members],
-                   [int(m["image_size"]) for m in members], [float(m["temperature"]) for m in members],
-                   [(m["normalisation"]["mean"], m["normalisation"]["std"]) for m in members])
+        try:
+            for i, m in enumerate(members):
+                if not takes_plain_rgb(m["model"]):
+                    raise ValueError(f"ensemble member {i} uses the lesion mask or Shades of Gray; members must "
+                                     "take plain RGB")
+            return cls([build_classifier(m["model"], pretrained=False) for m in members],
+                       [int(m["image_size"]) for m in members], [float(m["temperature"]) for m in members],
+                       [(m["normalisation"]["mean"], m["normalisation"]["std"]) for m in members])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed ensemble member entry ({type(exc).__name__}: {exc})") from None
