@@ -174,3 +174,30 @@ def test_efficientnet_lite0_imagenet_predictions_agree_with_mobilenet_v2(data_ro
     right = agreement(EfficientNetLite0Encoder.INPUT_MEAN, EfficientNetLite0Encoder.INPUT_STD)
     assert right >= 0.5
     assert right > agreement(IMAGENET_MEAN, IMAGENET_STD) + 0.1
+
+
+def test_efficientnet_lite0_segmentation_encoder_is_the_classifier_one_at_output_stride_16():
+    """The codec's EfficientNet-Lite0 (issue 12): fed ImageNet-normalised input, it computes exactly what the
+    ImageNet network computes on its own Lite scaling up to the last unchanged stage; only the last stride-2 stage
+    runs at stride 1, dilated 2, with the same weights, and there is no head (320 channels at stride 16)."""
+    from dermoseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from dermoseg.models.efficientnet_lite import EfficientNetLite0Encoder, ImageNetInputLite0
+    seg, ref = ImageNetInputLite0().eval(), EfficientNetLite0Encoder().eval()
+    rgb = torch.rand(1, 3, 96, 128)
+    imagenet = (rgb - torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1)
+    lite = (rgb * 255 - 127) / 128
+    with torch.no_grad():
+        low, high = seg(imagenet)
+        assert low.shape == (1, 24, 24, 32) and high.shape == (1, 320, 6, 8)
+        torch.testing.assert_close(low, ref.features[:4](lite), atol=1e-4, rtol=1e-4)
+        # blocks before the 192-channel stage (features[12:16]) are unchanged; that stage's first block is not strided
+        torch.testing.assert_close(seg.encoder.features[:12](lite), ref.features[:12](lite), atol=1e-4, rtol=1e-4)
+    first = seg.encoder.features[12].depthwise[0]
+    assert first.stride == (1, 1) and first.dilation == (2, 2) and first.padding == (4, 4)
+    head_free = {k: v for k, v in ref.state_dict().items() if not k.startswith("features.17.")}
+    assert seg.encoder.state_dict().keys() == head_free.keys()
+    assert all(torch.equal(v, head_free[k]) for k, v in seg.encoder.state_dict().items())
+    codec = build_model({"architecture": "codec", "encoder": "efficientnet_lite0"}, pretrained=False)
+    assert codec(torch.zeros(1, 3, 100, 120)).shape == (1, 1, 100, 120)
+    with pytest.raises(ValueError, match="output stride 16 only"):
+        build_model({"architecture": "codec", "encoder": "efficientnet_lite0", "output_stride": 32})

