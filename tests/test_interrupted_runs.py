@@ -121,9 +121,13 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
     with open(log, "w") as stderr:
         # 40 images, so that the run outlasts the presses: a press swallowed while a library imports (some catch
         # everything) must find the next one still in dermoseg's hands, never a run that already ended with 0
+        # started with Ctrl-C's default action, as from a terminal: a test run launched as a background job
+        # ('pytest &' in a script) inherits SIGINT ignored, and Python then installs no handler at all, so every
+        # press would be lost and the run end with 0 (the one failure this test ever had, session 7)
         proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment",
                                  *(str(s.image_path) for s in isic_samples[:40]), "--out", str(tmp_path / "out")],
-                                env=env, stderr=stderr, text=True)
+                                env=env, stderr=stderr, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Ctrl-C is pressed again until dermoseg has answered it, as a user would: a single signal can land in the
     # interpreter's own start-up, before Python has installed its handler. No more once it said "interrupted":
     # during the interpreter's shutdown Python's handler is gone, and a further SIGINT ends the process with -2
