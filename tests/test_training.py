@@ -152,6 +152,8 @@ def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
     assert all(torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from .*classifier.pt"):
         load_initial_weights(task, modelfile.shipped("classifier"))
+    with pytest.raises(ConfigError, match="earlier.pt: not a dermoseg classifier"):  # the file must be the task's kind
+        load_initial_weights(task, path, "classifier")
     # through the run driver: the exported model records the file it started from
     run = train(load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root)},
                                                               "trainer": {"epochs": 1, "init_from": str(path)}}),

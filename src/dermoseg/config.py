@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "task": "segmentation",
     "seed": 2018,
     "data": {"root": DATA_ROOT, "image_size": 256, "num_workers": 0,
-             "train_subset": None, "val_subset": None},
+             "train_subset": None, "val_subset": None, "pseudo_labels": None},
     "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},

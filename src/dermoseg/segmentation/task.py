@@ -22,6 +22,7 @@ from dermoseg.errors import DatasetError
 from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
+from dermoseg.segmentation.pseudo_labels import load_pseudo_labels
 from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
 
@@ -58,7 +59,12 @@ class CachedSegmentationDataset(Dataset):
 
 class SegmentationData(CachedData):
     """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``data.train_subset`` and
-    ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid."""
+    ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid.
+    ``data.pseudo_labels`` (the ``results.csv`` of a ``dermoseg segment`` run over unlabelled images) adds that
+    run's unflagged masks to the training pairs (self-training, :mod:`dermoseg.segmentation.pseudo_labels`);
+    ``pseudo_info`` then says which table and how many pairs (else None)."""
+
+    pseudo_info: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Load the split and cache the (optionally cleaned) train and validation pairs once; later calls do
@@ -71,6 +77,9 @@ class SegmentationData(CachedData):
         train, val = select(samples, split, "train"), select(samples, split, "val")
         train = subset(train, data.get("train_subset"), self.cfg["seed"])
         val = subset(val, data.get("val_subset"), self.cfg["seed"])
+        if data.get("pseudo_labels"):
+            pseudo, self.pseudo_info = load_pseudo_labels(data["pseudo_labels"], {s.image_id for s in samples})
+            train = train + pseudo
         preprocess = None
         if self.cfg.get("preprocess", {}).get("enabled"):
             from dermoseg.preprocess import clean_image
@@ -161,10 +170,12 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     """
     out_dir = Path(out_dir)
     seed_and_threads(cfg)
-    result = fit(SegmentationTask(cfg), SegmentationData(cfg), cfg, out_dir, "val_dice", resume)
+    data = SegmentationData(cfg)
+    result = fit(SegmentationTask(cfg), data, cfg, out_dir, "val_dice", resume)
     if not result.is_global_zero:  # under DDP only rank 0 exports
         return out_dir / "model.pt"
-    return export_model(result.best_checkpoint, out_dir / "model.pt", extra=result.info("val_dice"))
+    extra = {**result.info("val_dice"), **({"pseudo_labels": data.pseudo_info} if data.pseudo_info else {})}
+    return export_model(result.best_checkpoint, out_dir / "model.pt", extra=extra)
 
 
 def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:
