@@ -268,10 +268,10 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
 def dataset_logits(network: nn.Module, dataset: CachedClassificationDataset, tta: bool = True,
                    batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(N, 7) float64 logits (:func:`dermoseg.classification.classifier.flip_logits`) and (N,) int labels of
-    every item of an unaugmented cached dataset."""
+    every item of an unaugmented cached dataset, with a progress bar (minutes on a CPU for an ensemble)."""
     runner = TorchRunner(network)
     out = []
-    for i in range(0, len(dataset), batch_size):
+    for i in tqdm(range(0, len(dataset), batch_size), desc="validation logits", unit="batch", leave=False):
         batch = torch.stack([dataset[j][0] for j in range(i, min(len(dataset), i + batch_size))]).numpy()
         out.append(flip_logits(runner, batch, tta).astype(np.float64))
     return np.concatenate(out), dataset.labels.copy()
