@@ -18,6 +18,16 @@ from typing import Any, Callable
 from dermoseg.io import write_text
 
 
+def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and complete rows of a table written by :class:`CsvTable`: a last line cut by a hard kill (no
+    final newline) is dropped. Returns ``([], [])`` for an empty file. Raises OSError if it cannot be read."""
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    reader = csv.DictReader(_io.StringIO(text))
+    return list(reader.fieldnames or []), [dict(r) for r in reader]
+
+
 def format_value(v: Any) -> str:
     """A cell as text: floats with 6 significant digits, None as empty, everything else ``str``."""
     if isinstance(v, float):
@@ -62,12 +72,8 @@ class CsvTable:
         """Begin the table: on ``resume`` keep the complete rows of an existing file (a cut last line is
         dropped), otherwise replace any existing file by the header alone (atomically)."""
         if resume and self.path.is_file():
-            text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
-            if text and not text.endswith("\n"):
-                text = text[:text.rfind("\n") + 1]
-            reader = csv.DictReader(_io.StringIO(text))
-            self.header = list(reader.fieldnames or self.columns)
-            self.rows = [dict(r) for r in reader]
+            header, self.rows = read_rows(self.path)
+            self.header = header or list(self.columns)
         else:
             self.header, self.rows = list(self.columns), []
         self._done = {self._id(r) for r in self.rows}

@@ -13,13 +13,13 @@ truth exists) or of PH2 (the external test set) is refused by id.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import re
 from pathlib import Path
 
 from dermoseg.data.datasets import SegmentationSample
 from dermoseg.errors import DatasetError
+from dermoseg.io import file_sha256
+from dermoseg.tables import read_rows
 
 REQUIRED_COLUMNS = ("file", "image_id", "quality", "review")
 PH2_ID = re.compile(r"IMD\d+")  # PH2's official image ids (Mendonça et al. 2013)
@@ -50,12 +50,10 @@ def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str]) -> tuple
     path = Path(results_csv)
     if not path.is_file():
         raise DatasetError(f"{path}: pseudo-label table not found (the results.csv of a 'dermoseg segment' run)")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{path}: no column {', '.join(missing)}; expected the results.csv of 'dermoseg segment'")
-        rows = list(reader)
+    header, rows = read_rows(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: no column {', '.join(missing)}; expected the results.csv of 'dermoseg segment'")
     samples, flagged = [], 0
     for row in rows:
         image_id = row["image_id"]
@@ -73,6 +71,6 @@ def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str]) -> tuple
             if not p.is_file():
                 raise DatasetError(f"{path}: {what} of {image_id} not found: {p}")
         samples.append(SegmentationSample(image_id, image, mask))
-    summary = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "rows": len(rows),
+    summary = {"file": str(path), "sha256": file_sha256(path), "rows": len(rows),
                "kept": len(samples), "flagged": flagged}
     return sorted(samples, key=lambda s: s.image_id), summary
