@@ -22,7 +22,7 @@ from dermoseg.errors import DatasetError
 from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
-from dermoseg.segmentation.pseudo_labels import load_pseudo_labels
+from dermoseg.segmentation.pseudo_labels import pseudo_label_pairs
 from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
 
@@ -60,9 +60,10 @@ class CachedSegmentationDataset(Dataset):
 class SegmentationData(CachedData):
     """ISIC 2018 Task 1 with the committed split (``splits/isic2018_task1.csv``); ``data.train_subset`` and
     ``data.val_subset`` (ints) keep a fixed seeded subset, for smoke runs and the reduced Table 1 grid.
-    ``data.pseudo_labels`` (the ``results.csv`` of a ``dermoseg segment`` run over unlabelled images) adds that
-    run's unflagged masks to the training pairs (self-training, :mod:`dermoseg.segmentation.pseudo_labels`);
-    ``pseudo_info`` then says which table and how many pairs (else None)."""
+    ``data.pseudo_labels`` (``{table, drop_fraction, allowed_ids}``: the ``results.csv`` of a ``dermoseg segment``
+    run over unlabelled images, the share of its least confident masks left out, and a metadata CSV under
+    ``data.root`` listing the ids it may hold) adds that run's kept masks to the training pairs (self-training,
+    :func:`pseudo_label_pairs`); ``pseudo_info`` then says which table and how many pairs (else None)."""
 
     pseudo_info: dict | None = None
 
@@ -78,7 +79,8 @@ class SegmentationData(CachedData):
         train = subset(train, data.get("train_subset"), self.cfg["seed"])
         val = subset(val, data.get("val_subset"), self.cfg["seed"])
         if data.get("pseudo_labels"):
-            pseudo, self.pseudo_info = load_pseudo_labels(data["pseudo_labels"], {s.image_id for s in samples})
+            pseudo, self.pseudo_info = pseudo_label_pairs(data["pseudo_labels"], Path(data["root"]),
+                                                          {s.image_id for s in samples})
             train = train + pseudo
         preprocess = None
         if self.cfg.get("preprocess", {}).get("enabled"):
