@@ -135,9 +135,10 @@ def test_a_model_trained_on_cleaned_images_records_every_cleaning_setting(tmp_pa
 
 def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
     """``trainer.init_from`` (fine-tuning, e.g. at a larger input size): the task's network gets exactly the file's
-    weights; a file of another network is refused with its name."""
+    weights, in both wings; a file of another network or of the other wing is refused with its name."""
     from dermoseg import modelfile
     from dermoseg.errors import ConfigError
+    from dermoseg.classification.task import ClassificationTask
     from dermoseg.segmentation.task import SegmentationTask
     from dermoseg.training import load_initial_weights
     cfg = load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root)}})
@@ -152,8 +153,17 @@ def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
     assert all(torch.equal(v, source[k]) for k, v in task.model.state_dict().items())
     with pytest.raises(ConfigError, match="init_from .*classifier.pt"):
         load_initial_weights(task, modelfile.shipped("classifier"))
+    # the classification wing the same way: a classifier file is taken, the segmentation file is refused
+    ccfg = load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {"data": {"root": str(data_root)}})
+    torch.manual_seed(3)
+    classifier_state = ClassificationTask(ccfg).model.state_dict()
+    cpath = modelfile.write(tmp_path / "classifier.pt", "classifier", {"model": ccfg["model"]}, classifier_state, {})
+    torch.manual_seed(4)
+    ctask = ClassificationTask(ccfg)
+    assert load_initial_weights(ctask, cpath) == modelfile.file_sha256(cpath)
+    assert all(torch.equal(v, classifier_state[k]) for k, v in ctask.model.state_dict().items())
     with pytest.raises(ConfigError, match="earlier.pt: not a dermoseg classifier"):  # the file must be the task's kind
-        load_initial_weights(task, path, "classifier")
+        load_initial_weights(ctask, path)
     # through the run driver: the exported model records the file it started from
     run = train(load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root)},
                                                               "trainer": {"epochs": 1, "init_from": str(path)}}),

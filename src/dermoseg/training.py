@@ -160,8 +160,7 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
                         callbacks=callbacks,
                         log_every_n_steps=10,
                         deterministic=False, max_time=max_time, num_sanity_val_steps=0)
-    kind = "classifier" if cfg.get("task") == "classification" else "segmentation"  # the model file's kind
-    initial = {"file": str(tcfg["init_from"]), "sha256": load_initial_weights(task, tcfg["init_from"], kind)} \
+    initial = {"file": str(tcfg["init_from"]), "sha256": load_initial_weights(task, tcfg["init_from"])} \
         if tcfg.get("init_from") else None
     start = time.time()
     trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
@@ -173,17 +172,17 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
                      trainer.is_global_zero, initial)
 
 
-def load_initial_weights(task: L.LightningModule, model_file: str | Path, kind: str = "segmentation") -> str:
+def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> str:
     """Start a run from the weights of an earlier model file (``trainer.init_from``): fine-tuning, e.g. at a larger
     input size, instead of from ImageNet. The file's network must be the one ``task.model`` is (same state-dict
     keys and shapes); a resume then replaces these weights with the checkpoint's as usual.
 
     Parameters
     ----------
-    task : the Lightning task; its ``model`` attribute receives the weights (float32).
+    task : the Lightning task; its ``model`` attribute receives the weights (float32), and its ``model_kind``
+        ("segmentation" or "classifier", :mod:`dermoseg.modelfile`) is the kind of file it accepts.
     model_file : a dermoseg model file (``.pt``) of the task's kind; a relative path is taken from the working
         directory (like ``data.root``), "default" is the shipped model of that kind.
-    kind : the task's model file kind, "segmentation" or "classifier" (:mod:`dermoseg.modelfile`).
 
     Returns
     -------
@@ -192,13 +191,13 @@ def load_initial_weights(task: L.LightningModule, model_file: str | Path, kind: 
     Raises
     ------
     ConfigError
-        Naming the file, if it is not a readable dermoseg model file of ``kind`` or its weights do not fit the
+        Naming the file, if it is not a readable dermoseg model file of the task's kind or its weights do not fit the
         network.
     """
     from dermoseg import modelfile
     from dermoseg.errors import DermosegError
     try:
-        path, payload = modelfile.read(model_file, kind)
+        path, payload = modelfile.read(model_file, task.model_kind)
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
         task.model.load_state_dict(state)
     except (DermosegError, RuntimeError) as exc:

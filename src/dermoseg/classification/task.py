@@ -161,6 +161,8 @@ class ClassificationTask(L.LightningModule):
     """Classifier + class-weighted cross-entropy + AdamW. Logs per epoch ``train_loss``, ``val_loss``
     (weighted), ``val_nll`` (unweighted), ``val_balanced_accuracy`` (ISIC 2018 Task 3 metric) and ``lr``."""
 
+    model_kind = "classifier"  # the kind of model file it exports and accepts as ``trainer.init_from``
+
     def __init__(self, cfg: dict[str, Any], weights: torch.Tensor | None = None):
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})

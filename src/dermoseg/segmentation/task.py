@@ -107,6 +107,8 @@ class SegmentationTask(L.LightningModule):
     ``val_loss``, ``val_dice``, ``val_pixel_accuracy`` (Dice/accuracy of the 0.5-thresholded mask, mean over
     images, at the training resolution)."""
 
+    model_kind = "segmentation"  # the kind of model file it exports and accepts as ``trainer.init_from``
+
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})
