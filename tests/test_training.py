@@ -54,6 +54,31 @@ def test_base_config_chain_is_merged_for_every_command(tmp_path):
         load_config(tmp_path / "d.yaml")
 
 
+def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path):
+    """Each task has its own defaults; a setting outside them (a typo, or the other wing's key) is refused with
+    the file and the dotted key instead of being silently ignored, and the sweep's overrides are checked too."""
+    from dermoseg.config import ConfigError
+    cases = {"seg_typo.yaml": ("trainer: {epoch: 5}\n", "'trainer.epoch'"),
+             "seg_section.yaml": ("optimiser: {lr: 0.01}\n", "'optimiser'"),
+             "foreign.yaml": ("task: classification\nloss: {name: dice_bce}\n", "'loss.name'"),
+             "seg_class_key.yaml": ("model: {mask_mode: crop}\n", "'model.mask_mode'"),
+             "task.yaml": ("task: detection\n", "unknown task 'detection'")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
+            load_config(tmp_path / name)
+    with pytest.raises(ConfigError, match="overrides: unknown setting 'augment.color_jitter.gamma'"):
+        load_config(REPO / "configs" / "smoke.yaml", {"augment": {"color_jitter": {"gamma": 0.1}}})
+    # the settings each wing does read are accepted, its own defaults filled in, none of the other wing's
+    (tmp_path / "ok.yaml").write_text("task: classification\nmodel: {mask_mode: crop}\naugment: {blur_p: 0.2}\n"
+                                      "data: {cache_size: 256}\n")
+    cfg = load_config(tmp_path / "ok.yaml")
+    assert cfg["model"]["mask_mode"] == "crop" and cfg["loss"] == {"class_weight_power": 1.0, "label_smoothing": 0.0}
+    assert "architecture" not in cfg["model"] and "inference" not in cfg and "pseudo_labels" not in cfg["data"]
+    seg = load_config(REPO / "configs" / "codec_fast.yaml")  # architecture-specific builder keys
+    assert seg["model"]["encoder_layers"] == 14
+
+
 def test_shipped_configs_resolve_to_what_their_comments_say():
     """The full-size Table 1 cell really is the paper's recipe (a base_config that was ignored once trained a
     MobileNetV2 with Dice+BCE instead)."""

@@ -17,7 +17,19 @@ from dermoseg.errors import ConfigError
 
 DATA_ROOT = "../shared/data"  # the data folder beside the checkout, when neither a config nor --data-root says
 
-DEFAULTS: dict[str, Any] = {
+TRAINER_DEFAULTS: dict[str, Any] = {
+    # batch_size is per process; with strategy "ddp" on D devices x num_nodes nodes the effective batch is the product
+    "epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
+    "sync_batchnorm": False, "precision": "32-true", "num_threads": None, "max_time_minutes": None,
+    "ema_decay": None, "init_from": None}
+
+# dermoseg.data.transforms.build_augmentation's settings (both wings)
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "enabled": True, "flip": True, "rotate_limit": 180, "scale": 0.1, "elastic_p": 0.15, "grid_p": 0.15,
+    "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.02, "p": 0.5},
+    "random_resized_crop": None, "blur_p": 0.0, "jpeg_p": 0.0}
+
+DEFAULTS: dict[str, Any] = {  # a segmentation run (task: segmentation, the default task)
     "name": "codec",
     "task": "segmentation",
     "seed": 2018,
@@ -26,16 +38,34 @@ DEFAULTS: dict[str, Any] = {
     "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},
-    # batch_size is per process; with strategy "ddp" on D devices x num_nodes nodes the effective batch is the product
-    "trainer": {"epochs": 20, "batch_size": 8, "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
-                "sync_batchnorm": False, "precision": "32-true", "num_threads": None, "max_time_minutes": None,
-                "ema_decay": None, "init_from": None},
-    "augment": {"enabled": True, "flip": True, "rotate_limit": 180, "scale": 0.1, "elastic_p": 0.15,
-                "grid_p": 0.15, "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1,
-                                                  "hue": 0.02, "p": 0.5}},
+    "trainer": TRAINER_DEFAULTS,
+    "augment": AUGMENT_DEFAULTS,
     "preprocess": {"enabled": False},
     "inference": {"tta": False},  # the exported model file's default for flip test-time augmentation
 }
+
+CLASSIFICATION_DEFAULTS: dict[str, Any] = {  # a lesion classifier run (task: classification)
+    "name": "classifier",
+    "task": "classification",
+    "seed": 2018,
+    "data": {"root": DATA_ROOT, "image_size": 192, "num_workers": 0, "train_subset": None, "split": None,
+             "mask_dir": None, "cache_size": None},
+    "model": {"encoder": "mobilenet_v2", "pretrained": True, "dropout": 0.2, "mask_mode": "none",
+              "crop_margin": 0.2, "freeze_stages": 0, "shades_of_gray_p": None},
+    "loss": {"class_weight_power": 1.0, "label_smoothing": 0.0},
+    "optimizer": {"name": "adamw", "lr": 5e-4, "weight_decay": 1e-4, "scheduler": "cosine", "warmup_epochs": 0},
+    "trainer": TRAINER_DEFAULTS,
+    "augment": AUGMENT_DEFAULTS,
+}
+
+TASK_DEFAULTS = {"segmentation": DEFAULTS, "classification": CLASSIFICATION_DEFAULTS}
+
+# Settings a file may give beyond the defaults: the segmentation builder's architecture-specific keys
+# (dermoseg.models.build_model: encoder_layers, aspp_channels and decoder_channels of the fast preset, the paper
+# encoder's width, U-Net's width); ``preprocess`` is checked by dermoseg.preprocess.settings.
+EXTRA_KEYS = {"segmentation": {("model",): {"pretrained", "encoder_layers", "aspp_channels", "decoder_channels",
+                                            "encoder_width", "width"}}, "classification": {}}
+OPEN_SECTIONS = {("preprocess",)}
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
@@ -91,10 +121,13 @@ def merge(base: dict, override: dict | None, where: str = "overrides") -> dict:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict[str, Any]:
-    """Read a YAML configuration and merge it over :data:`DEFAULTS`.
+    """Read a YAML configuration and merge it over its task's defaults (:data:`TASK_DEFAULTS`).
 
     A file may start from another one with ``base_config: OTHER.yaml`` (a path relative to the file's folder):
-    the other file is read first (itself possibly with a base) and this file's keys are merged over it.
+    the other file is read first (itself possibly with a base) and this file's keys are merged over it. The task
+    (``task: segmentation``, the default, or ``classification``) picks the defaults, and every setting the file
+    or the overrides give must be one of them (or of :data:`EXTRA_KEYS`), so a misspelt key is an error rather
+    than a silently ignored line.
 
     Parameters
     ----------
@@ -108,15 +141,35 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     Raises
     ------
     ConfigError
-        If the file (or a base) is missing or not a YAML mapping, a section has the wrong type, or the bases
-        form a cycle.
+        If the file (or a base) is missing or not a YAML mapping, names an unknown task or setting (the message
+        names the file and the dotted key), a section has the wrong type, or the bases form a cycle.
     """
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        cfg = merge(cfg, read_with_base(path), str(path))
-    if overrides:
-        cfg = merge(cfg, overrides, "overrides")
-    return cfg
+    raw = read_with_base(path) if path is not None else {}
+    task = (overrides or {}).get("task", raw.get("task", "segmentation"))
+    if task not in TASK_DEFAULTS:
+        raise ConfigError(f"{path or 'overrides'}: unknown task '{task}' (choose from {', '.join(TASK_DEFAULTS)})")
+    defaults = TASK_DEFAULTS[task]
+    check_keys(raw, defaults, EXTRA_KEYS[task], str(path))
+    check_keys(overrides or {}, defaults, EXTRA_KEYS[task], "overrides")
+    return merge(merge(defaults, raw, str(path)), overrides, "overrides")
+
+
+def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tuple[str, ...], set[str]], where: str,
+               _section: tuple[str, ...] = ()) -> None:
+    """Raise :class:`ConfigError` naming ``where`` and the dotted key for the first setting of ``given`` that is
+    neither in ``defaults`` nor in ``extra`` (``{section path: allowed keys}``). A default of None (an optional
+    mapping such as ``data.pseudo_labels``) and the sections of :data:`OPEN_SECTIONS` are checked by their own
+    readers, not here."""
+    for key, value in given.items():
+        dotted = ".".join((*_section, key))
+        if key not in defaults:
+            if key in extra.get(_section, ()):
+                continue
+            known = sorted({*defaults, *extra.get(_section, ())})
+            raise ConfigError(f"{where}: unknown setting '{dotted}' (known here: {', '.join(known)})")
+        if (*_section, key) in OPEN_SECTIONS or not isinstance(defaults[key], dict) or not isinstance(value, dict):
+            continue
+        check_keys(value, defaults[key], extra, where, (*_section, key))
 
 
 def read_with_base(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -34,20 +34,6 @@ from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier, input_normalisation
 from dermoseg.training import CachedData, fit, seed_and_threads, subset
 
-# Keys of the config sections the classifier reads; the segmentation defaults of dermoseg.config.DEFAULTS that a
-# classification config inherits (architecture, aspp_rates, dice loss...) are dropped so the run records only
-# what it used.
-MODEL_KEYS = ("encoder", "pretrained", "dropout", "mask_mode", "crop_margin", "freeze_stages", "shades_of_gray_p")
-LOSS_KEYS = ("class_weight_power", "label_smoothing")
-
-
-def classifier_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a merged config with the ``model`` and ``loss`` sections reduced to the classifier's keys."""
-    out = dict(cfg)
-    out["model"] = {k: v for k, v in cfg.get("model", {}).items() if k in MODEL_KEYS}
-    out["loss"] = {k: v for k, v in cfg.get("loss", {}).items() if k in LOSS_KEYS}
-    return out
-
 
 class CachedClassificationDataset(Dataset):
     """Images prepared once by :func:`prepare_image` and kept in memory as uint8 (5984 HAM images at 224² are
@@ -255,7 +241,6 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
         If the HAM10000 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
-    cfg = classifier_config(cfg)
     seed_and_threads(cfg)
     data = ClassificationData(cfg)
     data.setup()
