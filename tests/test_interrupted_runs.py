@@ -123,11 +123,18 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
         # everything) must find the next one still in dermoseg's hands, never a run that already ended with 0
         # started with Ctrl-C's default action, as from a terminal: a test run launched as a background job
         # ('pytest &' in a script) inherits SIGINT ignored, and Python then installs no handler at all, so every
-        # press would be lost and the run end with 0 (the one failure this test ever had, session 7)
-        proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment",
-                                 *(str(s.image_path) for s in isic_samples[:40]), "--out", str(tmp_path / "out")],
-                                env=env, stderr=stderr, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        # press would be lost and the run end with 0 (the one failure this test ever had, session 7). A handled
+        # (not ignored) SIGINT in this process is reset to the default action by exec, so the child gets it
+        # without code run between fork and exec (preexec_fn, unsafe beside threads)
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment",
+                                     *(str(s.image_path) for s in isic_samples[:40]), "--out", str(tmp_path / "out")],
+                                    env=env, stderr=stderr, text=True)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     # Ctrl-C is pressed again until dermoseg has answered it, as a user would: a single signal can land in the
     # interpreter's own start-up, before Python has installed its handler. No more once it said "interrupted":
     # during the interpreter's shutdown Python's handler is gone, and a further SIGINT ends the process with -2
