@@ -395,3 +395,43 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
                         "--out", str(out)]) == 0
     result = json.loads(out.read_text())["balanced_accuracy"]
     assert result["a"] == 0.0 and result["b"] == 1.0
+
+
+def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_root):
+    """experiments/adabn_classifier.py: the images it adapts to never include the 609 external test images (those
+    with a diagnosis), and a batch-norm layer's running mean and variance become the batch average of the prepared
+    inputs' mean and unbiased variance, whatever they were before, weights untouched."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from dermoseg.classification.classifier import input_array, prepare_image
+    from dermoseg.io import read_image
+
+    spec = importlib.util.spec_from_file_location("adabn_classifier", REPO / "experiments" / "adabn_classifier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = module.unlabelled_isic_images(data_root)
+    with open(data_root / "isic2018_task1" / "metadata.csv", newline="") as fh:
+        diagnosed = {r["image_id"] for r in csv.DictReader(fh) if r["diagnosis"]}
+    assert len(images) == 2075 - len(diagnosed) and not {p.stem for p in images} & diagnosed
+    assert all(p.is_file() for p in images[:5])
+    norm = (np.array([0.5, 0.4, 0.3], np.float32), np.array([0.2, 0.25, 0.3], np.float32))
+    layer = torch.nn.BatchNorm2d(3)
+    layer.running_mean.fill_(7.0)
+    layer.weight.data.fill_(2.0)
+    picked = images[:5]
+    assert module.adapt_batch_norm(torch.nn.Sequential(layer), picked, 32, norm, batch_size=2) == 1
+    x = np.stack([input_array(prepare_image(read_image(p), 32), norm) for p in picked])  # (5, 3, 32, 32)
+    # batches of 2, 2 and 1 image: each batch's per-channel mean and unbiased variance, the three weighing the same
+    pixels = [x[i:i + 2].transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64) for i in (0, 2, 4)]
+    np.testing.assert_allclose(layer.running_mean.numpy(), np.mean([b.mean(1) for b in pixels], 0), rtol=1e-4)
+    np.testing.assert_allclose(layer.running_var.numpy(), np.mean([b.var(1, ddof=1) for b in pixels], 0), rtol=1e-4)
+    assert torch.all(layer.weight == 2.0) and not layer.training
+    # a classifier whose stem is frozen (kept in eval mode by its train()) has that stem adapted too
+    from dermoseg.models.classifier import build_classifier
+    network = build_classifier({"encoder": "mobilenet_v2", "freeze_stages": 4}, pretrained=False)
+    count = module.adapt_batch_norm(network, picked[:2], 32, norm)
+    tracked = [m.num_batches_tracked.item() for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert count == len(tracked) > 0 and set(tracked) == {1}
