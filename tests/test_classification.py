@@ -460,3 +460,31 @@ def test_random_resized_crops_come_out_at_the_training_size(ham):
     for bad in (-3, 0, 2.5):  # a negative subset kept all but three images
         with pytest.raises(ConfigError, match="data.train_subset"):
             subset(ham, bad, 0)
+
+
+def test_class_balanced_sampling_draws_every_class_equally_often(data_root):
+    """``data.sampling: class_balanced``: an epoch draws as many images as the training set holds, with
+    replacement, each class about 1/7 of them although nevi are ~2/3 of the images; the default shuffle draws
+    each image once; another value is refused."""
+    from collections import Counter
+
+    from dermoseg.classification.task import ClassificationData
+    from dermoseg.config import load_config
+    from dermoseg.errors import ConfigError
+
+    def data(sampling):
+        cfg = load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {
+            "data": {"root": str(data_root), "image_size": 16, "train_subset": 1400, "sampling": sampling}})
+        d = ClassificationData(cfg)
+        d.setup()
+        return d
+    balanced = data("class_balanced")
+    labels = balanced.train_set.labels
+    assert Counter(labels.tolist()).most_common(1)[0][1] > 0.5 * len(labels)  # nevi dominate the images
+    drawn = Counter(labels[list(balanced.train_dataloader().sampler)].tolist())
+    assert sum(drawn.values()) == len(labels) and set(drawn) == set(range(7))
+    assert all(abs(n - len(labels) / 7) < 0.3 * len(labels) / 7 for n in drawn.values()), drawn
+    shuffled = data("shuffle")
+    assert sorted(shuffled.train_dataloader().sampler) == list(range(len(labels)))
+    with pytest.raises(ConfigError, match="data.sampling must be one of shuffle, class_balanced"):
+        data("oversample").train_dataloader()

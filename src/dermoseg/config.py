@@ -49,7 +49,7 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {  # a lesion classifier run (task: cl
     "task": "classification",
     "seed": 2018,
     "data": {"root": DATA_ROOT, "image_size": 192, "num_workers": 0, "train_subset": None, "split": None,
-             "mask_dir": None, "cache_size": None},
+             "mask_dir": None, "cache_size": None, "sampling": "shuffle"},
     "model": {"encoder": "mobilenet_v2", "pretrained": True, "dropout": 0.2, "mask_mode": "none",
               "crop_margin": 0.2, "freeze_stages": 0, "shades_of_gray_p": None},
     "loss": {"class_weight_power": 1.0, "label_smoothing": 0.0},

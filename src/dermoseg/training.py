@@ -52,10 +52,12 @@ class CachedData(L.LightningDataModule):
         self.cfg = cfg
         self.train_set = self.val_set = None
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, sampler=None) -> DataLoader:
+        """Batches of ``dataset``: shuffled (or drawn by ``sampler``) with the last partial batch dropped when
+        ``shuffle``, else in order."""
         workers = int(self.cfg["data"].get("num_workers", 0))
-        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
+        return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches; the last partial batch is dropped."""

@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm import tqdm
 
 from dermoseg import modelfile
@@ -88,6 +88,9 @@ class CachedClassificationDataset(Dataset):
         return input_tensor(image, self.normalisation), torch.tensor(self.labels[i])
 
 
+SAMPLINGS = ("shuffle", "class_balanced")  # data.sampling of a classifier run
+
+
 class ClassificationData(CachedData):
     """HAM10000 with the committed lesion-grouped split; ``train_subset`` (an int) keeps n train images of a
     seeded shuffle (for timing runs). Batches are ``(x (B, C, S, S) float32, y (B,) int64)``."""
@@ -113,6 +116,24 @@ class ClassificationData(CachedData):
         self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"], size),
                                                      desc="train set", cache_size=data.get("cache_size"), **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        """Augmented training batches. ``data.sampling``: "shuffle" (each image once per epoch) or
+        "class_balanced" (as many images per epoch, drawn with replacement with probability ∝ 1/n_c of their class,
+        so every class is equally likely in a batch: oversampling, Buda et al., "A systematic study of the class
+        imbalance problem in convolutional neural networks", Neural Networks 106, 2018; pair it with
+        ``loss.class_weight_power: 0``, or the rare classes are favoured twice).
+
+        Raises ConfigError for another ``data.sampling``."""
+        sampling = self.cfg["data"].get("sampling", "shuffle")
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        if sampling == "shuffle":
+            return super().train_dataloader()
+        labels = self.train_set.labels
+        weights = 1.0 / np.bincount(labels, minlength=len(HAM_CLASSES))[labels]
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64), len(labels), replacement=True)
+        return self._loader(self.train_set, True, sampler)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 1.0) -> torch.Tensor:
