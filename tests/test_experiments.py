@@ -435,3 +435,53 @@ def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_
     count = module.adapt_batch_norm(network, picked[:2], 32, norm)
     tracked = [m.num_batches_tracked.item() for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert count == len(tracked) > 0 and set(tracked) == {1}
+
+
+def test_an_ensemble_member_is_written_back_as_a_classifier_file_of_its_own(tmp_path, data_root):
+    """experiments/ensemble_member.py: member 1 of the shipped ensemble comes out with exactly its weights, input
+    size, normalisation and temperature, loads as an ordinary classifier, and gives the probabilities the
+    ensemble's own member network gives; a non-ensemble file, a missing member and an existing output are refused."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from dermoseg import modelfile
+    from dermoseg.classification.classifier import Classifier, input_tensor, prepare_image, recorded_normalisation
+    from dermoseg.data.datasets import load_ham10000
+    from dermoseg.errors import ModelFileError
+    from dermoseg.io import read_image
+    from dermoseg.models.classifier import build_classifier
+
+    spec = importlib.util.spec_from_file_location("ensemble_member", REPO / "experiments" / "ensemble_member.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, ensemble = modelfile.read("classifier", "classifier")
+    out = module.extract_member("classifier", 1, tmp_path / "member.pt")
+    _, member = modelfile.read(out, "classifier")
+    entry = ensemble["config"]["model"]["members"][1]
+    assert member["config"]["model"] == entry["model"] and member["config"]["image_size"] == entry["image_size"]
+    assert member["config"]["normalisation"] == entry["normalisation"] and member["temperature"] == entry["temperature"]
+    assert member["state_dict"].keys() == {k[len("members.1."):] for k in ensemble["state_dict"] if k.startswith("members.1.")}
+    assert all(torch.equal(v, ensemble["state_dict"][f"members.1.{k}"]) for k, v in member["state_dict"].items())
+    image = read_image(sorted(load_ham10000(data_root / "ham10000"), key=lambda s: s.image_id)[0].image_path)
+    p = Classifier.load(out, engine="torch").predict_batch([image])
+    assert p.shape == (1, 7) and abs(p.sum() - 1) < 1e-9 and np.all(p >= 0)
+
+    def network(config, state):
+        net = build_classifier(config["model"], pretrained=False)
+        net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+        return net.eval()
+    x = torch.from_numpy(prepare_image(image, 224).astype(np.float32) / 255).permute(2, 0, 1)[None]  # [0, 1] RGB
+    mean, std = (torch.tensor(entry["normalisation"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        inside = network(ensemble["config"], ensemble["state_dict"]).members[1]((x - mean) / std)
+        alone = network(member["config"], member["state_dict"])(input_tensor(prepare_image(image, 224),
+                                                                             recorded_normalisation(member["config"]))[None])
+    torch.testing.assert_close(alone, inside, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ModelFileError, match="not an ensemble"):
+        module.extract_member(out, 0, tmp_path / "again.pt")
+    with pytest.raises(ModelFileError, match="has members 0 to 1, not 2"):
+        module.extract_member("classifier", 2, tmp_path / "two.pt")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        module.extract_member("classifier", 1, out)
