@@ -11,8 +11,9 @@ and are never read). Two mixes, both fixed before any run:
   the training devices and the new ones.
 
 The weights stay as trained; the file's temperature and out-of-distribution threshold are refitted on the HAM10000
-validation split (:func:`dermoseg.classification.task.write_calibrated`), as for every classifier here. Score the
-result with ``dermoseg evaluate-diagnosis --model OUT --engine torch``. Validation decides, as for every variant.
+validation split (:func:`dermoseg.classification.task.write_calibrated`), as for every classifier here; an
+ensemble's member temperatures stay those fitted before the statistics changed, only the ensemble's own is
+refitted. Score the result with ``dermoseg evaluate-diagnosis --model OUT --engine torch``. Validation decides, as for every variant.
 
     python experiments/adabn_classifier.py --mix mixed --out runs/adabn_mixed/classifier.pt
 """
@@ -73,14 +74,16 @@ def adapt_batch_norm(network: nn.Module, images: list[Path], size: int,
     return len(layers)
 
 
-def main() -> None:
-    """Read the classifier file, adapt its batch-norm statistics to the chosen mix, write the calibrated file."""
+def main(argv: list[str] | None = None) -> None:
+    """Read the classifier file, adapt its batch-norm statistics to the chosen mix, write the calibrated file;
+    refuses (FileExistsError) an output that exists, or a file beside it, before any work."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="classifier", help='classifier file, or "classifier" for the shipped one')
     p.add_argument("--mix", choices=("isic", "mixed"), required=True)
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     p.add_argument("--out", type=Path, required=True, help="output .pt (never overwritten)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    out = modelfile.refuse_existing_output(args.out)
     path, payload = modelfile.read(args.model, "classifier")
     config = payload["config"]
     network = build_classifier(config["model"], pretrained=False)
@@ -98,7 +101,7 @@ def main() -> None:
     info = {"adabn": {"from": path.name, "sha256": modelfile.file_sha256(path), "mix": args.mix,
                       "images": len(images), "batch_norm_layers": layers, "seed": SEED},
             "commit": git_commit(), "split": f"splits/{HAM_SPLIT.name}", "base_info": payload.get("info", {})}
-    print(f"wrote {write_calibrated(args.out, config, state, info, val_set)}")
+    print(f"wrote {write_calibrated(out, config, state, info, val_set)}")
 
 
 if __name__ == "__main__":

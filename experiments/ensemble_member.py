@@ -25,8 +25,9 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
     ------
     ModelFileError
         If ``ensemble`` is not an ensemble classifier file or has no member ``index``.
-    FileExistsError
-        If ``out`` exists (never overwritten).
+    ValueError, FileExistsError
+        If ``out`` does not end in ``.pt``, or it or a file beside it exists (never overwritten):
+        :func:`dermoseg.modelfile.refuse_existing_output`.
     """
     path, payload = modelfile.read(ensemble, "classifier")
     members = payload["config"]["model"].get("members")
@@ -34,9 +35,7 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
         raise ModelFileError(f"{path}: not an ensemble classifier file")
     if not 0 <= index < len(members):
         raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out}: already exists (never overwritten)")
+    out = modelfile.refuse_existing_output(out)
     member = members[index]
     prefix = f"members.{index}."
     state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}

@@ -397,7 +397,7 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
     assert result["a"] == 0.0 and result["b"] == 1.0
 
 
-def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_root):
+def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_root, tmp_path):
     """experiments/adabn_classifier.py: the images it adapts to never include the 609 external test images (those
     with a diagnosis), and a batch-norm layer's running mean and variance become the batch average of the prepared
     inputs' mean and unbiased variance, whatever they were before, weights untouched."""
@@ -435,6 +435,12 @@ def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_
     count = module.adapt_batch_norm(network, picked[:2], 32, norm)
     tracked = [m.num_batches_tracked.item() for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert count == len(tracked) > 0 and set(tracked) == {1}
+    # the script refuses an output (or a file beside it) that it did not create, before any work
+    taken = tmp_path / "taken.ood.json"
+    taken.write_text("not ours")
+    with pytest.raises(FileExistsError, match="taken.ood.json: already exists"):
+        module.main(["--mix", "mixed", "--out", str(tmp_path / "taken.pt"), "--data-root", str(data_root)])
+    assert taken.read_text() == "not ours"
 
 
 def test_an_ensemble_member_is_written_back_as_a_classifier_file_of_its_own(tmp_path, data_root):
@@ -485,3 +491,7 @@ def test_an_ensemble_member_is_written_back_as_a_classifier_file_of_its_own(tmp_
         module.extract_member("classifier", 2, tmp_path / "two.pt")
     with pytest.raises(FileExistsError, match="never overwritten"):
         module.extract_member("classifier", 1, out)
+    (tmp_path / "other.json").write_text("not ours")  # a file beside the output counts too
+    with pytest.raises(FileExistsError, match="other.json: already exists"):
+        module.extract_member("classifier", 1, tmp_path / "other.pt")
+    assert (tmp_path / "other.json").read_text() == "not ours" and not (tmp_path / "other.pt").exists()

@@ -162,6 +162,30 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[str, t
     return ckpt["hyper_parameters"]["cfg"], state, {"checkpoint_epoch": int(ckpt.get("epoch", -1))}
 
 
+def refuse_existing_output(out: str | Path) -> Path:
+    """Check, before any work, that a new model file ``out`` (``.pt``) and the files written beside it (``.json``,
+    the classifier's ``.ood.json``) do not exist: a model file the run did not create is never overwritten.
+
+    Returns
+    -------
+    ``out`` as a Path.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` does not end in ``.pt``.
+    FileExistsError
+        Naming the first of them that exists.
+    """
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"{out}: a model file must end in .pt (its .json and .ood.json go beside it)")
+    for f in (out, out.with_suffix(".json"), out.with_suffix(".ood.json")):
+        if f.exists():
+            raise FileExistsError(f"{f}: already exists (never overwritten); choose another output")
+    return out
+
+
 def write(path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor],
           info: dict[str, Any], **extra: Any) -> Path:
     """Write a model file of ``kind`` atomically, and ``<path>.json`` (config, extra entries, info) beside it.

@@ -111,12 +111,7 @@ def combine_classifiers(members: Sequence[str | Path], out: str | Path, data_roo
     dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
         If the HAM10000 folder or the split is missing or they disagree.
     """
-    out = Path(out)
-    if out.suffix != ".pt":
-        raise ValueError(f"{out}: the ensemble file must end in .pt (its .json and .ood.json go beside it)")
-    for f in (out, out.with_suffix(".json"), out.with_suffix(".ood.json")):
-        if f.exists():
-            raise FileExistsError(f"{f}: already exists (never overwritten); choose another output")
+    out = modelfile.refuse_existing_output(out)
     config, state, records = ensemble_config(members)
     samples = select(load_ham10000(Path(data_root) / "ham10000"), read_split(HAM_SPLIT), "val")
     normalisation = tuple(np.asarray(config["normalisation"][k], dtype=np.float32) for k in ("mean", "std"))
