@@ -70,8 +70,9 @@ def test_least_confident_empty_and_warned_masks_are_left_out(teacher_run, tmp_pa
     assert (summary["rows"], summary["kept"], summary["empty"], summary["warned"], summary["least_confident"]) \
         == (5, 2, 1, 1, 1)
     assert summary["confidence_cutoff"] == float(candidates[1]["mean_lesion_probability"])
-    # a fraction of 0 keeps every non-empty, unwarned mask
+    # a fraction of 0 keeps every non-empty, unwarned mask; 0.67 of 3 candidates rounds down to 2
     assert load_pseudo_labels(table, set(), 0.0, ham_ids)[1]["kept"] == 3
+    assert load_pseudo_labels(table, set(), 0.67, ham_ids)[1]["least_confident"] == 2
 
 
 def test_the_data_module_adds_them_to_training_only_and_the_model_records_them(teacher_run, tmp_path, data_root):
@@ -105,7 +106,9 @@ def test_a_validation_image_in_the_table_stops_training(teacher_run, tmp_path, d
     ("ph2_id", "IMD002 is an evaluation or ground-truth image"),
     ("not_allowed", "ISIC_9999999 is not in the allow-list"),
     ("duplicate", "appears twice"),
-    ("not_a_number", "has no lesion area or mean lesion probability"),
+    ("not_a_number", "has no valid lesion area .* or mean lesion probability"),
+    ("out_of_range", "has no valid lesion area .* or mean lesion probability .*'1.5'"),
+    ("nan", "has no valid lesion area .* or mean lesion probability .*'nan'"),
     ("no_mask", "mask of .* not found"),
     ("no_column", "no column mean_lesion_probability"),
 ])
@@ -115,8 +118,8 @@ def test_evaluation_images_and_incomplete_runs_are_refused(teacher_run, tmp_path
                   "not_allowed": "ISIC_9999999", "duplicate": rows[1]["image_id"]}.get(case)
         if new_id:
             rows[0]["image_id"] = new_id
-        if case == "not_a_number":
-            rows[0]["mean_lesion_probability"] = ""
+        if case in ("not_a_number", "out_of_range", "nan"):
+            rows[0]["mean_lesion_probability"] = {"not_a_number": "", "out_of_range": "1.5", "nan": "nan"}[case]
         return rows
     run = tmp_path / "run"
     table = _rewrite(teacher_run, run, change, drop="mean_lesion_probability" if case == "no_column" else None)
@@ -126,13 +129,14 @@ def test_evaluation_images_and_incomplete_runs_are_refused(teacher_run, tmp_path
     with pytest.raises(DatasetError, match=message):
         load_pseudo_labels(table, {s.image_id for s in isic_samples}, 0.1, ham_ids)
     with pytest.raises(DatasetError, match="pseudo-label table not found"):
-        load_pseudo_labels(run / "missing.csv", set(), 0.1)
+        load_pseudo_labels(run / "missing.csv", set(), 0.1, ham_ids)
 
 
 @pytest.mark.parametrize("settings, message", [
     ("runs/pseudo/results.csv", "must be a mapping of allowed_ids, drop_fraction, table"),
     ({"table": "x.csv", "drop_fraction": 0.1}, "must be a mapping"),
     ({"table": "x.csv", "drop_fraction": 1.0, "allowed_ids": HAM_IDS}, r"drop_fraction must be a number in \[0, 1\)"),
+    ({"table": None, "drop_fraction": 0.1, "allowed_ids": HAM_IDS}, "pseudo_labels.table must be a file path"),
 ])
 def test_pseudo_label_settings_are_checked(data_root, settings, message):
     cfg = load_config(REPO / "configs" / "smoke.yaml", {"data": {"root": str(data_root), "pseudo_labels": settings}})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from pathlib import Path
 
 from dermoseg.data.datasets import SegmentationSample
@@ -46,7 +47,7 @@ def read_allowed_ids(metadata_csv: str | Path) -> set[str]:
 
 
 def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str], drop_fraction: float,
-                       allowed_ids: set[str] | None = None) -> tuple[list[SegmentationSample], dict]:
+                       allowed_ids: set[str]) -> tuple[list[SegmentationSample], dict]:
     """The confident, non-empty, unwarned rows of a ``dermoseg segment`` run as image/mask pairs.
 
     Parameters
@@ -58,7 +59,7 @@ def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str], drop_fra
         A name is checked by its leading archive id too, so ``ISIC_0000000__2`` counts as ``ISIC_0000000``.
     drop_fraction : in [0, 1): the share of the non-empty, unwarned masks with the lowest
         ``mean_lesion_probability`` (in [0, 1]) that is left out, rounded down; ties broken by id.
-    allowed_ids : when given, every row's ``image_id`` must be one of them.
+    allowed_ids : every row's ``image_id`` must be one of them (:func:`read_allowed_ids`).
 
     Returns
     -------
@@ -69,8 +70,9 @@ def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str], drop_fra
     Raises
     ------
     DatasetError
-        If the table is missing, lacks a column, repeats an id, names an excluded, PH2 or not-allowed image, has a
-        value that is not a number, or a kept row's image or mask file is missing; the message names the file.
+        If the table is missing, lacks a column, repeats an id, names an excluded, PH2 or not-allowed image, has an
+        area or confidence that is not a number in range, or a kept row's image or mask file is missing; the
+        message names the file.
     ValueError
         If ``drop_fraction`` is outside [0, 1).
     """
@@ -91,23 +93,25 @@ def load_pseudo_labels(results_csv: str | Path, excluded_ids: set[str], drop_fra
         if image_id in excluded_ids or (source and (source[1] in excluded_ids or source[1].startswith("IMD"))):
             raise DatasetError(f"{path}: {image_id} is an evaluation or ground-truth image (ISIC 2018 split or PH2); "
                                "pseudo-labels may only cover images without ground truth")
-        if allowed_ids is not None and image_id not in allowed_ids:
+        if image_id not in allowed_ids:
             raise DatasetError(f"{path}: {image_id} is not in the allow-list of pseudo-label ids")
         if image_id in seen:
             raise DatasetError(f"{path}: {image_id} appears twice; one run's table names each image once")
         seen.add(image_id)
         try:
             area, confidence = float(row["lesion_area_px"]), float(row["mean_lesion_probability"])
-        except ValueError:
-            raise DatasetError(f"{path}: {image_id} has no lesion area or mean lesion probability "
-                               f"('{row['lesion_area_px']}', '{row['mean_lesion_probability']}')") from None
+        except (TypeError, ValueError):  # TypeError: a short row
+            area = confidence = math.nan
+        if not (math.isfinite(area) and area >= 0 and math.isfinite(confidence) and 0 <= confidence <= 1):
+            raise DatasetError(f"{path}: {image_id} has no valid lesion area (≥ 0) or mean lesion probability "
+                               f"(in [0, 1]): '{row['lesion_area_px']}', '{row['mean_lesion_probability']}'")
         if row["warning"]:
             warned += 1
         elif area == 0:
             empty += 1
         else:
             candidates.append((confidence, image_id, row["file"]))
-    least_confident = math.floor(drop_fraction * len(candidates))
+    least_confident = int(Fraction(str(drop_fraction)) * len(candidates))  # exact: 0.29 × 100 is 29, not 28
     kept = sorted(candidates)[least_confident:]
     samples = []
     for _, image_id, file in kept:
@@ -135,21 +139,25 @@ def pseudo_label_pairs(settings: dict, data_root: Path, excluded_ids: set[str]) 
 
     Returns
     -------
-    As :func:`load_pseudo_labels`, the summary with ``allowed_ids`` (the metadata file) added.
+    As :func:`load_pseudo_labels`, the summary with ``allowed_ids`` (the metadata file) and its sha256 added.
 
     Raises
     ------
     ConfigError
-        If ``settings`` is not a mapping of those three keys or ``drop_fraction`` is not a number in [0, 1).
+        If ``settings`` is not a mapping of those three keys, a path is not a non-empty string, or
+        ``drop_fraction`` is not a number in [0, 1).
     DatasetError
         As :func:`load_pseudo_labels` and :func:`read_allowed_ids`.
     """
     keys = {"table", "drop_fraction", "allowed_ids"}
     if not isinstance(settings, dict) or set(settings) != keys:
         raise ConfigError(f"data.pseudo_labels must be a mapping of {', '.join(sorted(keys))}; got {settings!r}")
+    for key in ("table", "allowed_ids"):
+        if not isinstance(settings[key], str) or not settings[key]:
+            raise ConfigError(f"data.pseudo_labels.{key} must be a file path, got {settings[key]!r}")
     fraction = settings["drop_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
         raise ConfigError(f"data.pseudo_labels.drop_fraction must be a number in [0, 1), got {fraction!r}")
     allowed_file = data_root / settings["allowed_ids"]
     samples, summary = load_pseudo_labels(settings["table"], excluded_ids, float(fraction), read_allowed_ids(allowed_file))
-    return samples, {**summary, "allowed_ids": str(allowed_file)}
+    return samples, {**summary, "allowed_ids": str(allowed_file), "allowed_ids_sha256": file_sha256(allowed_file)}
