@@ -77,6 +77,13 @@ def test_comparison_cells_differ_in_one_thing_only():
     assert sw._predecessor(sweep.cells[1], {c.name: {} for c in sweep.cells}, sweep) is None
 
 
+def test_a_misspelt_cell_setting_names_the_sweep_file_and_cell(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(f"base_config: {REPO / 'configs' / 'smoke.yaml'}\ncells:\n  - name: a\n    trainer: {{epoch: 3}}\n")
+    with pytest.raises(sw.ConfigError, match=r"s.yaml: cell a: overrides: unknown setting 'trainer.epoch'"):
+        sw.load_sweep(p)
+
+
 def test_load_sweep_rejects_both_grid_and_cells(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("grid: {trainer.epochs: [1]}\ncells: [{name: a}]\n")

@@ -132,9 +132,8 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, isic_samples, monk
             proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "segment",
                                      *(str(s.image_path) for s in isic_samples[:40]), "--out", str(tmp_path / "out")],
                                     env=env, stderr=stderr, text=True)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        finally:  # None: a handler not set from Python; the default action is the nearest to it
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
     # Ctrl-C is pressed again until dermoseg has answered it, as a user would: a single signal can land in the
     # interpreter's own start-up, before Python has installed its handler. No more once it said "interrupted":
     # during the interpreter's shutdown Python's handler is gone, and a further SIGINT ends the process with -2

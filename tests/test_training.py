@@ -67,6 +67,11 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
         (tmp_path / name).write_text(text)
         with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
             load_config(tmp_path / name)
+    # a misspelt line in a base file is reported against that base, not the file that names it
+    (tmp_path / "base.yaml").write_text("optimizer: {lr: 0.01, sheduler: none}\n")
+    (tmp_path / "child.yaml").write_text("base_config: base.yaml\nname: child\n")
+    with pytest.raises(ConfigError, match=r"base.yaml: unknown setting 'optimizer.sheduler'"):
+        load_config(tmp_path / "child.yaml")
     with pytest.raises(ConfigError, match="overrides: unknown setting 'augment.color_jitter.gamma'"):
         load_config(REPO / "configs" / "smoke.yaml", {"augment": {"color_jitter": {"gamma": 0.1}}})
     # the settings each wing does read are accepted, its own defaults filled in, none of the other wing's
@@ -179,12 +184,14 @@ def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
     with pytest.raises(ConfigError, match="init_from .*classifier.pt"):
         load_initial_weights(task, modelfile.shipped("classifier"))
     # the classification wing the same way: a classifier file is taken, the segmentation file is refused
-    ccfg = load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {"data": {"root": str(data_root)}})
+    ccfg = load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {"data": {"root": str(data_root)},
+                                                                          "model": {"pretrained": False}})
     torch.manual_seed(3)
     classifier_state = ClassificationTask(ccfg).model.state_dict()
     cpath = modelfile.write(tmp_path / "classifier.pt", "classifier", {"model": ccfg["model"]}, classifier_state, {})
     torch.manual_seed(4)
     ctask = ClassificationTask(ccfg)
+    assert any(not torch.equal(v, classifier_state[k]) for k, v in ctask.model.state_dict().items())
     assert load_initial_weights(ctask, cpath) == modelfile.file_sha256(cpath)
     assert all(torch.equal(v, classifier_state[k]) for k, v in ctask.model.state_dict().items())
     with pytest.raises(ConfigError, match="earlier.pt: not a dermoseg classifier"):  # the file must be the task's kind

@@ -144,12 +144,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         If the file (or a base) is missing or not a YAML mapping, names an unknown task or setting (the message
         names the file and the dotted key), a section has the wrong type, or the bases form a cycle.
     """
-    raw = read_with_base(path) if path is not None else {}
+    chain = read_chain(path) if path is not None else []
+    raw: dict[str, Any] = {}
+    for file, mapping in chain:
+        raw = merge(raw, mapping, str(file))
     task = (overrides or {}).get("task", raw.get("task", "segmentation"))
     if task not in TASK_DEFAULTS:
         raise ConfigError(f"{path or 'overrides'}: unknown task '{task}' (choose from {', '.join(TASK_DEFAULTS)})")
     defaults = TASK_DEFAULTS[task]
-    check_keys(raw, defaults, EXTRA_KEYS[task], str(path))
+    for file, mapping in chain:  # each file answers for its own lines
+        check_keys(mapping, defaults, EXTRA_KEYS[task], str(file))
     check_keys(overrides or {}, defaults, EXTRA_KEYS[task], "overrides")
     return merge(merge(defaults, raw, str(path)), overrides, "overrides")
 
@@ -172,15 +176,16 @@ def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tupl
         check_keys(value, defaults[key], extra, where, (*_section, key))
 
 
-def read_with_base(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The YAML mapping of ``path`` merged over its ``base_config`` chain (bases first; ``base_config`` itself is
-    dropped from the result). Raises :class:`ConfigError` on a missing file or a cycle of bases."""
+def read_chain(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """``path`` and its ``base_config`` chain as ``[(file, its own YAML mapping)]``, bases first (``base_config``
+    itself dropped; a base path is relative to the file naming it). Raises :class:`ConfigError` on a missing file
+    or a cycle of bases."""
     path = Path(path)
     raw = read_yaml_mapping(path)
     base = raw.pop("base_config", None)
     if base is None:
-        return raw
+        return [(path, raw)]
     base_path = path.parent / str(base)
     if base_path.resolve() in _seen or base_path.resolve() == path.resolve():
         raise ConfigError(f"{path}: base_config '{base}' leads back to itself")
-    return merge(read_with_base(base_path, (*_seen, path.resolve())), raw, str(path))
+    return [*read_chain(base_path, (*_seen, path.resolve())), (path, raw)]

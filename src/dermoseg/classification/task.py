@@ -98,23 +98,25 @@ class ClassificationData(CachedData):
     def setup(self, stage: str | None = None) -> None:
         """Load the split and cache the train and validation images (once; later calls do nothing).
 
-        Raises DatasetError / SplitError if the data folder or split is missing or they disagree, and
-        ValueError if a mask mode is set without ``data.mask_dir``."""
+        Raises DatasetError / SplitError if the data folder or split is missing or they disagree, ConfigError for
+        an unknown ``data.sampling``, and ValueError if a mask mode is set without ``data.mask_dir``."""
         if self.train_set is not None:
             return
         data, model = self.cfg["data"], self.cfg["model"]
+        if data["sampling"] not in SAMPLINGS:  # checked before minutes of image caching
+            raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {data['sampling']!r}")
         samples = load_ham10000(Path(data["root"]) / "ham10000")
-        split = read_split(data.get("split") or HAM_SPLIT)
+        split = read_split(data["split"] or HAM_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
-        if data.get("train_subset"):
+        if data["train_subset"]:
             train = subset(train, data["train_subset"], self.cfg["seed"])
             val = val[: max(50, int(data["train_subset"]) // 4)]
-        size, mode = int(data["image_size"]), model.get("mask_mode", "none")
-        kw = dict(mask_mode=mode, mask_dir=data.get("mask_dir"), margin=float(model.get("crop_margin", CROP_MARGIN)),
-                  shades_of_gray_p=model.get("shades_of_gray_p"),
-                  normalisation=input_normalisation(model.get("encoder", "mobilenet_v2")))
+        size, mode = int(data["image_size"]), model["mask_mode"]
+        kw = dict(mask_mode=mode, mask_dir=data["mask_dir"], margin=float(model["crop_margin"]),
+                  shades_of_gray_p=model["shades_of_gray_p"],
+                  normalisation=input_normalisation(model["encoder"]))
         self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"], size),
-                                                     desc="train set", cache_size=data.get("cache_size"), **kw)
+                                                     desc="train set", cache_size=data["cache_size"], **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
 
     def train_dataloader(self) -> DataLoader:
@@ -124,11 +126,8 @@ class ClassificationData(CachedData):
         imbalance problem in convolutional neural networks", Neural Networks 106, 2018; pair it with
         ``loss.class_weight_power: 0``, or the rare classes are favoured twice).
 
-        Raises ConfigError for another ``data.sampling``."""
-        sampling = self.cfg["data"].get("sampling", "shuffle")
-        if sampling not in SAMPLINGS:
-            raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-        if sampling == "shuffle":
+        The value is checked by :meth:`setup`."""
+        if self.cfg["data"]["sampling"] == "shuffle":
             return super().train_dataloader()
         labels = self.train_set.labels
         weights = 1.0 / np.bincount(labels, minlength=len(HAM_CLASSES))[labels]
@@ -177,7 +176,7 @@ class ClassificationTask(L.LightningModule):
         # channels_last roughly halves CPU step time for depthwise-separable networks (measured).
         self.model = build_classifier(cfg["model"]).to(memory_format=torch.channels_last)
         self.register_buffer("class_weight", weights if weights is not None else torch.ones(len(HAM_CLASSES)))
-        self.label_smoothing = float(cfg["loss"].get("label_smoothing", 0.0))
+        self.label_smoothing = float(cfg["loss"]["label_smoothing"])
         self._val_logits: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
 
@@ -221,14 +220,14 @@ class ClassificationTask(L.LightningModule):
 
         Raises ValueError for another optimizer name."""
         opt = self.cfg["optimizer"]
-        if opt.get("name", "adamw") not in ("adam", "adamw"):
+        if opt["name"] not in ("adam", "adamw"):
             raise ValueError(f"unknown optimizer '{opt['name']}' (adam or adamw)")
-        cls = torch.optim.AdamW if opt.get("name", "adamw") == "adamw" else torch.optim.Adam
-        optimizer = cls(self.parameters(), lr=float(opt["lr"]), weight_decay=float(opt.get("weight_decay", 0.0)))
-        if opt.get("scheduler", "cosine") != "cosine":
+        cls = torch.optim.AdamW if opt["name"] == "adamw" else torch.optim.Adam
+        optimizer = cls(self.parameters(), lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
+        if opt["scheduler"] != "cosine":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(float(opt.get("warmup_epochs", 0)) * total / max(1, int(self.cfg["trainer"]["epochs"])))
+        warmup = int(float(opt["warmup_epochs"]) * total / max(1, int(self.cfg["trainer"]["epochs"])))
 
         def factor(step: int) -> float:
             """Learning-rate multiplier in [0, 1] at optimiser step ``step``."""
@@ -265,7 +264,7 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     seed_and_threads(cfg)
     data = ClassificationData(cfg)
     data.setup()
-    weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"].get("class_weight_power", 1.0)))
+    weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"]["class_weight_power"]))
     result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
     if not result.is_global_zero:  # under DDP only rank 0 calibrates and exports
         return out_dir / "model.pt"
@@ -311,7 +310,7 @@ def export_classifier(checkpoint: str | Path, out: str | Path, val_set: CachedCl
     info.update(extra or {})
     if half:  # rounded first, so that T and the OOD threshold are fitted on the weights the file holds
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    mean, std = input_normalisation(cfg["model"].get("encoder", "mobilenet_v2"))
+    mean, std = input_normalisation(cfg["model"]["encoder"])
     config = {"model": cfg["model"], "image_size": int(cfg["data"]["image_size"]), "classes": list(HAM_CLASSES),
               "normalisation": {"mean": mean.tolist(), "std": std.tolist()}, "tta": bool(tta), "train_config": cfg}
     return write_calibrated(out, config, state, info, val_set)
@@ -352,7 +351,7 @@ def write_calibrated(out: str | Path, config: dict[str, Any], state: dict[str, t
                      "val_ece_before": calibration.expected_calibration_error(calibration.probabilities(logits), labels),
                      "val_ece_after": calibration.expected_calibration_error(
                          calibration.probabilities(logits, temperature), labels)})
-    path = modelfile.write(out, "classifier", config, state, info, temperature=float(temperature))
+    path = modelfile.write(out, ClassificationTask.model_kind, config, state, info, temperature=float(temperature))
     if logits is not None:
         ood.write_sidecar(path, ood.fit_check(logits, temperature, modelfile.file_sha256(path),
                                               f"HAM10000 validation split ({len(logits)} images)"))

@@ -202,7 +202,10 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
         merged = merge(train_keys, overrides, f"{path}: cell {cell_name}")
         if data_root is not None:
             merged = merge(merged, {"data": {"root": str(data_root)}})
-        cfg = load_config(base_path, merged)
+        try:
+            cfg = load_config(base_path, merged)
+        except ConfigError as exc:  # a cell's settings arrive as overrides: say which sweep file and cell
+            raise ConfigError(f"{path}: cell {cell_name}: {exc}") from None
         cfg["name"] = f"{name}/{cell_name}"
         cells.append(Cell(cell_name, settings, cfg, label))
     return Sweep(str(name), path, cells, options)

@@ -196,4 +196,4 @@ def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = N
               "tta": bool(cfg.get("inference", {}).get("tta", False)),
               "preprocess": resolve_settings(preprocess) if preprocess.get("enabled") else preprocess,
               "train_config": cfg}
-    return modelfile.write(out, "segmentation", config, state, {**info, **(extra or {})})
+    return modelfile.write(out, SegmentationTask.model_kind, config, state, {**info, **(extra or {})})
