@@ -23,6 +23,9 @@ from dermoseg.segmentation.segmenter import Segmenter, probability_to_mask
 
 
 def main() -> None:
+    """Command line: score, on the ISIC validation split, the mask of the model's flip-TTA probabilities averaged
+    over the input sizes ``--scales`` (one size gives that size alone); writes ``OUT/eval/isic2018_val/`` and
+    ``OUT/run.json`` for ``dermoseg report --import``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scales", type=int, nargs="+", required=True, help="network input sizes (px), e.g. 224 256 288")
     p.add_argument("--model", default="default")
