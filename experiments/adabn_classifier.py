@@ -89,15 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     network = build_classifier(config["model"], pretrained=False)
     network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
     images = unlabelled_isic_images(args.data_root)
-    ham = select(load_ham10000(args.data_root / "ham10000"), read_split(HAM_SPLIT), "train")
+    ham, split = load_ham10000(args.data_root / "ham10000"), read_split(HAM_SPLIT)
     if args.mix == "mixed":
-        images += [s.image_path for s in random.Random(SEED).sample(ham, len(images))]
+        images += [s.image_path for s in random.Random(SEED).sample(select(ham, split, "train"), len(images))]
     normalisation = recorded_normalisation(config)
     layers = adapt_batch_norm(network, images, int(config["image_size"]), normalisation)
     dtypes = {k: v.dtype for k, v in payload["state_dict"].items()}
     state = {k: v.to(dtypes[k]) for k, v in network.state_dict().items()}
-    val = select(load_ham10000(args.data_root / "ham10000"), read_split(HAM_SPLIT), "val")
-    val_set = CachedClassificationDataset(val, config["image_size"], desc="val set", normalisation=normalisation)
+    val_set = CachedClassificationDataset(select(ham, split, "val"), config["image_size"], desc="val set",
+                                          normalisation=normalisation)
     info = {"adabn": {"from": path.name, "sha256": modelfile.file_sha256(path), "mix": args.mix,
                       "images": len(images), "batch_norm_layers": layers, "seed": SEED},
             "commit": git_commit(), "split": f"splits/{HAM_SPLIT.name}", "base_info": payload.get("info", {})}

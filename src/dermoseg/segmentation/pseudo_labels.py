@@ -15,7 +15,7 @@ them would let the split that judges the student choose its training data.
 
 No evaluation image may be pseudo-labelled: an image of the ISIC 2018 split (train or validation: its ground
 truth exists) or of PH2 (the external test set) is refused by id, also under a suffixed name
-(``ISIC_0000000_copy``), and so is any image outside the allow-list of ids when one is given.
+(``ISIC_0000000__2``), and so is any image outside the allow-list of ids (e.g. the HAM10000 metadata's).
 """
 
 from __future__ import annotations
