@@ -14,7 +14,7 @@ import torch
 
 from dermoseg import modelfile
 from dermoseg.classification.classifier import Classifier
-from dermoseg.classification.ensemble import ensemble_config
+from dermoseg.classification.ensemble import ensemble_config, extract_member
 from dermoseg.cli import main
 from dermoseg.data.datasets import load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split, select
@@ -127,3 +127,45 @@ def test_unusable_members_are_refused_by_name(tmp_path, capsys):
     taken.write_bytes(b"not ours")
     assert main(["combine-classifiers", "default", "default", "--out", str(taken)]) != 0
     assert "never overwritten" in capsys.readouterr().err and taken.read_bytes() == b"not ours"
+
+
+def test_an_ensemble_member_is_written_back_as_a_classifier_file_of_its_own(tmp_path, data_root):
+    """extract_member (experiments/ensemble_member.py): member 1 of the shipped ensemble comes out with exactly its weights, input
+    size, normalisation and temperature, loads as an ordinary classifier, and gives the probabilities the
+    ensemble's own member network gives; a non-ensemble file, a missing member and an existing output are refused."""
+    from dermoseg.classification.classifier import input_tensor, prepare_image, recorded_normalisation
+    from dermoseg.models.classifier import build_classifier
+
+    _, ensemble = modelfile.read("classifier", "classifier")
+    out = extract_member("classifier", 1, tmp_path / "member.pt")
+    _, member = modelfile.read(out, "classifier")
+    entry = ensemble["config"]["model"]["members"][1]
+    assert member["config"]["model"] == entry["model"] and member["config"]["image_size"] == entry["image_size"]
+    assert member["config"]["normalisation"] == entry["normalisation"] and member["temperature"] == entry["temperature"]
+    assert member["state_dict"].keys() == {k[len("members.1."):] for k in ensemble["state_dict"] if k.startswith("members.1.")}
+    assert all(torch.equal(v, ensemble["state_dict"][f"members.1.{k}"]) for k, v in member["state_dict"].items())
+    image = read_image(sorted(load_ham10000(data_root / "ham10000"), key=lambda s: s.image_id)[0].image_path)
+    p = Classifier.load(out, engine="torch").predict_batch([image])
+    assert p.shape == (1, 7) and abs(p.sum() - 1) < 1e-9 and np.all(p >= 0)
+
+    def network(config, state):
+        net = build_classifier(config["model"], pretrained=False)
+        net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+        return net.eval()
+    x = torch.from_numpy(prepare_image(image, 224).astype(np.float32) / 255).permute(2, 0, 1)[None]  # [0, 1] RGB
+    mean, std = (torch.tensor(entry["normalisation"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        inside = network(ensemble["config"], ensemble["state_dict"]).members[1]((x - mean) / std)
+        alone = network(member["config"], member["state_dict"])(input_tensor(prepare_image(image, 224),
+                                                                             recorded_normalisation(member["config"]))[None])
+    torch.testing.assert_close(alone, inside, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ModelFileError, match="not an ensemble"):
+        extract_member(out, 0, tmp_path / "again.pt")
+    with pytest.raises(ModelFileError, match="has members 0 to 1, not 2"):
+        extract_member("classifier", 2, tmp_path / "two.pt")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        extract_member("classifier", 1, out)
+    (tmp_path / "other.json").write_text("not ours")  # a file beside the output counts too
+    with pytest.raises(FileExistsError, match="other.json: already exists"):
+        extract_member("classifier", 1, tmp_path / "other.pt")
+    assert (tmp_path / "other.json").read_text() == "not ours" and not (tmp_path / "other.pt").exists()

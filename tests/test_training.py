@@ -62,6 +62,8 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
              "seg_section.yaml": ("optimiser: {lr: 0.01}\n", "'optimiser'"),
              "foreign.yaml": ("task: classification\nloss: {name: dice_bce}\n", "'loss.name'"),
              "seg_class_key.yaml": ("model: {mask_mode: crop}\n", "'model.mask_mode'"),
+             # the segmentation schedule is a per-epoch cosine without warm-up: the classifier's key is refused
+             "seg_warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "'optimizer.warmup_epochs'"),
              "task.yaml": ("task: detection\n", "unknown task 'detection'")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
@@ -82,6 +84,23 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
     assert "architecture" not in cfg["model"] and "inference" not in cfg and "pseudo_labels" not in cfg["data"]
     seg = load_config(REPO / "configs" / "codec_fast.yaml")  # architecture-specific builder keys
     assert seg["model"]["encoder_layers"] == 14
+
+
+def test_an_unknown_optimizer_or_scheduler_name_is_refused_in_both_wings():
+    """Both wings build their optimiser in one place; a name it does not implement is an error, not a silent
+    fallback to another optimiser or to a constant learning rate."""
+    from dermoseg.config import CLASSIFICATION_DEFAULTS, DEFAULTS, ConfigError
+    from dermoseg.training import build_optimizer
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    for defaults in (DEFAULTS, CLASSIFICATION_DEFAULTS):
+        opt = defaults["optimizer"]
+        assert type(build_optimizer(params, opt)).__name__ == {"adam": "Adam", "adamw": "AdamW"}[opt["name"]]
+        with pytest.raises(ConfigError, match="optimizer.name .* got 'sgd'"):
+            build_optimizer(params, {**opt, "name": "sgd"})
+        with pytest.raises(ConfigError, match="optimizer.scheduler .* got 'step'"):
+            build_optimizer(params, {**opt, "scheduler": "step"})
+    adamw = build_optimizer(params, {"name": "adamw", "lr": 0.5, "weight_decay": 0.1, "scheduler": "none"})
+    assert adamw.param_groups[0]["lr"] == 0.5 and adamw.param_groups[0]["weight_decay"] == 0.1
 
 
 def test_shipped_configs_resolve_to_what_their_comments_say():

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {  # a segmentation run (task: segmentation, the defa
              "train_subset": None, "val_subset": None, "pseudo_labels": None},
     "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
-    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine"},  # per-epoch cosine
     "trainer": TRAINER_DEFAULTS,
     "augment": AUGMENT_DEFAULTS,
     "preprocess": {"enabled": False},

@@ -174,6 +174,27 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
                      trainer.is_global_zero, initial)
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # optimizer.name of both wings
+SCHEDULERS = ("cosine", "none")  # optimizer.scheduler of both wings
+
+
+def build_optimizer(parameters, opt: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimiser of ``opt`` (the merged ``optimizer`` section): Adam (Kingma & Ba 2015; the paper's, §4.2)
+    or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) at ``lr`` with ``weight_decay``. Each wing's
+    task adds its own learning-rate schedule for ``scheduler: cosine``.
+
+    Raises
+    ------
+    ConfigError
+        If ``name`` is not one of :data:`OPTIMIZERS` or ``scheduler`` not one of :data:`SCHEDULERS`.
+    """
+    if opt["name"] not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got {opt['name']!r}")
+    if opt["scheduler"] not in SCHEDULERS:
+        raise ConfigError(f"optimizer.scheduler must be one of {', '.join(SCHEDULERS)}, got {opt['scheduler']!r}")
+    return OPTIMIZERS[opt["name"]](parameters, lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
+
+
 def load_initial_weights(task: L.LightningModule, model_file: str | Path) -> str:
     """Start a run from the weights of an earlier model file (``trainer.init_from``): fine-tuning, e.g. at a larger
     input size, instead of from ImageNet. The file's network must be the one ``task.model`` is (same state-dict

@@ -25,7 +25,7 @@ from dermoseg.models.classifier import build_classifier
 from dermoseg.models.ensemble import takes_plain_rgb
 from dermoseg.training import git_commit
 
-__all__ = ["combine_classifiers", "ensemble_config"]
+__all__ = ["combine_classifiers", "ensemble_config", "extract_member"]
 
 # The ensemble's own input: RGB in [0, 1]; each member normalises it inside the network.
 UNIT_NORMALISATION = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
@@ -118,3 +118,34 @@ def combine_classifiers(members: Sequence[str | Path], out: str | Path, data_roo
     val_set = CachedClassificationDataset(samples, config["image_size"], desc="val set", normalisation=normalisation)
     info = {"ensemble_of": records, "commit": git_commit(), "split": f"splits/{HAM_SPLIT.name}"}
     return write_calibrated(out, config, state, info, val_set)
+
+
+def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
+    """Write member ``index`` (0-based) of the ensemble classifier file ``ensemble`` to ``out`` (``.pt`` + ``.json``):
+    the inverse of :func:`ensemble_config` for one member. Its weights, temperature, input size and normalisation
+    are the ones it had in the ensemble, its ``info`` its own provenance plus ``member_of`` (file, sha256, index);
+    no out-of-distribution sidecar is written (``combine-classifiers`` fits each ensemble's own).
+
+    Raises
+    ------
+    ModelFileError
+        If ``ensemble`` is not an ensemble classifier file or has no member ``index``.
+    ValueError, FileExistsError
+        If ``out`` does not end in ``.pt``, or it or a file beside it exists (never overwritten):
+        :func:`dermoseg.modelfile.refuse_existing_output`.
+    """
+    path, payload = modelfile.read(ensemble, "classifier")
+    members = payload["config"]["model"].get("members")
+    if payload["config"]["model"].get("architecture") != "ensemble" or not members:
+        raise ModelFileError(f"{path}: not an ensemble classifier file")
+    if not 0 <= index < len(members):
+        raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    out = modelfile.refuse_existing_output(out)
+    member = members[index]
+    prefix = f"members.{index}."
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    config = {"model": member["model"], "image_size": member["image_size"], "classes": list(HAM_CLASSES),
+              "normalisation": member["normalisation"], "tta": True}
+    info = {"member_of": {"file": path.name, "sha256": modelfile.file_sha256(path), "index": index},
+            **payload["info"]["ensemble_of"][index]}
+    return modelfile.write(out, "classifier", config, state, info, temperature=float(member["temperature"]))

@@ -32,7 +32,7 @@ from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier, input_normalisation
-from dermoseg.training import CachedData, fit, seed_and_threads, subset
+from dermoseg.training import CachedData, build_optimizer, fit, seed_and_threads, subset
 
 
 class CachedClassificationDataset(Dataset):
@@ -215,15 +215,12 @@ class ClassificationTask(L.LightningModule):
         self.log("val_balanced_accuracy", balanced_accuracy(labels, logits), prog_bar=True)
 
     def configure_optimizers(self):
-        """Adam or AdamW (``optimizer.name``) with, for ``scheduler: cosine``, a per-step linear warm-up over
+        """:func:`dermoseg.training.build_optimizer` with, for ``scheduler: cosine``, a per-step linear warm-up over
         ``warmup_epochs`` then cosine decay to 0 at the planned last step (Loshchilov & Hutter 2017).
 
-        Raises ValueError for another optimizer name."""
+        Raises ConfigError for an unknown optimizer or scheduler name (:func:`dermoseg.training.build_optimizer`)."""
         opt = self.cfg["optimizer"]
-        if opt["name"] not in ("adam", "adamw"):
-            raise ValueError(f"unknown optimizer '{opt['name']}' (adam or adamw)")
-        cls = torch.optim.AdamW if opt["name"] == "adamw" else torch.optim.Adam
-        optimizer = cls(self.parameters(), lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
+        optimizer = build_optimizer(self.parameters(), opt)
         if opt["scheduler"] != "cosine":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -23,7 +23,7 @@ from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
 from dermoseg.segmentation.pseudo_labels import pseudo_label_pairs
-from dermoseg.training import CachedData, fit, seed_and_threads, subset
+from dermoseg.training import CachedData, build_optimizer, fit, seed_and_threads, subset
 
 
 class CachedSegmentationDataset(Dataset):
@@ -76,14 +76,14 @@ class SegmentationData(CachedData):
         samples = load_isic2018_task1(Path(data["root"]) / "isic2018_task1")
         split = read_split(ISIC_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
-        train = subset(train, data.get("train_subset"), self.cfg["seed"])
-        val = subset(val, data.get("val_subset"), self.cfg["seed"])
-        if data.get("pseudo_labels"):
+        train = subset(train, data["train_subset"], self.cfg["seed"])
+        val = subset(val, data["val_subset"], self.cfg["seed"])
+        if data["pseudo_labels"]:
             pseudo, self.pseudo_info = pseudo_label_pairs(data["pseudo_labels"], Path(data["root"]),
                                                           {s.image_id for s in samples})
             train = train + pseudo
         preprocess = None
-        if self.cfg.get("preprocess", {}).get("enabled"):
+        if self.cfg["preprocess"]["enabled"]:
             from dermoseg.preprocess import clean_image
             preprocess = lambda im: clean_image(im, self.cfg["preprocess"]).image  # noqa: E731
         size = int(data["image_size"])
@@ -144,14 +144,12 @@ class SegmentationTask(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        """Adam (paper §4.2) at ``optimizer.lr``, optionally with cosine decay over ``trainer.epochs``.
-        Raises ValueError for another optimizer name."""
+        """:func:`dermoseg.training.build_optimizer` (Adam is the paper's, §4.2) and, for ``scheduler: cosine``,
+        cosine decay stepped once per epoch over ``trainer.epochs``. Raises ConfigError for an unknown optimizer
+        or scheduler name."""
         opt_cfg = self.cfg["optimizer"]
-        if opt_cfg.get("name", "adam") != "adam":
-            raise ValueError(f"unknown optimizer '{opt_cfg['name']}' (the paper's is adam)")
-        optimizer = torch.optim.Adam(self.parameters(), lr=float(opt_cfg["lr"]),
-                                     weight_decay=float(opt_cfg.get("weight_decay", 0.0)))
-        if opt_cfg.get("scheduler", "none") == "cosine":
+        optimizer = build_optimizer(self.parameters(), opt_cfg)
+        if opt_cfg["scheduler"] == "cosine":
             epochs = int(self.cfg["trainer"]["epochs"])
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
