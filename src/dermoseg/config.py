@@ -29,13 +29,27 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "color_jitter": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.02, "p": 0.5},
     "random_resized_crop": None, "blur_p": 0.0, "jpeg_p": 0.0}
 
+# The networks' settings: the builders (dermoseg.models.build_model, build_classifier) and the model-file readers
+# fill a key a model configuration lacks from these tables, so a run's defaults and an older model file agree.
+SEGMENTATION_MODEL_DEFAULTS: dict[str, Any] = {
+    "architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16}
+# Architecture-specific keys a segmentation model config may add (not written into every run's config):
+# pretrained (None: true for the ImageNet encoders), encoder_layers (None: all 18 MobileNetV2 blocks; the fast
+# preset keeps 14), ASPP and decoder widths, the paper encoder's width, U-Net's width.
+SEGMENTATION_MODEL_OPTIONS: dict[str, Any] = {
+    "pretrained": None, "encoder_layers": None, "aspp_channels": 256, "decoder_channels": 256, "encoder_width": 512,
+    "width": 32}
+CLASSIFIER_MODEL_DEFAULTS: dict[str, Any] = {
+    "encoder": "mobilenet_v2", "pretrained": True, "dropout": 0.2, "mask_mode": "none", "crop_margin": 0.2,
+    "freeze_stages": 0, "shades_of_gray_p": None}
+
 DEFAULTS: dict[str, Any] = {  # a segmentation run (task: segmentation, the default task)
     "name": "codec",
     "task": "segmentation",
     "seed": 2018,
     "data": {"root": DATA_ROOT, "image_size": 256, "num_workers": 0,
              "train_subset": None, "val_subset": None, "pseudo_labels": None},
-    "model": {"architecture": "codec", "encoder": "mobilenet_v2", "aspp_rates": [3, 3, 6], "output_stride": 16},
+    "model": SEGMENTATION_MODEL_DEFAULTS,
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
     "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine"},  # per-epoch cosine
     "trainer": TRAINER_DEFAULTS,
@@ -50,8 +64,7 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {  # a lesion classifier run (task: cl
     "seed": 2018,
     "data": {"root": DATA_ROOT, "image_size": 192, "num_workers": 0, "train_subset": None, "split": None,
              "mask_dir": None, "cache_size": None, "sampling": "shuffle"},
-    "model": {"encoder": "mobilenet_v2", "pretrained": True, "dropout": 0.2, "mask_mode": "none",
-              "crop_margin": 0.2, "freeze_stages": 0, "shades_of_gray_p": None},
+    "model": CLASSIFIER_MODEL_DEFAULTS,
     "loss": {"class_weight_power": 1.0, "label_smoothing": 0.0},
     "optimizer": {"name": "adamw", "lr": 5e-4, "weight_decay": 1e-4, "scheduler": "cosine", "warmup_epochs": 0},
     "trainer": TRAINER_DEFAULTS,
@@ -60,11 +73,8 @@ CLASSIFICATION_DEFAULTS: dict[str, Any] = {  # a lesion classifier run (task: cl
 
 TASK_DEFAULTS = {"segmentation": DEFAULTS, "classification": CLASSIFICATION_DEFAULTS}
 
-# Settings a file may give beyond the defaults: the segmentation builder's architecture-specific keys
-# (dermoseg.models.build_model: encoder_layers, aspp_channels and decoder_channels of the fast preset, the paper
-# encoder's width, U-Net's width); ``preprocess`` is checked by dermoseg.preprocess.settings.
-EXTRA_KEYS = {"segmentation": {("model",): {"pretrained", "encoder_layers", "aspp_channels", "decoder_channels",
-                                            "encoder_width", "width"}}, "classification": {}}
+# Settings a file may give beyond the defaults; ``preprocess`` is checked by dermoseg.preprocess.settings.
+EXTRA_KEYS = {"segmentation": {("model",): set(SEGMENTATION_MODEL_OPTIONS)}, "classification": {}}
 OPEN_SECTIONS = {("preprocess",)}
 
 

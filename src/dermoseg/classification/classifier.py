@@ -25,13 +25,15 @@ from dermoseg import modelfile
 from dermoseg.classification import HAM_CLASSES
 from dermoseg.classification.calibration import probabilities
 from dermoseg.classification.ood import OodCheck, load_check
+from dermoseg.config import CLASSIFIER_MODEL_DEFAULTS
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
 from dermoseg.models.classifier import MASK_MODES, input_normalisation
 from dermoseg.preprocess.colour import shades_of_gray
 
-CROP_MARGIN = 0.2  # extra border around the lesion box for mask_mode "crop", as a fraction of its width/height
+# extra border around the lesion box for mask_mode "crop", as a fraction of its width/height
+CROP_MARGIN = CLASSIFIER_MODEL_DEFAULTS["crop_margin"]
 DIAGNOSIS_NOTE = "research tool, not a medical device"
 
 
@@ -222,6 +224,7 @@ class Classifier(modelfile.LoadedModel):
         cfg = payload["config"]
         if list(cfg.get("classes", HAM_CLASSES)) != list(HAM_CLASSES):
             raise ModelFileError(f"{path}: classes {cfg.get('classes')} differ from {list(HAM_CLASSES)}")
+        model = {**CLASSIFIER_MODEL_DEFAULTS, **cfg["model"]}
 
         def network() -> torch.nn.Module:
             net = build_classifier(cfg["model"], pretrained=False)
@@ -233,9 +236,9 @@ class Classifier(modelfile.LoadedModel):
         except ValueError as exc:
             raise ModelFileError(f"{path}: {exc}") from None
         return cls(make_runner(network, path, engine, threads), int(cfg["image_size"]),
-                   cfg["model"].get("mask_mode", "none"), float(cfg["model"].get("crop_margin", CROP_MARGIN)),
+                   model["mask_mode"], float(model["crop_margin"]),
                    float(payload.get("temperature", 1.0)), bool(cfg.get("tta", True)),
-                   cfg["model"].get("shades_of_gray_p"), normalisation, path,
+                   model["shades_of_gray_p"], normalisation, path,
                    dict(payload.get("info", {})))
 
 

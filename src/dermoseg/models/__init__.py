@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from dermoseg.config import SEGMENTATION_MODEL_DEFAULTS, SEGMENTATION_MODEL_OPTIONS
 from dermoseg.models.blocks import DepthwiseSeparableConv, conv_bn_act
 from dermoseg.models.classifier import LesionClassifier, build_classifier
 from dermoseg.models.deeplab import ASPP, Codec
@@ -29,7 +30,9 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
 
     Parameters
     ----------
-    config : keys ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2" |
+    config : a model configuration; a key it lacks takes its value from
+        :data:`dermoseg.config.SEGMENTATION_MODEL_DEFAULTS` or ``SEGMENTATION_MODEL_OPTIONS``. Keys:
+        ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2" |
         "efficientnet_lite0", the latter always at output stride 16, :class:`ImageNetInputLite0`),
         ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for the
         ImageNet encoders), ``encoder_layers`` (MobileNetV2 blocks kept, default all 18; 14 stops at the 96-channel
@@ -46,28 +49,29 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     ValueError
         For an unknown architecture or encoder.
     """
-    arch = config.get("architecture", "codec")
+    config = {**SEGMENTATION_MODEL_DEFAULTS, **SEGMENTATION_MODEL_OPTIONS, **config}
+    arch = config["architecture"]
     if arch == "unet":
-        return UNet(width=int(config.get("width", 32)))
+        return UNet(width=int(config["width"]))
     if arch != "codec":
         raise ValueError(f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})")
-    name = config.get("encoder", "mobilenet_v2")
-    use_pretrained = bool(config.get("pretrained", name != "paper")) if pretrained is None else pretrained
+    name = config["encoder"]
+    if pretrained is None:
+        pretrained = name != "paper" if config["pretrained"] is None else bool(config["pretrained"])
     if name == "paper":
-        encoder = PaperEncoder(width=int(config.get("encoder_width", 512)))
+        encoder = PaperEncoder(width=int(config["encoder_width"]))
     elif name == "mobilenet_v2":
-        layers = config.get("encoder_layers")
-        encoder = MobileNetV2Encoder(pretrained=use_pretrained, output_stride=int(config.get("output_stride", 16)),
+        layers = config["encoder_layers"]
+        encoder = MobileNetV2Encoder(pretrained=pretrained, output_stride=int(config["output_stride"]),
                                      layers=None if layers is None else int(layers))
     elif name == "efficientnet_lite0":
-        if int(config.get("output_stride", 16)) != 16:
+        if int(config["output_stride"]) != 16:
             raise ValueError("the efficientnet_lite0 segmentation encoder runs at output stride 16 only")
-        encoder = ImageNetInputLite0(pretrained=use_pretrained)
+        encoder = ImageNetInputLite0(pretrained=pretrained)
     else:
         raise ValueError(f"unknown encoder '{name}' (choose from {', '.join(ENCODERS)})")
-    return Codec(encoder, aspp_rates=config.get("aspp_rates", (3, 3, 6)),
-                 aspp_channels=int(config.get("aspp_channels", 256)),
-                 decoder_channels=int(config.get("decoder_channels", 256)))
+    return Codec(encoder, aspp_rates=tuple(config["aspp_rates"]), aspp_channels=int(config["aspp_channels"]),
+                 decoder_channels=int(config["decoder_channels"]))
 
 
 __all__ = ["ASPP", "Codec", "DepthwiseSeparableConv", "LesionClassifier", "MobileNetV2Encoder", "PaperEncoder",

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermoseg.config import CLASSIFIER_MODEL_DEFAULTS
 from dermoseg.data.datasets import HAM_CLASSES
 from dermoseg.models.efficientnet_lite import EfficientNetLite0Encoder
 from dermoseg.models.encoders import MobileNetV2Encoder
@@ -123,8 +124,9 @@ def build_classifier(config: Mapping[str, Any], pretrained: bool | None = None) 
     ----------
     config : ``architecture: ensemble`` with ``members`` builds a
         :class:`dermoseg.models.ensemble.ClassifierEnsemble` (mean of the members' calibrated probabilities;
-        weights from the file); otherwise keys ``encoder`` ("mobilenet_v2" or "efficientnet_lite0"), ``dropout`` (0.2), ``mask_mode`` ("none"
-        | "crop" | "channel"; "channel" gives 4 input channels), ``pretrained`` (true), ``freeze_stages`` (0).
+        weights from the file); otherwise keys ``encoder`` ("mobilenet_v2" or "efficientnet_lite0"), ``dropout``,
+        ``mask_mode`` ("none" | "crop" | "channel"; "channel" gives 4 input channels), ``pretrained``,
+        ``freeze_stages``; a key it lacks takes its value from :data:`dermoseg.config.CLASSIFIER_MODEL_DEFAULTS`.
     pretrained : overrides ``config["pretrained"]`` (inference passes False: the trained weights replace
         ImageNet's).
 
@@ -140,10 +142,10 @@ def build_classifier(config: Mapping[str, Any], pretrained: bool | None = None) 
     if config.get("architecture") == "ensemble":
         from dermoseg.models.ensemble import ClassifierEnsemble
         return ClassifierEnsemble.from_config(config)
-    encoder = config.get("encoder", "mobilenet_v2")
-    mode = config.get("mask_mode", "none")
+    config = {**CLASSIFIER_MODEL_DEFAULTS, **config}
+    mode = config["mask_mode"]
     if mode not in MASK_MODES:
         raise ValueError(f"unknown mask_mode '{mode}' (choose from {', '.join(MASK_MODES)})")
-    use_pretrained = bool(config.get("pretrained", True)) if pretrained is None else pretrained
-    return LesionClassifier(len(HAM_CLASSES), use_pretrained, float(config.get("dropout", 0.2)),
-                            4 if mode == "channel" else 3, int(config.get("freeze_stages", 0)), encoder)
+    use_pretrained = bool(config["pretrained"]) if pretrained is None else pretrained
+    return LesionClassifier(len(HAM_CLASSES), use_pretrained, float(config["dropout"]),
+                            4 if mode == "channel" else 3, int(config["freeze_stages"]), config["encoder"])

@@ -20,13 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermoseg.config import CLASSIFIER_MODEL_DEFAULTS
+
 __all__ = ["ClassifierEnsemble", "area_resize_matrix", "takes_plain_rgb"]
 
 
 def takes_plain_rgb(model: Mapping[str, Any]) -> bool:
     """Whether a classifier's ``model`` config can be an ensemble member: no lesion mask (``mask_mode`` "none") and
     no Shades of Gray colour constancy, since the ensemble feeds every member the same plain RGB."""
-    return model.get("mask_mode", "none") == "none" and not model.get("shades_of_gray_p")
+    model = {**CLASSIFIER_MODEL_DEFAULTS, **model}
+    return model["mask_mode"] == "none" and not model["shades_of_gray_p"]
 
 
 def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
