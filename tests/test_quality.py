@@ -76,6 +76,22 @@ def test_a_clearly_wrong_model_and_corrupted_probabilities_score_lower(shipped, 
         assert scores[0] > scores[1] > scores[2], (image_id, scores)
 
 
+def test_an_empty_mask_is_flagged_for_review_with_quality_0(shipped, images):
+    """Every image of the task holds a lesion, so an empty mask is wrong whatever the regression says (before
+    this rule it rated one near 1: two empty flip passes agree perfectly). Both ways a mask comes out empty: the
+    passes find no lesion, or every pixel the passes saw is excluded as fully transparent."""
+    _, image, _ = images[0]
+    passes = shipped.pass_logits(shipped.prepare(image))
+    found = shipped.segmentation(image, passes)
+    assert found.mask.any() and found.quality > 0.5 and not found.review
+    nothing = shipped.segmentation(image, np.full_like(passes, -10.0))  # confident background everywhere
+    assert not nothing.mask.any() and nothing.quality == 0.0 and nothing.review is True
+    hidden = shipped.segmentation(image, passes, exclude=np.ones(image.shape[:2], bool))
+    assert not hidden.mask.any() and hidden.quality == 0.0 and hidden.review is True
+    rows = [Q.signals(passes, image), Q.signals(np.full_like(passes, -10.0), image)]
+    assert shipped.quality.predict(rows).tolist() == [found.quality, 0.0]
+
+
 def _blobs(noise: np.ndarray) -> np.ndarray:
     """Smooth (1, S, S) white noise into blobs of about 15 px, rescaled to unit standard deviation."""
     out = cv2.GaussianBlur(noise[0], (0, 0), 5.0)

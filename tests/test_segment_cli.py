@@ -146,3 +146,6 @@ def test_input_warning_hand_made_cases():
     assert "whole image" in input_warning(image, np.ones((64, 64), bool))
     assert "uniform" in input_warning(np.full((64, 64, 3), 7, np.uint8), some)
     assert "pixels" in input_warning(image[:31], some[:31])
+    # a tiny or blank image with an empty mask says both (a user filtering on "no lesion found" sees it)
+    both = input_warning(np.full((64, 64, 3), 7, np.uint8), np.zeros((64, 64), bool))
+    assert both.startswith("image is nearly uniform") and both.endswith("; no lesion found")

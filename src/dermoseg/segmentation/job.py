@@ -193,7 +193,7 @@ def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
     """Why a segmentation is likely unreliable, or "" if nothing looks wrong.
 
     Checks, in order: the image checks of :func:`dermoseg.inputs.image_warning` (tiny, nearly uniform,
-    grayscale); no lesion pixel found; lesion on every pixel.
+    grayscale); no lesion pixel found; lesion on every pixel. Every problem found is given, joined by "; ".
 
     Parameters
     ----------
@@ -201,8 +201,6 @@ def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
     mask : (H, W) bool, True = lesion.
     """
     first = image_warning(image)
-    if first and not first.startswith("grayscale"):
-        return first  # tiny or blank: nothing else is worth saying
     problems = [first] if first else []
     if not mask.any():
         problems.append("no lesion found")

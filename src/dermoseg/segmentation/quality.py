@@ -177,23 +177,34 @@ class QualityModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     def predict(self, rows: Sequence[dict[str, float]] | dict[str, float]) -> np.ndarray | float:
-        """Quality in [0, 1] of one signal dict (:func:`signals`; a float) or of a list of them ((N,) float64)."""
+        """Quality in [0, 1] of one signal dict (:func:`signals`; a float) or of a list of them ((N,) float64).
+
+        An empty mask (``area_share`` 0) gets quality 0 whatever the regression says: every image of the task
+        holds a lesion, so an empty mask's Jaccard with a real truth is 0, and the regression, fitted on masks
+        that had a lesion, would extrapolate (it rated an empty mask near 1: two empty flip passes agree)."""
         one = isinstance(rows, dict)
-        x = np.array([[float(r[k]) for k in self.signals] for r in ([rows] if one else rows)], dtype=np.float64)
+        rows = [rows] if one else rows
+        x = np.array([[float(r[k]) for k in self.signals] for r in rows], dtype=np.float64)
         z = self.intercept + ((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.coef)
-        q = _sigmoid(z)
+        q = np.where([float(r["area_share"]) == 0.0 for r in rows], 0.0, _sigmoid(z))
         return float(q[0]) if one else q
 
     def review(self, quality: float) -> bool:
         """True where an image of this quality should be checked by eye (``quality <= review_threshold``)."""
         return bool(quality <= self.review_threshold)
 
-    def assess(self, passes: np.ndarray, image: np.ndarray, threshold: float = 0.5) -> tuple[float | None, bool | None]:
+    def assess(self, passes: np.ndarray, image: np.ndarray, threshold: float = 0.5,
+               mask: np.ndarray | None = None) -> tuple[float | None, bool | None]:
         """``(quality, review)`` of one segmentation from its pass logits and image (see :func:`signals`);
-        ``(None, None)`` for a single pass (no flip TTA), which has no pass disagreement to measure."""
+        ``(None, None)`` for a single pass (no flip TTA), which has no pass disagreement to measure. ``mask``:
+        the (H, W) bool mask the user gets, if known; when it is empty (e.g. every pixel excluded as fully
+        transparent) the segmentation counts as empty (quality 0, review True: :meth:`predict`)."""
         if len(passes) < 2:
             return None, None
-        q = self.predict(signals(passes, image, threshold))
+        found = signals(passes, image, threshold)
+        if mask is not None and not mask.any():
+            found["area_share"] = 0.0
+        q = self.predict(found)
         return q, self.review(q)
 
     def to_json(self) -> dict[str, Any]:

@@ -216,8 +216,9 @@ class Segmenter(modelfile.LoadedModel):
         prob = self.probability_map(self.mean_logits(passes), *image.shape[:2])
         if exclude is not None:
             prob[exclude] = 0.0
-        quality, review = (None, None) if self.quality is None else self.quality.assess(passes, image, threshold)
-        return Segmentation(image, prob, probability_to_mask(prob, threshold), threshold, quality, review)
+        mask = probability_to_mask(prob, threshold)
+        quality, review = (None, None) if self.quality is None else self.quality.assess(passes, image, threshold, mask)
+        return Segmentation(image, prob, mask, threshold, quality, review)
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
                 preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
