@@ -140,3 +140,21 @@ def test_an_out_that_is_a_file_is_named_as_such(tmp_path, isic_samples, capsys):
     before = image.read_bytes()
     assert main(["segment", str(image), "--out", str(image)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err and image.read_bytes() == before
+
+
+def test_a_run_refused_before_any_work_leaves_no_folder_behind(tmp_path, isic_samples, capsys):
+    """The output folders a command created are removed again when it fails while they are still empty; a
+    folder that was there before, or that holds anything, is kept."""
+    image = str(isic_samples[0].image_path)
+    missing = str(tmp_path / "nosuch.pt")
+    assert main(["segment", image, "--out", str(tmp_path / "new" / "deeper"), "--model", missing]) == 2
+    assert "nosuch.pt" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["diagnose", image, "--out", str(tmp_path / "diag"), "--model", missing]) == 2
+    assert not (tmp_path / "diag").exists()
+    (tmp_path / "mine").mkdir()  # the user's own (empty) folder stays
+    assert main(["segment", image, "--out", str(tmp_path / "mine"), "--model", missing]) == 2
+    assert (tmp_path / "mine").is_dir()
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")  # a run that failed on its only input keeps what it wrote (failures.csv)
+    assert main(["segment", str(bad), "--out", str(tmp_path / "ran"), "--no-tta"]) == 1
+    assert (tmp_path / "ran" / "failures.csv").is_file()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from dermoseg.config import DATA_ROOT as DATA_ROOT_DEFAULT
@@ -48,10 +50,25 @@ def _add_resume(p) -> None:
                    "table rows and skip the images whose outputs are complete")
 
 
+_CREATED: list[Path] = []  # output folders this command created, deepest first (see _remove_empty_outputs)
+
+
 def _check_out(folder: Path) -> None:
     """Fail before any work (model loading, input search) if the output folder cannot be written."""
     from dermoseg.provenance import ensure_writable
+    new = [p for p in (Path(folder), *Path(folder).parents) if not os.path.lexists(p)]
     ensure_writable(folder)
+    _CREATED.extend(new)
+
+
+def _remove_empty_outputs() -> None:
+    """After a failed or interrupted command, remove the output folders it created if they are still empty (a
+    run refused before any work leaves nothing behind); a folder holding anything is kept."""
+    while _CREATED:
+        try:
+            _CREATED.pop(0).rmdir()  # only ever an empty folder
+        except OSError:
+            _CREATED.clear()
 
 
 # --------------------------------------------------------------------------------------------- segment
@@ -632,12 +649,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, at any point,
-    with one line and no traceback)."""
+    with one line and no traceback; a second Ctrl-C while the first is being handled, or one while the process
+    exits, is ignored: it aborted the process before). An output folder the command created and left empty, on
+    any error or interrupt, is removed again."""
+    previous = signal.getsignal(signal.SIGINT)
+    ours = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
+    if ours:  # not where Ctrl-C is ignored (a background job) or handled by the caller
+        signal.signal(signal.SIGINT, _first_interrupt)
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        code = _main(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    finally:
+        if ours:  # the console script's process ends now: a late Ctrl-C must not abort the exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
+    if code:
+        _remove_empty_outputs()
+    return code
+
+
+def _first_interrupt(signum, frame) -> None:
+    """SIGINT handler: raise KeyboardInterrupt once, and ignore further Ctrl-C while the clean-up runs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _main(argv: list[str]) -> int:
