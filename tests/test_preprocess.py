@@ -382,10 +382,13 @@ def test_invalid_settings_name_the_key(cfg, key):
         clean_image(skin(32, 32), cfg)
 
 
-def test_unknown_setting_warns_and_missing_keys_keep_defaults():
-    with pytest.warns(UserWarning, match="preprocess.hair.closing_size"):
-        s = resolve_settings({"enabled": True, "hair": {"closing_size": 3}})
-    assert s["hair"] == default_settings()["hair"] and s["enabled"] is True
+def test_unknown_setting_is_an_error_and_missing_keys_keep_defaults():
+    with pytest.raises(PreprocessConfigError, match=r"unknown setting 'preprocess.hair.closing_size' .*closing_px"):
+        resolve_settings({"enabled": True, "hair": {"closing_size": 3}})
+    with pytest.raises(PreprocessConfigError, match=r"unknown setting 'preprocess.hiar' .*hair"):
+        resolve_settings({"hiar": {"closing_px": 3}})
+    s = resolve_settings({"enabled": True, "hair": {"closing_px": 11}})
+    assert s["hair"] == {**default_settings()["hair"], "closing_px": 11} and s["enabled"] is True
 
 
 def test_stages_can_be_switched_off():

@@ -90,6 +90,11 @@ def test_bad_settings_file_is_an_error(tmp_path, two_real, capsys):
     assert code == 2
     assert "preprocess.hair.closing_px" in capsys.readouterr().err
     assert not (tmp_path / "out" / "ISIC_0012508.png").exists()
+    cfg.write_text("hair:\n  closing_pz: 11\n")  # a misspelt key: an error naming file and key, no run
+    code = main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{cfg}: unknown setting 'preprocess.hair.closing_pz'" in err and "Warning" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_settings_file_is_applied(tmp_path, two_real):

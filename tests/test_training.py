@@ -64,6 +64,9 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
              "seg_class_key.yaml": ("model: {mask_mode: crop}\n", "'model.mask_mode'"),
              # the segmentation schedule is a per-epoch cosine without warm-up: the classifier's key is refused
              "seg_warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "'optimizer.warmup_epochs'"),
+             # the cleaning settings are checked by their own reader, at load rather than at export
+             "seg_preprocess.yaml": ("preprocess: {enabled: true, hair: {closing_pz: 11}}\n",
+                                     "'preprocess.hair.closing_pz'"),
              "task.yaml": ("task: detection\n", "unknown task 'detection'")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)

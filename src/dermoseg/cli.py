@@ -525,6 +525,11 @@ def _run_preprocess(args) -> int:
         from dermoseg.config import read_yaml_mapping
         loaded = read_yaml_mapping(args.config, "preprocessing settings file", CommandError)
         cfg = loaded.get("preprocess", loaded)
+        from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings
+        try:
+            resolve_settings(cfg)
+        except PreprocessConfigError as exc:
+            raise CommandError(f"{args.config}: {exc}") from None
     report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet, resume=args.resume)
     print(f"cleaned {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
     return report.exit_code

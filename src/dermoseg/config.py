@@ -162,9 +162,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     if task not in TASK_DEFAULTS:
         raise ConfigError(f"{path or 'overrides'}: unknown task '{task}' (choose from {', '.join(TASK_DEFAULTS)})")
     defaults = TASK_DEFAULTS[task]
-    for file, mapping in chain:  # each file answers for its own lines
+    for file, mapping in [*chain, ("overrides", overrides or {})]:  # each file answers for its own lines
         check_keys(mapping, defaults, EXTRA_KEYS[task], str(file))
-    check_keys(overrides or {}, defaults, EXTRA_KEYS[task], "overrides")
+        if "preprocess" in mapping:  # the open section's own check, now rather than at export after training
+            from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings
+            try:
+                resolve_settings(mapping["preprocess"])
+            except PreprocessConfigError as exc:
+                raise ConfigError(f"{file}: {exc}") from None
     return merge(merge(defaults, raw, str(path)), overrides, "overrides")
 
 

@@ -2,13 +2,13 @@
 
 The defaults live in one YAML file shipped with the package (``dermoseg/configs/preprocess.yaml``); a model
 file's or training config's ``preprocess:`` mapping overrides any subset of them. Missing keys keep their
-defaults; unknown keys are ignored with a warning (so that a model file written by a newer version still loads).
+defaults; an unknown key is an error (a misspelt setting in a user's file, or a model file cleaned with a setting
+this version does not have: ignoring it would clean differently from the training).
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
@@ -72,7 +72,8 @@ def resolve_settings(cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
     Raises
     ------
     PreprocessConfigError
-        If a value has the wrong type or lies outside its range (the dotted key is named).
+        If a key is unknown (a misspelt setting would otherwise be silently ignored), or a value has the wrong
+        type or lies outside its range (the dotted key is named).
     """
     out = default_settings()
     if cfg is None:
@@ -87,13 +88,14 @@ def resolve_settings(cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 raise PreprocessConfigError(f"preprocess.{key} must be a mapping, got {value!r}")
             for sub, v in value.items():
                 if sub not in _RULES[key]:
-                    warnings.warn(f"unknown preprocessing setting preprocess.{key}.{sub} ignored", stacklevel=2)
-                    continue
+                    raise PreprocessConfigError(f"unknown setting 'preprocess.{key}.{sub}' (known here: "
+                                                f"{', '.join(sorted(_RULES[key]))})")
                 out[key][sub] = _check(f"preprocess.{key}.{sub}", v, _RULES[key][sub])
         elif key in _RULES[""]:
             out[key] = _check(f"preprocess.{key}", value, _RULES[""][key])
         else:
-            warnings.warn(f"unknown preprocessing setting preprocess.{key} ignored", stacklevel=2)
+            raise PreprocessConfigError(f"unknown setting 'preprocess.{key}' (known here: "
+                                        f"{', '.join(sorted({*_RULES[''], 'frame', 'hair'}))})")
     if out["hair"]["threshold_high"] < out["hair"]["threshold_low"]:
         raise PreprocessConfigError("preprocess.hair.threshold_high must be >= threshold_low, got "
                                     f"{out['hair']['threshold_high']} < {out['hair']['threshold_low']}")
