@@ -67,7 +67,11 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
              # the cleaning settings are checked by their own reader, at load rather than at export
              "seg_preprocess.yaml": ("preprocess: {enabled: true, hair: {closing_pz: 11}}\n",
                                      "'preprocess.hair.closing_pz'"),
-             "task.yaml": ("task: detection\n", "unknown task 'detection'")}
+             "task.yaml": ("task: detection\n", "unknown task 'detection'"),
+             # a value of the wrong kind is refused at load, before minutes of data loading
+             "seg_value.yaml": ("optimizer: {lr: fast}\n", "'optimizer.lr' must be a number, got 'fast'"),
+             "seg_flag.yaml": ("augment: {flip: 'no'}\n", "'augment.flip' must be true or false"),
+             "seg_list.yaml": ("model: {aspp_rates: 3}\n", "'model.aspp_rates' must be a list")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
@@ -85,6 +89,8 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
     cfg = load_config(tmp_path / "ok.yaml")
     assert cfg["model"]["mask_mode"] == "crop" and cfg["loss"] == {"class_weight_power": 1.0, "label_smoothing": 0.0}
     assert "architecture" not in cfg["model"] and "inference" not in cfg and "pseudo_labels" not in cfg["data"]
+    (tmp_path / "text_number.yaml").write_text("optimizer: {lr: 1e-3}\n")  # YAML 1.1 reads this as text
+    assert float(load_config(tmp_path / "text_number.yaml")["optimizer"]["lr"]) == 1e-3
     seg = load_config(REPO / "configs" / "codec_fast.yaml")  # architecture-specific builder keys
     assert seg["model"]["encoder_layers"] == 14
 
@@ -223,3 +229,19 @@ def test_init_from_starts_a_run_from_an_earlier_model_file(tmp_path, data_root):
                                                               "trainer": {"epochs": 1, "init_from": str(path)}}),
                 tmp_path / "run")
     assert Segmenter.load(run).info["init_from"] == {"file": str(path), "sha256": modelfile.file_sha256(path)}
+
+
+def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path, capsys):
+    """`dermoseg train` refuses a value of the wrong kind and a network its builders do not know with the
+    file's name, before reading a single image (the data root here does not even exist)."""
+    from dermoseg.cli import main
+    cases = {"value.yaml": ("optimizer: {lr: fast}\n", "'optimizer.lr' must be a number"),
+             "encoder.yaml": ("model: {encoder: mobilenetv2}\n", "model: unknown encoder 'mobilenetv2'"),
+             "mask.yaml": ("task: classification\nmodel: {mask_mode: box}\n", "model: unknown mask_mode 'box'")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),
+                     "--data-root", str(tmp_path / "no_data")])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{tmp_path / name}: " in err and message in err and "unexpected" not in err, err
+        assert not (tmp_path / "run").exists()

@@ -276,8 +276,9 @@ def _run_train(args) -> int:
     from dermoseg.config import load_config
     overrides = {"data": {"root": str(args.data_root)}} if args.data_root else None
     cfg = load_config(args.config, overrides)
+    _check_network(cfg, args.config)
     out = args.out or Path("runs") / cfg["name"]
-    if cfg.get("task", "segmentation") == "classification":
+    if cfg["task"] == "classification":
         from dermoseg.classification.task import train_classifier
         path = train_classifier(cfg, out, resume=args.resume)
     else:
@@ -285,6 +286,20 @@ def _run_train(args) -> int:
         path = train(cfg, out, resume=args.resume)
     print(f"trained model written to {Path(path).resolve()}")
     return 0
+
+
+def _check_network(cfg: dict, path: Path) -> None:
+    """Build the configured network once, without pretrained weights, so that an unknown architecture, encoder
+    or mask mode is reported with its file before any data is loaded (ConfigError)."""
+    from dermoseg.config import ConfigError
+    if cfg["task"] == "classification":
+        from dermoseg.models.classifier import build_classifier as build
+    else:
+        from dermoseg.models import build_model as build
+    try:
+        build(cfg["model"], pretrained=False)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: model: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------ info

@@ -176,9 +176,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
 def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tuple[str, ...], set[str]], where: str,
                _section: tuple[str, ...] = ()) -> None:
     """Raise :class:`ConfigError` naming ``where`` and the dotted key for the first setting of ``given`` that is
-    neither in ``defaults`` nor in ``extra`` (``{section path: allowed keys}``). A default of None (an optional
-    mapping such as ``data.pseudo_labels``) and the sections of :data:`OPEN_SECTIONS` are checked by their own
-    readers, not here."""
+    neither in ``defaults`` nor in ``extra`` (``{section path: allowed keys}``), or whose value is not of its
+    default's kind (:func:`_same_kind`: ``lr: fast`` fails here, before minutes of data loading, not in the
+    optimiser). A default of None (an optional setting such as ``data.pseudo_labels``), the ``extra`` keys and
+    the sections of :data:`OPEN_SECTIONS` are checked by their own readers, not here."""
     for key, value in given.items():
         dotted = ".".join((*_section, key))
         if key not in defaults:
@@ -186,9 +187,32 @@ def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tupl
                 continue
             known = sorted({*defaults, *extra.get(_section, ())})
             raise ConfigError(f"{where}: unknown setting '{dotted}' (known here: {', '.join(known)})")
-        if (*_section, key) in OPEN_SECTIONS or not isinstance(defaults[key], dict) or not isinstance(value, dict):
+        if (*_section, key) in OPEN_SECTIONS:
             continue
-        check_keys(value, defaults[key], extra, where, (*_section, key))
+        if isinstance(defaults[key], dict) and isinstance(value, dict):
+            check_keys(value, defaults[key], extra, where, (*_section, key))
+        elif not _same_kind(defaults[key], value):
+            raise ConfigError(f"{where}: setting '{dotted}' must be {_KINDS[type(defaults[key])]}, got {value!r}")
+
+
+_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "a text", list: "a list", dict: "a mapping"}
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """Whether ``value`` may replace ``default``: any value where the default is None (optional settings are
+    checked by their readers), else the same kind: true/false, a number (also a text such as ``1e-3``, which YAML
+    1.1 reads as text without a decimal point), a text, a list, a mapping."""
+    if default is None or isinstance(default, bool):
+        return default is None or isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return False
+            return True
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
 
 
 def read_chain(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
