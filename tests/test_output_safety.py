@@ -158,3 +158,32 @@ def test_a_run_refused_before_any_work_leaves_no_folder_behind(tmp_path, isic_sa
     bad.write_bytes(b"not an image")  # a run that failed on its only input keeps what it wrote (failures.csv)
     assert main(["segment", str(bad), "--out", str(tmp_path / "ran"), "--no-tta"]) == 1
     assert (tmp_path / "ran" / "failures.csv").is_file()
+
+
+def test_a_failed_images_partial_outputs_are_removed(tmp_path, isic_samples, monkeypatch, capsys):
+    """A disk that fills up between an image's mask and its overlay: the image is reported as failed and the
+    mask this run wrote for it is removed (a mask without a row of results.csv would pass for a result); the
+    other images' outputs stay."""
+    import errno
+
+    import dermoseg.segmentation.job as job
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for s in isic_samples[:3]:
+        shutil.copy(s.image_path, folder / f"{s.image_id}.jpg")
+    full = isic_samples[1].image_id
+    real = job.write_image
+
+    def write_image(path, picture):
+        if path.name == f"{full}_overlay.jpg":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, picture)
+
+    monkeypatch.setattr(job, "write_image", write_image)
+    assert main(["segment", str(folder), "--out", str(out), "--no-tta", "--threads", "1"]) == 1
+    assert f"{full}.jpg: could not write an output: No space left on device" in capsys.readouterr().err
+    assert not (out / f"{full}_segmentation.png").exists()
+    others = sorted(s.image_id for s in isic_samples[:3] if s.image_id != full)
+    assert all((out / f"{i}_segmentation.png").is_file() for i in others)
+    with open(out / "results.csv", newline="") as fh:
+        assert sorted(r["image_id"] for r in csv.DictReader(fh)) == others

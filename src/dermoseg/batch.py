@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io as _io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -232,8 +233,19 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 spent[job[0]] = spent.get(job[0], 0.0) + time.perf_counter() - start
         return stage
 
+    existed: dict[str, set[Path]] = {}  # each started input's outputs already on disk before its work
+
+    def discard_partial(stem: str) -> None:
+        """Remove what this run wrote for a failed input (a mask written before the overlay hit a full disk):
+        an output with no row in the table would look like a result. Files there before are left alone."""
+        for o in own[stem]:
+            if stem in existed and o not in existed[stem]:
+                with contextlib.suppress(OSError):
+                    o.unlink()
+
     def prepare(job, _):
         path, stem = job
+        existed[stem] = {o for o in own[stem] if os.path.lexists(o)}
         clash = next((o for o in own[stem] if o.resolve() in input_paths), None)
         if clash is not None:
             raise BatchItemError(f"output {clash.name} would overwrite an input; choose another --out")
@@ -270,11 +282,10 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         with contextlib.closing(pipeline):
             for (path, stem), row in tqdm(pipeline, total=len(todo), desc=desc, unit="img", disable=not progress):
                 seconds = spent.pop(path, 0.0)
-                if isinstance(row, OSError):
-                    fail(str(path), f"could not write an output: {row.strerror or row}")
-                    continue
                 if isinstance(row, Exception):
-                    fail(str(path), str(row).removeprefix(f"{path}: "))
+                    discard_partial(stem)
+                    fail(str(path), f"could not write an output: {row.strerror or row}" if isinstance(row, OSError)
+                         else str(row).removeprefix(f"{path}: "))
                     continue
                 row.setdefault("seconds", round(seconds, 3))
                 if row.get("warning"):
