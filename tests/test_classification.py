@@ -488,3 +488,17 @@ def test_class_balanced_sampling_draws_every_class_equally_often(data_root):
     assert sorted(shuffled.train_dataloader().sampler) == list(range(len(labels)))
     with pytest.raises(ConfigError, match="data.sampling must be one of shuffle, class_balanced"):
         data("oversample").train_dataloader()
+
+
+def test_the_ood_warning_never_reads_as_a_figure_above_itself():
+    """Hand case: an entropy a hair above the threshold is printed with as many decimals as it takes to differ
+    (two decimals gave '1.34 nats is above 1.34'); an entropy at the threshold is not flagged."""
+    from dermoseg.classification.ood import OodCheck, entropy
+    logits = np.log(np.array([[0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05]]))
+    h = float(entropy(np.exp(logits))[0])
+    check = OodCheck(threshold=h - 0.0004, temperature=1.0, percentile=95.0, model_sha256="0" * 64, fitted_on="x")
+    text = check.warning(logits)
+    shown = text.split("prediction entropy ")[1].split(" nats is above ")
+    above = shown[1].split(",")[0]
+    assert shown[0] != above and float(shown[0]) > float(above) and len(above.split(".")[1]) >= 3, text
+    assert OodCheck(h, 1.0, 95.0, "0" * 64, "x").warning(logits) == ""

@@ -83,3 +83,22 @@ def test_diagnose_warns_like_segment_and_maps_ids_to_files(tmp_path, isic_sample
     assert sources["real__2"]["file"] == str(folder / "sub" / "real.jpg")
     assert sources["real"]["warning"] == "" and "grayscale" in sources["gray"]["warning"]
     assert {r["image"] for r in _rows(tmp_path / "out" / "predictions.csv")} == set(sources)
+
+
+def test_check_rgb_names_what_it_got():
+    """The one image check behind segment, measure, clean and colour constancy: a file name, an empty array, a
+    grayscale or float array are each refused with what was given; a valid image comes back as is."""
+    import numpy as np
+    import pytest
+
+    from dermoseg.inputs import check_rgb
+    good = np.zeros((2, 3, 3), np.uint8)
+    assert check_rgb(good) is good
+    cases = [("lesion.jpg", "got str; read the file with dermoseg.io.read_image"),
+             (np.zeros((0, 0, 3), np.uint8), r"got \(0, 0, 3\) uint8"),
+             (np.zeros((4, 4), np.uint8), r"got \(4, 4\) uint8"),
+             (np.zeros((4, 4, 3), np.float32), r"got \(4, 4, 3\) float32"),
+             ([[0, 0, 0]], "got list$")]
+    for value, message in cases:
+        with pytest.raises(ValueError, match=message):
+            check_rgb(value)

@@ -191,6 +191,18 @@ def scan_inputs(inputs: Iterable[str | os.PathLike], extra_skip: Callable[[Path]
     return scan
 
 
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """Return ``image`` if it is an (H, W, 3) uint8 RGB array with H, W ≥ 1 (what every image function here
+    takes), else raise ValueError saying what it got (for a file name: read it with
+    :func:`dermoseg.io.read_image` first)."""
+    if not isinstance(image, np.ndarray):
+        hint = "; read the file with dermoseg.io.read_image first" if isinstance(image, (str, os.PathLike)) else ""
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image array, got {type(image).__name__}{hint}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image with H, W >= 1, got {image.shape} {image.dtype}")
+    return image
+
+
 def image_warning(image: np.ndarray) -> str:
     """Why results on this image are likely unreliable, or "" (shared by ``segment`` and ``diagnose``).
 

@@ -143,7 +143,9 @@ def read(model: str | Path | None, kind: str) -> tuple[Path, dict[str, Any]]:
     tag, noun, file_noun, _ = _kind(kind)
     path = resolve(model, kind)
     if not path.is_file():
-        raise ModelFileError(f"{path}: {file_noun} not found")
+        names = ["default", *(["classifier"] if kind == "classifier" else []), *PRESETS[kind]]
+        raise ModelFileError(f"{path}: {file_noun} not found (a path to a .pt file, or a shipped {noun}: "
+                             f"{', '.join(names)})")
     _refuse_onnx(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)

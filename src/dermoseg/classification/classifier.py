@@ -29,6 +29,7 @@ from dermoseg.config import CLASSIFIER_MODEL_DEFAULTS
 from dermoseg.data.transforms import normalise, resize_image, resize_mask
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
+from dermoseg.inputs import check_rgb
 from dermoseg.models.classifier import MASK_MODES, input_normalisation
 from dermoseg.preprocess.colour import shades_of_gray
 
@@ -98,8 +99,7 @@ def prepare_image(image: np.ndarray, size: int, mask: np.ndarray | None = None, 
     ValueError
         If the image is not (H, W, 3) uint8, the mode is unknown, or a needed mask is missing or mis-shaped.
     """
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    check_rgb(image)
     if mask_mode not in MASK_MODES:
         raise ValueError(f"unknown mask_mode '{mask_mode}' (choose from {', '.join(MASK_MODES)})")
     if mask_mode != "none":

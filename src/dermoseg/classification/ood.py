@@ -84,7 +84,9 @@ class OodCheck:
         h = float(self.scores(np.atleast_2d(logits))[0])
         if h <= self.threshold:
             return ""
-        return (f"unlike the training images: prediction entropy {h:.2f} nats is above {self.threshold:.2f}, the "
+        # as many decimals as it takes for the two figures to differ (1.343 and 1.344 both read 1.34)
+        d = next((d for d in range(2, 9) if f"{h:.{d}f}" != f"{self.threshold:.{d}f}"), 9)
+        return (f"unlike the training images: prediction entropy {h:.{d}f} nats is above {self.threshold:.{d}f}, the "
                 f"{self.percentile:g}th percentile on the {self.fitted_on}; the probabilities are unreliable")
 
 

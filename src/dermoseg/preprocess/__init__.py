@@ -20,7 +20,8 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from dermoseg.preprocess.frame import _check_image, _disk, detect_frame, fill_frame, lightness
+from dermoseg.inputs import check_rgb
+from dermoseg.preprocess.frame import _disk, detect_frame, fill_frame, lightness
 from dermoseg.preprocess.hair import (dark_region, detect_hair, edge_lines, hair_mask, hair_response,
                                      light_hair_response, line_support, repair_dense, repair_sparse)
 from dermoseg.preprocess.settings import PreprocessConfigError, default_settings, resolve_settings
@@ -95,7 +96,7 @@ def clean_image(image: np.ndarray, cfg: Mapping[str, Any] | None = None) -> Clea
     PreprocessConfigError
         If a setting is invalid (the key is named).
     """
-    _check_image(image)
+    check_rgb(image)
     s = resolve_settings(cfg)
     f, hs = s["frame"], s["hair"]
     h, w = image.shape[:2]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dermoseg.inputs import check_rgb
+
 
 def shades_of_gray(image: np.ndarray, p: float = 6.0) -> np.ndarray:
     """Correct an image's colour cast with the Shades of Gray estimate (Finlayson & Trezzi 2004, eq. 6; Barata
@@ -36,8 +38,7 @@ def shades_of_gray(image: np.ndarray, p: float = 6.0) -> np.ndarray:
     ValueError
         If the image is not (H, W, 3) uint8 or ``p`` < 1.
     """
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    check_rgb(image)
     if not p >= 1:
         raise ValueError(f"the Minkowski norm p must be >= 1, got {p}")
     x = image.reshape(-1, 3).astype(np.float64) / 255.0

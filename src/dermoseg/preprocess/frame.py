@@ -28,6 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dermoseg.inputs import check_rgb
+
 
 def lightness(image: np.ndarray) -> np.ndarray:
     """HSL lightness of an RGB image (paper eq. 1).
@@ -79,7 +81,7 @@ def detect_frame(image: np.ndarray, lightness_max: float, median_px: int, min_th
     ValueError
         If ``image`` is not (H, W, 3) uint8.
     """
-    _check_image(image)
+    check_rgb(image)
     h, w = image.shape[:2]
     raw = lightness(image)
     lum = raw
@@ -200,7 +202,7 @@ def fill_frame(image: np.ndarray, frame: np.ndarray, ring_px: float, fill: str) 
     ValueError
         If the shapes disagree or ``fill`` is unknown.
     """
-    _check_image(image)
+    check_rgb(image)
     if frame.shape != image.shape[:2]:
         raise ValueError(f"frame mask {frame.shape} does not match image {image.shape[:2]}")
     if fill not in ("median", "none"):
@@ -218,11 +220,3 @@ def fill_frame(image: np.ndarray, frame: np.ndarray, ring_px: float, fill: str) 
         return out
     out[frame] = np.median(image[ring], axis=0).round().astype(np.uint8)
     return out
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {desc}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected a non-empty image, got {image.shape}")

@@ -37,7 +37,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dermoseg.preprocess.frame import _check_image, _disk
+from dermoseg.inputs import check_rgb
+from dermoseg.preprocess.frame import _disk
 
 # OpenCV's 8-bit Luv stores 255/100 L*, 255/354 (u* + 134), 255/262 (v* + 140); this undoes the scales.
 _LUV8_TO_CIE = np.array([100 / 255, 354 / 255, 262 / 255], np.float32)
@@ -45,7 +46,7 @@ _LUV8_TO_CIE = np.array([100 / 255, 354 / 255, 262 / 255], np.float32)
 
 def _lightness8(image: np.ndarray) -> np.ndarray:
     """(H, W) uint8 L* of a checked (H, W, 3) uint8 RGB image, in OpenCV's 8-bit Luv scale (255/100 L*)."""
-    _check_image(image)
+    check_rgb(image)
     return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2Luv)[..., 0])
 
 
@@ -67,7 +68,7 @@ def hair_response(image: np.ndarray, closing_px: float, chroma_weight: float) ->
     ValueError
         If ``image`` is not (H, W, 3) uint8.
     """
-    _check_image(image)
+    check_rgb(image)
     luv = cv2.cvtColor(image, cv2.COLOR_RGB2Luv)  # 8-bit Luv: L*, u*, v* rescaled to 0..255 by OpenCV
     diff = cv2.subtract(cv2.morphologyEx(luv, cv2.MORPH_CLOSE, _disk(closing_px)), luv).astype(np.float32)
     diff *= _LUV8_TO_CIE
@@ -423,7 +424,7 @@ def repair_sparse(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ValueError
         If the shapes disagree.
     """
-    _check_image(image)
+    check_rgb(image)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"hair mask {mask.shape} does not match image {image.shape[:2]}")
     out = image.copy()
@@ -515,7 +516,7 @@ def repair_dense(image: np.ndarray, mask: np.ndarray, iterations: int, lam: floa
     ValueError
         If the shapes disagree or ``lam`` is outside (0, 1].
     """
-    _check_image(image)
+    check_rgb(image)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"hair mask {mask.shape} does not match image {image.shape[:2]}")
     if not 0 < lam <= 1:

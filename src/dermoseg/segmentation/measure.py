@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from dermoseg.errors import DermosegError
+from dermoseg.inputs import check_rgb
 
 # sRGB reference of each of the six ABCD colours (Stolz et al. 1994 name the colours, not their values; these
 # values are this project's choice, read off dermoscopic appearance: white = scar-like regression, red =
@@ -287,8 +288,7 @@ def colour_shares(image: np.ndarray, mask: np.ndarray, max_distance: float = COL
         If the image is not (H, W, 3) uint8, the mask not (H, W) bool of the same size, or max_distance ≤ 0.
     """
     mask = _check_mask(mask)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    check_rgb(image)
     if image.shape[:2] != mask.shape:
         raise ValueError(f"mask {mask.shape} does not match image {image.shape[:2]}")
     if not max_distance > 0:

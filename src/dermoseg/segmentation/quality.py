@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from dermoseg.errors import ModelFileError
+from dermoseg.inputs import check_rgb
 from dermoseg.io import file_sha256, write_text
 from dermoseg.metrics import THRESHOLDED_JACCARD_CUTOFF
 
@@ -105,8 +106,8 @@ def signals(passes: np.ndarray, image: np.ndarray, threshold: float = 0.5) -> di
         (H, W, 3) uint8.
     """
     from dermoseg.data.transforms import resize_image
-    from dermoseg.segmentation.segmenter import _check_image, probability_to_mask
-    _check_image(image)
+    from dermoseg.segmentation.segmenter import probability_to_mask
+    check_rgb(image)
     logits = np.asarray(passes, dtype=np.float32).reshape(len(passes), *np.shape(passes)[-2:])
     if len(logits) < 2:
         raise ValueError(f"quality signals need at least 2 network passes (flip TTA), got {len(logits)}")

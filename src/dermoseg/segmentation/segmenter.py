@@ -25,14 +25,10 @@ import torch
 from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
 from dermoseg.engine import make_runner
+from dermoseg.inputs import check_rgb
 from dermoseg.segmentation.quality import QualityModel
 
 THRESHOLD = 0.5  # default lesion-probability threshold of every command
-
-
-def _check_image(image: np.ndarray) -> None:
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
 
 
 @dataclass
@@ -156,7 +152,7 @@ class Segmenter(modelfile.LoadedModel):
         ValueError
             If ``image`` is not (H, W, 3) uint8.
         """
-        _check_image(image)
+        check_rgb(image)
         return normalise(resize_image(self.clean(image, preprocess), self.image_size))[None]
 
     def pass_logits(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
