@@ -76,7 +76,8 @@ def _add_segment(sub) -> None:
     p = sub.add_parser("segment", help="segment lesions in images (the main job)",
                        description="Segment the lesion in each dermoscopic image. Writes DIR/<stem>_segmentation.png "
                        "(0/255, ISIC 2018 naming, the input's size), DIR/<stem>_overlay.jpg and DIR/results.csv. "
-                       "Bad files are reported and skipped; exit status 1 if any failed.", epilog=EPILOG)
+                       "Bad files are reported (stderr and DIR/failures.csv) and skipped; exit status 1 if any "
+                       "failed. Same-named inputs get stems x, x__2, x__3...", epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--model", default=None, help="model file, or a shipped model: default (the codec) or fast "
@@ -434,7 +435,9 @@ def _add_diagnose(sub) -> None:
                        description="Classify each dermoscopic image into the seven ISIC 2018 Task 3 classes. Writes "
                        "DIR/predictions.csv (header image,MEL,NV,BCC,AKIEC,BKL,DF,VASC; one row per file stem; "
                        "calibrated probabilities summing to 1; the format 'isic-challenge-scoring classification' "
-                       "reads) and DIR/README.txt. Bad files are reported and skipped; exit status 1 if any failed.",
+                       "reads), DIR/image_sources.csv (image id, its file, warning) and DIR/README.txt. Bad files "
+                       "are reported (stderr and DIR/failures.csv) and skipped; exit status 1 if any failed. "
+                       "Same-named inputs get ids x, x__2, x__3...",
                        epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
@@ -450,7 +453,8 @@ def _run_diagnose(args) -> int:
     model, segmenter = _load_classifier(args)
     print(DISCLAIMER)
     report = diagnose_files(args.inputs, args.out, model, segmenter, resume=args.resume)
-    print(f"classified {len(report.rows)} image(s), {len(report.failures)} failed; "
+    resumed = f", {report.resumed} already done" if report.resumed else ""
+    print(f"classified {len(report.rows)} image(s){resumed}, {len(report.failures)} failed; "
           f"predictions in {(report.out_dir / 'predictions.csv').resolve()}")
     return report.exit_code
 
