@@ -154,6 +154,10 @@ def test_a_run_refused_before_any_work_leaves_no_folder_behind(tmp_path, isic_sa
     (tmp_path / "mine").mkdir()  # the user's own (empty) folder stays
     assert main(["segment", image, "--out", str(tmp_path / "mine"), "--model", missing]) == 2
     assert (tmp_path / "mine").is_dir()
+    # a successful command before does not stop the clean-up of the next one's folder
+    assert main(["segment", image, "--out", str(tmp_path / "ok"), "--no-tta"]) == 0
+    assert main(["segment", image, "--out", str(tmp_path / "after" / "ok"), "--model", missing]) == 2
+    assert not (tmp_path / "after").exists() and (tmp_path / "ok" / "results.csv").is_file()
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")  # a run that failed on its only input keeps what it wrote (failures.csv)
     assert main(["segment", str(bad), "--out", str(tmp_path / "ran"), "--no-tta"]) == 1
@@ -187,3 +191,18 @@ def test_a_failed_images_partial_outputs_are_removed(tmp_path, isic_samples, mon
     assert all((out / f"{i}_segmentation.png").is_file() for i in others)
     with open(out / "results.csv", newline="") as fh:
         assert sorted(r["image_id"] for r in csv.DictReader(fh)) == others
+
+
+def test_an_input_whose_outputs_are_another_inputs_is_refused_alone(tmp_path, isic_samples, capsys):
+    """preprocess writes <stem>.png, <stem>_hair.png, <stem>_frame.png: named explicitly, x.jpg and x_hair.jpg
+    would both write x_hair.png. The second input fails with a message and x's outputs are whole; also when
+    that second input is unreadable (its failure must not remove what x wrote)."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(isic_samples[0].image_path, folder / "x.jpg")
+    (folder / "x_hair.jpg").write_bytes(b"not an image")
+    assert main(["preprocess", str(folder / "x.jpg"), str(folder / "x_hair.jpg"), "--out", str(out)]) == 1
+    assert "x_hair.png is also an output of input 'x'" in capsys.readouterr().err
+    assert all((out / f"x{s}.png").is_file() for s in ("", "_hair", "_frame"))
+    with open(out / "preprocess.csv", newline="") as fh:
+        assert [r["image_id"] for r in csv.DictReader(fh)] == ["x"]

@@ -149,3 +149,18 @@ def test_input_warning_hand_made_cases():
     # a tiny or blank image with an empty mask says both (a user filtering on "no lesion found" sees it)
     both = input_warning(np.full((64, 64, 3), 7, np.uint8), np.zeros((64, 64), bool))
     assert both.startswith("image is nearly uniform") and both.endswith("; no lesion found")
+
+
+def test_a_model_file_with_cleaning_settings_this_version_lacks_is_refused_by_name(tmp_path):
+    """A model file records the cleaning it was trained with; a setting this version does not know would clean
+    differently from the training, so the file is refused when loaded, naming it (not on the first image)."""
+    import torch
+
+    from dermoseg import modelfile
+    from dermoseg.errors import ModelFileError
+    from dermoseg.segmentation.segmenter import Segmenter
+    _, payload = modelfile.read("fast", "segmentation")
+    payload["config"]["preprocess"] = {"enabled": True, "hair": {"closing_pz": 3}}
+    torch.save(payload, tmp_path / "newer.pt")
+    with pytest.raises(ModelFileError, match=r"newer.pt: recorded cleaning settings .*'preprocess.hair.closing_pz'"):
+        Segmenter.load(tmp_path / "newer.pt", engine="torch", quality=False)

@@ -63,7 +63,6 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
              "foreign.yaml": ("task: classification\nloss: {name: dice_bce}\n", "'loss.name'"),
              "seg_class_key.yaml": ("model: {mask_mode: crop}\n", "'model.mask_mode'"),
              # the segmentation schedule is a per-epoch cosine without warm-up: the classifier's key is refused
-             "seg_warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "'optimizer.warmup_epochs'"),
              # the cleaning settings are checked by their own reader, at load rather than at export
              "seg_preprocess.yaml": ("preprocess: {enabled: true, hair: {closing_pz: 11}}\n",
                                      "'preprocess.hair.closing_pz'"),
@@ -89,6 +88,13 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
     cfg = load_config(tmp_path / "ok.yaml")
     assert cfg["model"]["mask_mode"] == "crop" and cfg["loss"] == {"class_weight_power": 1.0, "label_smoothing": 0.0}
     assert "architecture" not in cfg["model"] and "inference" not in cfg and "pseudo_labels" not in cfg["data"]
+    # cleaning settings are checked once merged: a child may move a bound its base set (not the package default)
+    (tmp_path / "clean_base.yaml").write_text("preprocess: {hair: {threshold_low: 10, threshold_high: 40}}\n")
+    (tmp_path / "clean_child.yaml").write_text("base_config: clean_base.yaml\npreprocess: {hair: {threshold_low: 30}}\n")
+    assert load_config(tmp_path / "clean_child.yaml")["preprocess"]["hair"]["threshold_low"] == 30
+    # Lightning's devices and precision take several kinds; lists and tuples are one kind
+    cfg = load_config(None, {"trainer": {"devices": "auto", "precision": 16}, "model": {"aspp_rates": (3, 6, 9)}})
+    assert cfg["trainer"]["devices"] == "auto" and cfg["model"]["aspp_rates"] == (3, 6, 9)
     (tmp_path / "text_number.yaml").write_text("optimizer: {lr: 1e-3}\n")  # YAML 1.1 reads this as text
     assert float(load_config(tmp_path / "text_number.yaml")["optimizer"]["lr"]) == 1e-3
     seg = load_config(REPO / "configs" / "codec_fast.yaml")  # architecture-specific builder keys
@@ -236,8 +242,11 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
     file's name, before reading a single image (the data root here does not even exist)."""
     from dermoseg.cli import main
     cases = {"value.yaml": ("optimizer: {lr: fast}\n", "'optimizer.lr' must be a number"),
-             "encoder.yaml": ("model: {encoder: mobilenetv2}\n", "model: unknown encoder 'mobilenetv2'"),
-             "mask.yaml": ("task: classification\nmodel: {mask_mode: box}\n", "model: unknown mask_mode 'box'")}
+             "encoder.yaml": ("model: {encoder: mobilenetv2}\n", "unknown encoder 'mobilenetv2'"),
+             "mask.yaml": ("task: classification\nmodel: {mask_mode: box}\n", "unknown mask_mode 'box'"),
+             "optimizer.yaml": ("optimizer: {name: sgd}\n", "optimizer.name must be one of adam, adamw"),
+             # the segmentation schedule has no warm-up; earlier runs recorded warmup_epochs: 0, still accepted
+             "warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "optimizer.warmup_epochs must be 0 here")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

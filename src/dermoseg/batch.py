@@ -203,6 +203,10 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         index, count = shard
         jobs = jobs[index - 1::count]
     own = {stem: (outputs(stem) if outputs else []) for _, stem in jobs}  # each input's output files
+    owner: dict[Path, str] = {}  # output file -> the first input (stem) writing it
+    for _, stem in jobs:
+        for o in own[stem]:
+            owner.setdefault(o, stem)
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
     planned += [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     if resume:
@@ -233,11 +237,12 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 spent[job[0]] = spent.get(job[0], 0.0) + time.perf_counter() - start
         return stage
 
-    existed: dict[str, set[Path]] = {}  # each started input's outputs already on disk before its work
+    existed: dict[str, set[Path]] = {}  # for each input that reached its writing stage: its outputs there before
 
     def discard_partial(stem: str) -> None:
-        """Remove what this run wrote for a failed input (a mask written before the overlay hit a full disk):
-        an output with no row in the table would look like a result. Files there before are left alone."""
+        """Remove what this run wrote for an input that failed while writing (a mask written before the overlay
+        hit a full disk): an output with no row in the table would look like a result. Only inputs that reached
+        the writing stage, and only outputs that were not there when it began, are touched."""
         for o in own[stem]:
             if stem in existed and o not in existed[stem]:
                 with contextlib.suppress(OSError):
@@ -245,10 +250,13 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
 
     def prepare(job, _):
         path, stem = job
-        existed[stem] = {o for o in own[stem] if os.path.lexists(o)}
         clash = next((o for o in own[stem] if o.resolve() in input_paths), None)
         if clash is not None:
             raise BatchItemError(f"output {clash.name} would overwrite an input; choose another --out")
+        shared = next((o for o in own[stem] if owner[o] != stem), None)  # x_hair.jpg's x_hair.png is x's hair mask
+        if shared is not None:
+            raise BatchItemError(f"output {shared.name} is also an output of input '{owner[shared]}'; rename one "
+                                 "of the two")
         problem = name_problem(path)
         if problem:
             raise BatchItemError(problem)
@@ -261,6 +269,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
 
     def finish(job, value):
         image, y = value
+        existed[job[1]] = {o for o in own[job[1]] if os.path.lexists(o)}  # just before this input's writes
         return stages.finish(job[0], job[1], image, y)
 
     status = "interrupted"

@@ -57,8 +57,10 @@ def _check_out(folder: Path) -> None:
     """Fail before any work (model loading, input search) if the output folder cannot be written."""
     from dermoseg.provenance import ensure_writable
     new = [p for p in (Path(folder), *Path(folder).parents) if not os.path.lexists(p)]
-    ensure_writable(folder)
-    _CREATED.extend(new)
+    try:
+        ensure_writable(folder)
+    finally:  # also the parents made before a failure (a name too long for the file system)
+        _CREATED.extend(p for p in new if os.path.lexists(p))
 
 
 def _remove_empty_outputs() -> None:
@@ -277,7 +279,7 @@ def _run_train(args) -> int:
     from dermoseg.config import load_config
     overrides = {"data": {"root": str(args.data_root)}} if args.data_root else None
     cfg = load_config(args.config, overrides)
-    _check_network(cfg, args.config)
+    _check_settings(cfg, args.config)
     out = args.out or Path("runs") / cfg["name"]
     if cfg["task"] == "classification":
         from dermoseg.classification.task import train_classifier
@@ -289,18 +291,31 @@ def _run_train(args) -> int:
     return 0
 
 
-def _check_network(cfg: dict, path: Path) -> None:
-    """Build the configured network once, without pretrained weights, so that an unknown architecture, encoder
-    or mask mode is reported with its file before any data is loaded (ConfigError)."""
-    from dermoseg.config import ConfigError
+def _task_class(cfg: dict):
+    """The Lightning task class of a merged configuration's ``task``."""
     if cfg["task"] == "classification":
-        from dermoseg.models.classifier import build_classifier as build
-    else:
-        from dermoseg.models import build_model as build
+        from dermoseg.classification.task import ClassificationTask
+        return ClassificationTask
+    from dermoseg.segmentation.task import SegmentationTask
+    return SegmentationTask
+
+
+def _network(cfg: dict):
+    """The configured network, without pretrained weights (its builder raises ValueError for unknown names)."""
+    from dermoseg.models import build_classifier, build_model
+    return (build_classifier if cfg["task"] == "classification" else build_model)(cfg["model"], pretrained=False)
+
+
+def _check_settings(cfg: dict, path: Path) -> None:
+    """Build the configured network once and check the optimizer section, so that an unknown architecture,
+    encoder, mask mode, optimizer or schedule is reported with its file before any data is loaded."""
+    from dermoseg.config import ConfigError
+    from dermoseg.training import check_optimizer
     try:
-        build(cfg["model"], pretrained=False)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: model: {exc}") from None
+        _network(cfg)
+        check_optimizer(cfg["optimizer"], _task_class(cfg).warm_up)
+    except ValueError as exc:  # ConfigError is one too
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------ info
@@ -331,13 +346,11 @@ def _load_any_model(model: str | None):
 
 
 def _run_info(args) -> int:
-    from dermoseg.models import build_classifier, build_model
     from dermoseg.models.complexity import count_macs, count_parameters
     if args.config:
         from dermoseg.config import load_config
         cfg = load_config(args.config)
-        build = build_classifier if cfg.get("task") == "classification" else build_model
-        network, size, name = build(cfg["model"], pretrained=False), cfg["data"]["image_size"], str(args.config)
+        network, size, name = _network(cfg), cfg["data"]["image_size"], str(args.config)
     else:
         network, size, name = _load_any_model(args.model)
     h, w = args.size or (size, size)
@@ -676,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     with one line and no traceback; a second Ctrl-C while the first is being handled, or one while the process
     exits, is ignored: it aborted the process before). An output folder the command created and left empty, on
     any error or interrupt, is removed again."""
+    _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
     previous = signal.getsignal(signal.SIGINT)
     ours = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
     if ours:  # not where Ctrl-C is ignored (a background job) or handled by the caller
@@ -690,6 +704,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
     if code:
         _remove_empty_outputs()
+    _CREATED.clear()
     return code
 
 

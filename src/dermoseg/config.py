@@ -51,7 +51,9 @@ DEFAULTS: dict[str, Any] = {  # a segmentation run (task: segmentation, the defa
              "train_subset": None, "val_subset": None, "pseudo_labels": None},
     "model": SEGMENTATION_MODEL_DEFAULTS,
     "loss": {"name": "dice_bce", "lesion_weight": 0.7, "background_weight": 0.3, "smooth": 1.0},
-    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine"},  # per-epoch cosine
+    # scheduler: cosine decay stepped per epoch, without warm-up (warmup_epochs stays 0: it is here because every
+    # earlier run recorded it, and a non-zero value is refused by the segmentation task)
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "scheduler": "cosine", "warmup_epochs": 0},
     "trainer": TRAINER_DEFAULTS,
     "augment": AUGMENT_DEFAULTS,
     "preprocess": {"enabled": False},
@@ -76,6 +78,9 @@ TASK_DEFAULTS = {"segmentation": DEFAULTS, "classification": CLASSIFICATION_DEFA
 # Settings a file may give beyond the defaults; ``preprocess`` is checked by dermoseg.preprocess.settings.
 EXTRA_KEYS = {"segmentation": {("model",): set(SEGMENTATION_MODEL_OPTIONS)}, "classification": {}}
 OPEN_SECTIONS = {("preprocess",)}
+# Settings whose value may take several kinds, passed on as given (Lightning's devices: 1, "auto" or [0, 1];
+# precision: 32 or "16-mixed")
+ANY_KIND = {("trainer", "devices"), ("trainer", "precision")}
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
@@ -164,13 +169,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     defaults = TASK_DEFAULTS[task]
     for file, mapping in [*chain, ("overrides", overrides or {})]:  # each file answers for its own lines
         check_keys(mapping, defaults, EXTRA_KEYS[task], str(file))
-        if "preprocess" in mapping:  # the open section's own check, now rather than at export after training
-            from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings
-            try:
-                resolve_settings(mapping["preprocess"])
-            except PreprocessConfigError as exc:
-                raise ConfigError(f"{file}: {exc}") from None
-    return merge(merge(defaults, raw, str(path)), overrides, "overrides")
+    merged = merge(merge(defaults, raw, str(path)), overrides, "overrides")
+    if "preprocess" in merged:  # the open section's own check on the merged settings, now rather than at export
+        from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings
+        try:
+            resolve_settings(merged["preprocess"])
+        except PreprocessConfigError as exc:
+            raise ConfigError(f"{path or 'overrides'}: {exc}") from None
+    return merged
 
 
 def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tuple[str, ...], set[str]], where: str,
@@ -191,7 +197,7 @@ def check_keys(given: dict[str, Any], defaults: dict[str, Any], extra: dict[tupl
             continue
         if isinstance(defaults[key], dict) and isinstance(value, dict):
             check_keys(value, defaults[key], extra, where, (*_section, key))
-        elif not _same_kind(defaults[key], value):
+        elif (*_section, key) not in ANY_KIND and not _same_kind(defaults[key], value):
             raise ConfigError(f"{where}: setting '{dotted}' must be {_KINDS[type(defaults[key])]}, got {value!r}")
 
 
@@ -212,6 +218,8 @@ def _same_kind(default: Any, value: Any) -> bool:
                 return False
             return True
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
 
 

@@ -178,20 +178,31 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # optimizer
 SCHEDULERS = ("cosine", "none")  # optimizer.scheduler of both wings
 
 
+def check_optimizer(opt: dict[str, Any], warm_up: bool) -> None:
+    """Raise :class:`ConfigError` for an ``optimizer`` section a wing cannot run: ``name`` not one of
+    :data:`OPTIMIZERS`, ``scheduler`` not one of :data:`SCHEDULERS`, or, where the wing's schedule has no
+    warm-up (``warm_up`` False: segmentation), a non-zero ``warmup_epochs``. Called when a task is built and by
+    ``dermoseg train`` before any data is loaded, so the error comes in seconds, not after image caching."""
+    if opt["name"] not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got {opt['name']!r}")
+    if opt["scheduler"] not in SCHEDULERS:
+        raise ConfigError(f"optimizer.scheduler must be one of {', '.join(SCHEDULERS)}, got {opt['scheduler']!r}")
+    if not warm_up and float(opt["warmup_epochs"]) != 0:
+        raise ConfigError(f"optimizer.warmup_epochs must be 0 here (this schedule is a cosine decay stepped per "
+                          f"epoch, without warm-up), got {opt['warmup_epochs']!r}")
+
+
 def build_optimizer(parameters, opt: dict[str, Any]) -> torch.optim.Optimizer:
-    """The optimiser of ``opt`` (the merged ``optimizer`` section): Adam (Kingma & Ba 2015; the paper's, §4.2)
-    or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) at ``lr`` with ``weight_decay``. Each wing's
-    task adds its own learning-rate schedule for ``scheduler: cosine``.
+    """The optimiser of ``opt`` (the merged ``optimizer`` section, checked by :func:`check_optimizer`): Adam
+    (Kingma & Ba 2015; the paper's, §4.2) or AdamW (decoupled weight decay, Loshchilov & Hutter 2019) at ``lr``
+    with ``weight_decay``. Each wing's task adds its own learning-rate schedule for ``scheduler: cosine``.
 
     Raises
     ------
     ConfigError
         If ``name`` is not one of :data:`OPTIMIZERS` or ``scheduler`` not one of :data:`SCHEDULERS`.
     """
-    if opt["name"] not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got {opt['name']!r}")
-    if opt["scheduler"] not in SCHEDULERS:
-        raise ConfigError(f"optimizer.scheduler must be one of {', '.join(SCHEDULERS)}, got {opt['scheduler']!r}")
+    check_optimizer(opt, warm_up=True)
     return OPTIMIZERS[opt["name"]](parameters, lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
 
 

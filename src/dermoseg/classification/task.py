@@ -32,7 +32,7 @@ from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier, input_normalisation
-from dermoseg.training import CachedData, build_optimizer, fit, seed_and_threads, subset
+from dermoseg.training import CachedData, build_optimizer, check_optimizer, fit, seed_and_threads, subset
 
 
 class CachedClassificationDataset(Dataset):
@@ -168,8 +168,10 @@ class ClassificationTask(L.LightningModule):
     (weighted), ``val_nll`` (unweighted), ``val_balanced_accuracy`` (ISIC 2018 Task 3 metric) and ``lr``."""
 
     model_kind = "classifier"  # the kind of model file it exports and accepts as ``trainer.init_from``
+    warm_up = True  # its cosine schedule starts with a linear warm-up over optimizer.warmup_epochs
 
     def __init__(self, cfg: dict[str, Any], weights: torch.Tensor | None = None):
+        check_optimizer(cfg["optimizer"], self.warm_up)
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg

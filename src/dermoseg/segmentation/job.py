@@ -200,8 +200,8 @@ def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
     image : (H, W, 3) uint8 RGB.
     mask : (H, W) bool, True = lesion.
     """
-    first = image_warning(image)
-    problems = [first] if first else []
+    image_problem = image_warning(image)
+    problems = [image_problem] if image_problem else []
     if not mask.any():
         problems.append("no lesion found")
     elif mask.all():

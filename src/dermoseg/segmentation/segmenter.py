@@ -25,6 +25,7 @@ import torch
 from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
 from dermoseg.engine import make_runner
+from dermoseg.errors import ModelFileError
 from dermoseg.inputs import check_rgb
 from dermoseg.segmentation.quality import QualityModel
 
@@ -99,14 +100,20 @@ class Segmenter(modelfile.LoadedModel):
         Raises
         ------
         dermoseg.errors.ModelFileError
-            If the file is missing, unreadable, or not a dermoseg segmentation model, or its quality sidecar is
-            malformed or was fitted for another file.
+            If the file is missing, unreadable, or not a dermoseg segmentation model, its recorded cleaning settings
+            are not valid here (an unknown or out-of-range setting), or its quality sidecar is malformed or was
+            fitted for another file.
         dermoseg.engine.ort_runner.OnnxFileError
             If ONNX Runtime is chosen and the export is missing, unreadable or made from another file.
         """
         from dermoseg.models import build_model
+        from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings
         path, payload = modelfile.read(model, "segmentation")
         cfg = payload["config"]
+        try:  # the cleaning the model was trained with, checked now rather than on the first image
+            resolve_settings(cfg.get("preprocess"))
+        except PreprocessConfigError as exc:
+            raise ModelFileError(f"{path}: recorded cleaning settings not usable by this version ({exc})") from None
 
         def network() -> torch.nn.Module:
             net = build_model(cfg["model"], pretrained=False)

@@ -23,7 +23,7 @@ from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
 from dermoseg.segmentation.pseudo_labels import pseudo_label_pairs
-from dermoseg.training import CachedData, build_optimizer, fit, seed_and_threads, subset
+from dermoseg.training import CachedData, build_optimizer, check_optimizer, fit, seed_and_threads, subset
 
 
 class CachedSegmentationDataset(Dataset):
@@ -108,8 +108,10 @@ class SegmentationTask(L.LightningModule):
     images, at the training resolution)."""
 
     model_kind = "segmentation"  # the kind of model file it exports and accepts as ``trainer.init_from``
+    warm_up = False  # its schedule has no learning-rate warm-up (dermoseg.training.check_optimizer)
 
     def __init__(self, cfg: dict[str, Any]):
+        check_optimizer(cfg["optimizer"], self.warm_up)
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = cfg
