@@ -666,9 +666,34 @@ def _run_combine_classifiers(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- combine-segmenters
+def _add_combine_segmenters(sub) -> None:
+    p = sub.add_parser("combine-segmenters", help="average trained segmentation models into one ensemble file",
+                       description="Write one segmentation model file whose network outputs the members' mean "
+                       "lesion probability (members must share input size, cleaning and TTA default). The file "
+                       "works with segment, evaluate, export (ONNX), fit-quality and serve --model; fit its quality "
+                       "sidecar with 'dermoseg fit-quality --model OUT'.", epilog=EPILOG)
+    p.add_argument("members", nargs="+", help="two or more segmentation model files (.pt) or shipped names "
+                   "(default, fast)")
+    p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json goes beside it; "
+                   "neither is overwritten)")
+    p.set_defaults(func=_run_combine_segmenters)
+
+
+def _run_combine_segmenters(args) -> int:
+    from dermoseg.segmentation.ensemble import combine_segmenters
+    try:
+        path = combine_segmenters(args.members, args.out)
+    except ValueError as exc:  # an --out that is not .pt
+        raise CommandError(str(exc)) from None
+    print(f"wrote {path}: {len(args.members)} members; fit its quality sidecar with "
+          f"'dermoseg fit-quality --model {path}'")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
 COMMANDS = [_add_segment, _add_evaluate, _add_fit_quality, _add_evaluate_quality, _add_train, _add_info, _add_sweep, _add_report, _add_diagnose, _add_evaluate_diagnosis, _add_preprocess, _add_serve,
-            _add_export, _add_combine_classifiers]
+            _add_export, _add_combine_classifiers, _add_combine_segmenters]
 
 
 def build_parser() -> argparse.ArgumentParser:

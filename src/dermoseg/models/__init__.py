@@ -21,7 +21,7 @@ from dermoseg.models.efficientnet_lite import ImageNetInputLite0
 from dermoseg.models.encoders import MobileNetV2Encoder, PaperEncoder, PretrainedWeightsError
 from dermoseg.models.unet import UNet
 
-ARCHITECTURES = ("codec", "unet")
+ARCHITECTURES = ("codec", "unet", "ensemble")
 ENCODERS = ("paper", "mobilenet_v2", "efficientnet_lite0")
 
 
@@ -32,7 +32,8 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     ----------
     config : a model configuration; a key it lacks takes its value from
         :data:`dermoseg.config.SEGMENTATION_MODEL_DEFAULTS` or ``SEGMENTATION_MODEL_OPTIONS``. Keys:
-        ``architecture`` ("codec" | "unet"); for the codec ``encoder`` ("paper" | "mobilenet_v2" |
+        ``architecture`` ("codec" | "unet" | "ensemble": ``members``, a list of ``{"model": member config}``,
+        :class:`dermoseg.models.ensemble.SegmentationEnsemble`); for the codec ``encoder`` ("paper" | "mobilenet_v2" |
         "efficientnet_lite0", the latter always at output stride 16, :class:`ImageNetInputLite0`),
         ``aspp_rates`` (default [3, 3, 6], paper §3.2.2), ``output_stride`` (16), ``pretrained`` (true for the
         ImageNet encoders), ``encoder_layers`` (MobileNetV2 blocks kept, default all 18; 14 stops at the 96-channel
@@ -51,6 +52,9 @@ def build_model(config: Mapping[str, Any], pretrained: bool | None = None) -> nn
     """
     config = {**SEGMENTATION_MODEL_DEFAULTS, **SEGMENTATION_MODEL_OPTIONS, **config}
     arch = config["architecture"]
+    if arch == "ensemble":  # a model file written by dermoseg combine-segmenters
+        from dermoseg.models.ensemble import SegmentationEnsemble
+        return SegmentationEnsemble.from_config(config)
     if arch == "unet":
         return UNet(width=int(config["width"]))
     if arch != "codec":

@@ -22,7 +22,7 @@ from torch import nn
 
 from dermoseg.config import CLASSIFIER_MODEL_DEFAULTS
 
-__all__ = ["ClassifierEnsemble", "area_resize_matrix", "takes_plain_rgb"]
+__all__ = ["ClassifierEnsemble", "SegmentationEnsemble", "area_resize_matrix", "takes_plain_rgb"]
 
 
 def takes_plain_rgb(model: Mapping[str, Any]) -> bool:
@@ -142,3 +142,51 @@ class ClassifierEnsemble(nn.Module):
                        [(m["normalisation"]["mean"], m["normalisation"]["std"]) for m in members])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed ensemble member entry ({type(exc).__name__}: {exc})") from None
+
+
+class SegmentationEnsemble(nn.Module):
+    """The mean lesion probability of several segmentation networks that take the same input (issue 12's "small
+    ensemble": model averaging, e.g. Lakshminarayanan et al., NeurIPS 2017, "deep ensembles").
+
+    Parameters
+    ----------
+    members : segmentation networks, each mapping ``(N, 3, S, S)`` float32 (ImageNet-normalised RGB, the same
+        size for all) to ``(N, 1, S, S)`` lesion logits.
+
+    Raises
+    ------
+    ValueError
+        If fewer than two members are given.
+
+    Notes
+    -----
+    ``forward``: ``(N, 3, S, S)`` → ``(N, 1, S, S)`` float32 logit of mean_i sigmoid(f_i(x)), clamped to
+    [1e-6, 1 − 1e-6] in probability (about ±13.8 in logit), so its sigmoid is the members' mean probability and
+    everything downstream (flip TTA, the 0.5 threshold, the quality signals) treats it as one network's logits.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"a segmentation ensemble needs at least two members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) float32 → (N, 1, S, S) float32 logit of the members' mean lesion probability."""
+        p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0)
+        return torch.logit(p.clamp(1e-6, 1 - 1e-6))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "SegmentationEnsemble":
+        """Build the (untrained) ensemble of a segmentation file's ``config.model`` with ``architecture: ensemble``:
+        ``members`` is a list of ``{"model": member model config}`` (weights from the file's state dict, keys
+        ``members.<i>.…``). Raises ValueError if ``members`` is missing, has fewer than two entries, an entry
+        lacks ``model`` or is itself an ensemble."""
+        from dermoseg.models import build_model
+        members = config.get("members") or []
+        try:
+            if any(m["model"].get("architecture") == "ensemble" for m in members):
+                raise ValueError("a segmentation ensemble member cannot be an ensemble itself")
+            return cls([build_model(m["model"], pretrained=False) for m in members])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed segmentation ensemble member entry ({type(exc).__name__}: {exc})") from None

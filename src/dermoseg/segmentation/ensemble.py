@@ -1,0 +1,69 @@
+"""Combine trained segmentation model files into one ensemble model file (``dermoseg combine-segmenters``).
+
+The ensemble network (:class:`dermoseg.models.ensemble.SegmentationEnsemble`) outputs the logit of the members'
+mean lesion probability; its file is an ordinary segmentation model file, so ``segment``, ``evaluate``,
+``export`` (ONNX), ``fit-quality`` and ``serve`` work on it unchanged. Its quality sidecar is fitted for it like
+for any model (``dermoseg fit-quality --model E.pt``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from dermoseg import modelfile
+from dermoseg.errors import ModelFileError
+from dermoseg.models import build_model
+from dermoseg.training import git_commit
+
+__all__ = ["combine_segmenters"]
+
+
+def combine_segmenters(members: Sequence[str | Path], out: str | Path) -> Path:
+    """Write a segmentation ensemble file of ``members`` (their mean lesion probability).
+
+    Parameters
+    ----------
+    members : two or more single-network segmentation model files (paths or shipped names), with the same input
+        size, the same black-frame/hair cleaning settings and the same test-time-augmentation default.
+    out : output ``.pt`` (with ``.json`` beside it).
+
+    Returns
+    -------
+    ``out``. Its ``config`` holds ``{"architecture": "ensemble", "members": [{"model": ...}, ...]}``, the shared
+    input size, cleaning and TTA; its state dict the members' weights (keys ``members.<i>.…``); its ``info`` each
+    member's file name, sha256 and own ``info``, and the commit.
+
+    Raises
+    ------
+    ValueError, FileExistsError
+        If ``out`` does not end in ``.pt`` or it, or its ``.json``, exists (never overwritten), before any work.
+    dermoseg.errors.ModelFileError
+        Naming the file, for fewer than two members, an unreadable or non-segmentation file, a member that is an
+        ensemble itself, whose weights do not fit its config, or whose input size, cleaning or TTA default differs
+        from the first member's.
+    """
+    out = modelfile.refuse_existing_output(out)
+    if len(members) < 2:
+        raise ModelFileError(f"an ensemble needs at least two segmentation model files, got {len(members)}")
+    entries, state, records, first = [], {}, [], None
+    for i, member in enumerate(members):
+        path, payload = modelfile.read(member, "segmentation")
+        cfg = payload["config"]
+        if cfg["model"].get("architecture") == "ensemble":
+            raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
+        shared = {"image_size": int(cfg["image_size"]), "preprocess": cfg.get("preprocess") or {"enabled": False},
+                  "tta": bool(cfg.get("tta", False))}
+        if first is not None and shared != first:
+            raise ModelFileError(f"{path}: input size, cleaning or TTA default {shared} differs from the first "
+                                 f"member's {first}; members must see the same input")
+        first = first or shared
+        try:  # the weights must fit, checked now so that a bad member is named before the file is written
+            build_model(cfg["model"], pretrained=False).load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
+        entries.append({"model": cfg["model"]})
+        state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
+        records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
+    config = {"model": {"architecture": "ensemble", "members": entries}, **first}
+    return modelfile.write(out, "segmentation", config, state, {"ensemble_of": records, "commit": git_commit()})

@@ -1,0 +1,55 @@
+"""``dermoseg combine-segmenters``: one segmentation model file holding the members' mean lesion probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dermoseg.cli import main
+from dermoseg.errors import ModelFileError
+from dermoseg.io import read_image
+from dermoseg.models.ensemble import SegmentationEnsemble
+from dermoseg.segmentation.segmenter import Segmenter
+
+
+class _Constant(torch.nn.Module):
+    """A stand-in network whose lesion logit is ``value`` everywhere."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 1, *x.shape[2:]), self.value)
+
+
+def test_the_ensemble_logit_is_that_of_the_mean_probability_hand_case():
+    """sigmoid(0) = 0.5 and sigmoid(ln 3) = 0.75 average to 0.625, whose logit is ln(5/3); an ensemble of one is
+    refused."""
+    out = SegmentationEnsemble([_Constant(0.0), _Constant(float(np.log(3.0)))])(torch.zeros(2, 3, 4, 4))
+    assert out.shape == (2, 1, 4, 4)
+    torch.testing.assert_close(out, torch.full_like(out, float(np.log(5 / 3))))
+    with pytest.raises(ValueError, match="at least two members"):
+        SegmentationEnsemble([_Constant(0.0)])
+
+
+def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp_path, isic_samples, capsys):
+    """Two copies of the shipped model give the shipped model's probability map (through the file, the builder
+    and flip TTA); members that would see different inputs, a single member and an existing output are refused."""
+    out = tmp_path / "twice.pt"
+    assert main(["combine-segmenters", "default", "default", "--out", str(out)]) == 0
+    assert "2 members" in capsys.readouterr().out
+    image = read_image(isic_samples[0].image_path)
+    alone = Segmenter.load("default", engine="torch", quality=False).probability(image, tta=True)
+    both = Segmenter.load(out, engine="torch", quality=False).probability(image, tta=True)
+    np.testing.assert_allclose(both, alone.clip(1e-6, 1 - 1e-6), atol=2e-5)
+    assert main(["combine-segmenters", "default", "fast", "--out", str(tmp_path / "mixed.pt")]) == 2
+    assert "differs from the first member's" in capsys.readouterr().err and not (tmp_path / "mixed.pt").exists()
+    with pytest.raises(ModelFileError, match="at least two"):
+        from dermoseg.segmentation.ensemble import combine_segmenters
+        combine_segmenters(["default"], tmp_path / "one.pt")
+    assert main(["combine-segmenters", "default", str(out), "--out", str(tmp_path / "nested.pt")]) == 2
+    assert "is an ensemble already" in capsys.readouterr().err
+    assert main(["combine-segmenters", "default", "default", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
