@@ -677,13 +677,15 @@ def _add_combine_segmenters(sub) -> None:
                    "(default, fast)")
     p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json goes beside it; "
                    "neither is overwritten)")
+    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; widened to "
+                   "float32 when loaded, so only their rounding changes the masks: measure it)")
     p.set_defaults(func=_run_combine_segmenters)
 
 
 def _run_combine_segmenters(args) -> int:
     from dermoseg.segmentation.ensemble import combine_segmenters
     try:
-        path = combine_segmenters(args.members, args.out)
+        path = combine_segmenters(args.members, args.out, half=args.half)
     except ValueError as exc:  # an --out that is not .pt
         raise CommandError(str(exc)) from None
     print(f"wrote {path}: {len(args.members)} members; fit its quality sidecar with "

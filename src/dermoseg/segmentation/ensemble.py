@@ -19,7 +19,7 @@ from dermoseg.training import git_commit
 __all__ = ["combine_segmenters"]
 
 
-def combine_segmenters(members: Sequence[str | Path], out: str | Path) -> Path:
+def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: bool = False) -> Path:
     """Write a segmentation ensemble file of ``members`` (their mean lesion probability).
 
     Parameters
@@ -27,6 +27,8 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path) -> Path:
     members : two or more single-network segmentation model files (paths or shipped names), with the same input
         size, the same black-frame/hair cleaning settings and the same test-time-augmentation default.
     out : output ``.pt`` (with ``.json`` beside it).
+    half : store the floating-point weights as float16 (half the file size; they are widened back to float32 when
+        loaded, so only the rounding of the weights changes the output; ``config.weights`` says "float16").
 
     Returns
     -------
@@ -63,7 +65,9 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path) -> Path:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
         entries.append({"model": cfg["model"]})
-        state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
+        state.update({f"members.{i}.{k}": (v.half() if half and v.is_floating_point() else v)
+                      for k, v in payload["state_dict"].items()})
         records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
-    config = {"model": {"architecture": "ensemble", "members": entries}, **first}
+    config = {"model": {"architecture": "ensemble", "members": entries}, **first,
+              "weights": "float16" if half else "float32"}
     return modelfile.write(out, "segmentation", config, state, {"ensemble_of": records, "commit": git_commit()})
