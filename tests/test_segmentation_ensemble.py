@@ -47,6 +47,7 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     # float16 storage: about half the file, widened on loading; only the weights' rounding changes the map
     assert main(["combine-segmenters", "default", "default", "--half", "--out", str(tmp_path / "half.pt")]) == 0
     assert (tmp_path / "half.pt").stat().st_size < 0.55 * out.stat().st_size
+    assert Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).info["weights"] == "float16"
     half = Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).probability(image, tta=True)
     assert half.dtype == np.float32 and np.abs(half - both).max() < 0.05 and not np.array_equal(half, both)
     assert ((half > 0.5) == (both > 0.5)).mean() > 0.995

@@ -28,7 +28,8 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         size, the same black-frame/hair cleaning settings and the same test-time-augmentation default.
     out : output ``.pt`` (with ``.json`` beside it).
     half : store the floating-point weights as float16 (half the file size; they are widened back to float32 when
-        loaded, so only the rounding of the weights changes the output; ``config.weights`` says "float16").
+        loaded, so only the rounding of the weights changes the output; ``info.weights`` says "float16"). Its ONNX
+        export (``dermoseg export``) is float32, as large as an unhalved file.
 
     Returns
     -------
@@ -68,6 +69,6 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         state.update({f"members.{i}.{k}": (v.half() if half and v.is_floating_point() else v)
                       for k, v in payload["state_dict"].items()})
         records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
-    config = {"model": {"architecture": "ensemble", "members": entries}, **first,
-              "weights": "float16" if half else "float32"}
-    return modelfile.write(out, "segmentation", config, state, {"ensemble_of": records, "commit": git_commit()})
+    config = {"model": {"architecture": "ensemble", "members": entries}, **first}
+    info = {"ensemble_of": records, "weights": "float16" if half else "float32", "commit": git_commit()}
+    return modelfile.write(out, "segmentation", config, state, info)
