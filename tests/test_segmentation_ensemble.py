@@ -51,6 +51,10 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     half = Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).probability(image, tta=True)
     assert half.dtype == np.float32 and np.abs(half - both).max() < 0.05 and not np.array_equal(half, both)
     assert ((half > 0.5) == (both > 0.5)).mean() > 0.995
+    # a new file has no quality sidecar yet: segment says so instead of leaving the columns silently empty
+    assert main(["segment", str(isic_samples[0].image_path), "--out", str(tmp_path / "seg"), "--model", str(out),
+                 "--engine", "torch", "--no-tta"]) == 0
+    assert "twice.pt has no quality sidecar (twice.quality.json)" in capsys.readouterr().err
     assert main(["combine-segmenters", "default", "fast", "--out", str(tmp_path / "mixed.pt")]) == 2
     assert "differs from the first member's" in capsys.readouterr().err and not (tmp_path / "mixed.pt").exists()
     with pytest.raises(ModelFileError, match="at least two"):

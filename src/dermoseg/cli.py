@@ -135,6 +135,10 @@ def _run_segment(args) -> int:
         models = [model_record("classifier", classifier.path, classifier.runner)]
         print(DISCLAIMER)
     model = Segmenter.load(args.model, args.engine, args.threads)
+    if model.quality is None:
+        from dermoseg.segmentation.quality import sidecar_path
+        print(f"note: {model.path.name} has no quality sidecar ({sidecar_path(model.path).name}): the quality and "
+              f"review columns stay empty ('dermoseg fit-quality --model {model.path}' fits one)", file=sys.stderr)
     report = segment_files(args.inputs, args.out, model, args.threshold, args.tta, args.preprocess,
                            extra_columns=columns, shard=shard, resume=args.resume,
                            settings={"mm_per_pixel": args.mm_per_pixel, "measure": args.measure,
@@ -626,7 +630,9 @@ def _run_export(args) -> int:
     else:
         images = check_images(args.data_root)
     if len(images) < 2:
-        raise CommandError("the export check needs at least 2 real images: give --check-images or --data-root")
+        raise CommandError(f"the export check needs at least 2 real images and found {len(images)}"
+                           + ("" if args.check_images else f" under --data-root {Path(args.data_root).resolve()}")
+                           + ": give --check-images IMAGE IMAGE... or --data-root")
     try:
         report = export_model(args.model, args.out, images)
     except ValueError as exc:  # a mask-using classifier

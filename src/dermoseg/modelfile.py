@@ -181,7 +181,8 @@ def refuse_existing_output(out: str | Path) -> Path:
     """
     out = Path(out)
     if out.suffix != ".pt":
-        raise ValueError(f"{out}: a model file must end in .pt (its .json and .ood.json go beside it)")
+        raise ValueError(f"{out}: a model file must end in .pt (its .json, and a classifier's .ood.json, go beside "
+                         "it)")
     for f in (out, out.with_suffix(".json"), out.with_suffix(".ood.json")):
         if f.exists():
             raise FileExistsError(f"{f}: already exists (never overwritten); choose another output")

@@ -73,7 +73,8 @@ def make_runner(build_network: Callable[[], object], model_path: str | Path, eng
         return TorchRunner(build_network(), threads)
     if engine is None and not onnx_file.is_file():
         print(f"note: {Path(model_path).name} has no ONNX export ({onnx_file.name}); running it on PyTorch "
-              f"('dermoseg export --model {model_path} --out {onnx_file}' makes it faster)", file=sys.stderr)
+              f"('dermoseg export --model {model_path} --out {onnx_file} --check-images IMAGE IMAGE...' makes it "
+              "faster)", file=sys.stderr)
         return TorchRunner(build_network(), threads)
     runner = OrtRunner(onnx_file, threads)
     runner.check_source(file_sha256(model_path))
