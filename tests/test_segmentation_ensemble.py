@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from dermoseg import modelfile
 from dermoseg.cli import main
 from dermoseg.errors import ModelFileError
 from dermoseg.io import read_image
@@ -48,6 +49,8 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     assert main(["combine-segmenters", "default", "default", "--half", "--out", str(tmp_path / "half.pt")]) == 0
     assert (tmp_path / "half.pt").stat().st_size < 0.55 * out.stat().st_size
     assert Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).info["weights"] == "float16"
+    stored = modelfile.read(tmp_path / "half.pt", "segmentation")[1]["state_dict"]
+    assert {v.dtype for v in stored.values()} == {torch.float16, torch.int64}  # integer buffers stay integers
     half = Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).probability(image, tta=True)
     assert half.dtype == np.float32 and np.abs(half - both).max() < 0.05 and not np.array_equal(half, both)
     assert ((half > 0.5) == (both > 0.5)).mean() > 0.995
@@ -55,6 +58,18 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     assert main(["segment", str(isic_samples[0].image_path), "--out", str(tmp_path / "seg"), "--model", str(out),
                  "--engine", "torch", "--no-tta"]) == 0
     assert "twice.pt has no quality sidecar (twice.quality.json)" in capsys.readouterr().err
+    # two different members: the file's map is the mean of their probabilities (member order kept)
+    _, payload = modelfile.read("default", "segmentation")
+    generator = torch.Generator().manual_seed(0)
+    payload["state_dict"] = {k: (v * (1 + 0.3 * torch.randn(v.shape, generator=generator)) if v.dim() == 4 else v)
+                             for k, v in payload["state_dict"].items()}
+    torch.save(payload, tmp_path / "other.pt")
+    assert main(["combine-segmenters", "default", str(tmp_path / "other.pt"), "--out", str(tmp_path / "pair.pt")]) == 0
+    p_a = Segmenter.load("default", engine="torch", quality=False).probability(image, tta=False)
+    p_b = Segmenter.load(tmp_path / "other.pt", engine="torch", quality=False).probability(image, tta=False)
+    pair = Segmenter.load(tmp_path / "pair.pt", engine="torch", quality=False).probability(image, tta=False)
+    assert np.abs(p_a - p_b).max() > 0.2  # the perturbation matters
+    np.testing.assert_allclose(pair, ((p_a + p_b) / 2).clip(1e-6, 1 - 1e-6), atol=2e-5)
     assert main(["combine-segmenters", "default", "fast", "--out", str(tmp_path / "mixed.pt")]) == 2
     assert "differs from the first member's" in capsys.readouterr().err and not (tmp_path / "mixed.pt").exists()
     with pytest.raises(ModelFileError, match="at least two"):

@@ -246,7 +246,8 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "mask.yaml": ("task: classification\nmodel: {mask_mode: box}\n", "unknown mask_mode 'box'"),
              "optimizer.yaml": ("optimizer: {name: sgd}\n", "optimizer.name must be one of adam, adamw"),
              # the segmentation schedule has no warm-up; earlier runs recorded warmup_epochs: 0, still accepted
-             "warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "optimizer.warmup_epochs must be 0 here")}
+             "warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "optimizer.warmup_epochs must be 0 here"),
+             "ensemble.yaml": ("model: {architecture: ensemble}\n", "'ensemble' is not trained: combine")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

@@ -305,9 +305,17 @@ def _task_class(cfg: dict):
 
 
 def _network(cfg: dict):
-    """The configured network, without pretrained weights (its builder raises ValueError for unknown names)."""
+    """The configured network, without pretrained weights. Raises ConfigError for an unknown name (the builders'
+    ValueError) or an ensemble, which is combined from trained files rather than trained."""
+    from dermoseg.config import ConfigError
     from dermoseg.models import build_classifier, build_model
-    return (build_classifier if cfg["task"] == "classification" else build_model)(cfg["model"], pretrained=False)
+    if cfg["model"].get("architecture") == "ensemble":
+        raise ConfigError("model.architecture 'ensemble' is not trained: combine trained model files with "
+                          "dermoseg combine-segmenters or combine-classifiers")
+    try:
+        return (build_classifier if cfg["task"] == "classification" else build_model)(cfg["model"], pretrained=False)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_settings(cfg: dict, path: Path) -> None:
@@ -354,7 +362,11 @@ def _run_info(args) -> int:
     if args.config:
         from dermoseg.config import load_config
         cfg = load_config(args.config)
-        network, size, name = _network(cfg), cfg["data"]["image_size"], str(args.config)
+        try:
+            network = _network(cfg)
+        except ValueError as exc:  # ConfigError: name the file
+            raise CommandError(f"{args.config}: {exc}") from None
+        network, size, name = network, cfg["data"]["image_size"], str(args.config)
     else:
         network, size, name = _load_any_model(args.model)
     h, w = args.size or (size, size)

@@ -21,7 +21,7 @@ from dermoseg.models.efficientnet_lite import ImageNetInputLite0
 from dermoseg.models.encoders import MobileNetV2Encoder, PaperEncoder, PretrainedWeightsError
 from dermoseg.models.unet import UNet
 
-ARCHITECTURES = ("codec", "unet", "ensemble")
+ARCHITECTURES = ("codec", "unet")  # trainable; "ensemble" files come from dermoseg combine-segmenters
 ENCODERS = ("paper", "mobilenet_v2", "efficientnet_lite0")
 
 

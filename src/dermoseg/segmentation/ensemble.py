@@ -11,9 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from dermoseg import modelfile
 from dermoseg.errors import ModelFileError
 from dermoseg.models import build_model
+from dermoseg.preprocess.settings import resolve_settings
 from dermoseg.training import git_commit
 
 __all__ = ["combine_segmenters"]
@@ -43,8 +46,8 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         If ``out`` does not end in ``.pt`` or it, or its ``.json``, exists (never overwritten), before any work.
     dermoseg.errors.ModelFileError
         Naming the file, for fewer than two members, an unreadable or non-segmentation file, a member that is an
-        ensemble itself, whose weights do not fit its config, or whose input size, cleaning or TTA default differs
-        from the first member's.
+        ensemble itself, whose weights do not fit its config (or, with ``half``, exceed the float16 range), or
+        whose input size, cleaning or TTA default differs from the first member's.
     """
     out = modelfile.refuse_existing_output(out)
     if len(members) < 2:
@@ -55,8 +58,10 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         cfg = payload["config"]
         if cfg["model"].get("architecture") == "ensemble":
             raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
-        shared = {"image_size": int(cfg["image_size"]), "preprocess": cfg.get("preprocess") or {"enabled": False},
-                  "tta": bool(cfg.get("tta", False))}
+        cleaning = cfg.get("preprocess") or {"enabled": False}
+        shared = {"image_size": int(cfg["image_size"]), "tta": bool(cfg.get("tta", False)),
+                  # equivalent cleaning compares equal: off is off, on is compared with defaults filled in
+                  "preprocess": resolve_settings(cleaning) if cleaning.get("enabled") else {"enabled": False}}
         if first is not None and shared != first:
             raise ModelFileError(f"{path}: input size, cleaning or TTA default {shared} differs from the first "
                                  f"member's {first}; members must see the same input")
@@ -66,8 +71,11 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
         entries.append({"model": cfg["model"]})
-        state.update({f"members.{i}.{k}": (v.half() if half and v.is_floating_point() else v)
-                      for k, v in payload["state_dict"].items()})
+        weights = {f"members.{i}.{k}": (v.half() if half and v.is_floating_point() else v)
+                   for k, v in payload["state_dict"].items()}
+        if half and not all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()):
+            raise ModelFileError(f"{path}: a weight exceeds the float16 range (±65504); store it without --half")
+        state.update(weights)
         records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
     config = {"model": {"architecture": "ensemble", "members": entries}, **first}
     info = {"ensemble_of": records, "weights": "float16" if half else "float32", "commit": git_commit()}
