@@ -211,3 +211,47 @@ def write(path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[
     write_torch(path, payload)
     write_text(path.with_suffix(".json"), json.dumps({"config": config, **extra, "info": info}, indent=2, default=str))
     return path
+
+
+def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[str, torch.Tensor], list[dict]]:
+    """Read the member files of an ensemble of ``kind`` (``combine-segmenters``, ``combine-classifiers``).
+
+    Parameters
+    ----------
+    members : two or more model files (paths or shipped names).
+    kind : "segmentation" or "classifier".
+    build : ``build(model_config, pretrained=False) -> nn.Module``, the kind's network builder.
+    describe : ``describe(path, payload) -> dict``, the ensemble config's entry of one member; it raises
+        ModelFileError for a member the kind cannot combine, and KeyError / TypeError / ValueError for a config
+        that lacks or mangles what it reads.
+
+    Returns
+    -------
+    ``(entries, state_dict, records)``: the ``describe`` entries in order; the members' weights as stored, under
+    keys ``members.<i>.…``; each member's ``{"file", "sha256", "info"}``.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file, for fewer than two members, an unreadable file or one of another kind, a member that is
+        an ensemble itself, one ``describe`` refuses, or whose weights do not fit the network its config builds.
+    """
+    if len(members) < 2:
+        raise ModelFileError(f"an ensemble needs at least two {_kind(kind)[1]} files, got {len(members)}")
+    entries, state, records = [], {}, []
+    for i, member in enumerate(members):
+        path, payload = read(member, kind)
+        model = payload["config"]["model"]
+        if model.get("architecture") == "ensemble":
+            raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
+        try:  # everything the ensemble will need, checked now so that a bad member is named before any work
+            entries.append(describe(path, payload))
+            build(model, pretrained=False).load_state_dict(
+                {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
+        state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
+        records.append({"file": path.name, "sha256": file_sha256(path), "info": payload.get("info", {})})
+    return entries, state, records

@@ -53,32 +53,19 @@ def ensemble_config(members: Sequence[str | Path]) -> tuple[dict, dict, list[dic
         that is itself an ensemble, uses the lesion mask or Shades of Gray, or turns test-time flips off, or whose
         config lacks a key or does not build a network its weights fit.
     """
-    if len(members) < 2:
-        raise ModelFileError(f"an ensemble needs at least two classifier files, got {len(members)}")
-    entries, state, records = [], {}, []
-    for i, member in enumerate(members):
-        path, payload = modelfile.read(member, "classifier")
+    def describe(path: Path, payload: dict) -> dict:
         cfg = payload["config"]
-        model = cfg["model"]
         if list(cfg.get("classes", HAM_CLASSES)) != list(HAM_CLASSES):
             raise ModelFileError(f"{path}: classes {cfg.get('classes')} differ from {list(HAM_CLASSES)}")
-        if model.get("architecture") == "ensemble":
-            raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
-        if not takes_plain_rgb(model) or not cfg.get("tta", True):
+        if not takes_plain_rgb(cfg["model"]) or not cfg.get("tta", True):
             raise ModelFileError(f"{path}: an ensemble member must take plain RGB with flip TTA (no lesion mask, no "
                                  "Shades of Gray)")
-        try:  # everything the ensemble will need, checked now so that a bad member is named before any work
-            mean, std = recorded_normalisation(cfg)
-            size = int(cfg["image_size"])
-            build_classifier(model, pretrained=False).load_state_dict(
-                {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
-        entries.append({"model": model, "image_size": size,
-                        "temperature": float(payload.get("temperature", 1.0)),
-                        "normalisation": {"mean": mean.tolist(), "std": std.tolist()}})
-        state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
-        records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
+        mean, std = recorded_normalisation(cfg)
+        return {"model": cfg["model"], "image_size": int(cfg["image_size"]),
+                "temperature": float(payload.get("temperature", 1.0)),
+                "normalisation": {"mean": mean.tolist(), "std": std.tolist()}}
+
+    entries, state, records = modelfile.read_members(members, "classifier", build_classifier, describe)
     config = {"model": {"architecture": "ensemble", "members": entries},
               "image_size": max(e["image_size"] for e in entries), "classes": list(HAM_CLASSES),
               "normalisation": UNIT_NORMALISATION, "tta": True}

@@ -50,33 +50,27 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         whose input size, cleaning or TTA default differs from the first member's.
     """
     out = modelfile.refuse_existing_output(out)
-    if len(members) < 2:
-        raise ModelFileError(f"an ensemble needs at least two segmentation model files, got {len(members)}")
-    entries, state, records, first = [], {}, [], None
-    for i, member in enumerate(members):
-        path, payload = modelfile.read(member, "segmentation")
+    first: dict = {}
+
+    def describe(path: Path, payload: dict) -> dict:
         cfg = payload["config"]
-        if cfg["model"].get("architecture") == "ensemble":
-            raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
         cleaning = cfg.get("preprocess") or {"enabled": False}
         shared = {"image_size": int(cfg["image_size"]), "tta": bool(cfg.get("tta", False)),
                   # equivalent cleaning compares equal: off is off, on is compared with defaults filled in
                   "preprocess": resolve_settings(cleaning) if cleaning.get("enabled") else {"enabled": False}}
-        if first is not None and shared != first:
+        if first and shared != first:
             raise ModelFileError(f"{path}: input size, cleaning or TTA default {shared} differs from the first "
                                  f"member's {first}; members must see the same input")
-        first = first or shared
-        try:  # the weights must fit, checked now so that a bad member is named before the file is written
-            build_model(cfg["model"], pretrained=False).load_state_dict(payload["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
-        entries.append({"model": cfg["model"]})
-        weights = {f"members.{i}.{k}": (v.half() if half and v.is_floating_point() else v)
-                   for k, v in payload["state_dict"].items()}
-        if half and not all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()):
-            raise ModelFileError(f"{path}: a weight exceeds the float16 range (±65504); store it without --half")
-        state.update(weights)
-        records.append({"file": path.name, "sha256": modelfile.file_sha256(path), "info": payload.get("info", {})})
+        first.update(shared)
+        return {"model": cfg["model"]}
+
+    entries, state, records = modelfile.read_members(members, "segmentation", build_model, describe)
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        beyond = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if beyond is not None:
+            raise ModelFileError(f"{records[int(beyond.split('.')[1])]['file']}: a weight exceeds the float16 range "
+                                 "(±65504); store it without --half")
     config = {"model": {"architecture": "ensemble", "members": entries}, **first}
     info = {"ensemble_of": records, "weights": "float16" if half else "float32", "commit": git_commit()}
     return modelfile.write(out, "segmentation", config, state, info)
