@@ -366,7 +366,7 @@ def _run_info(args) -> int:
             network = _network(cfg)
         except ValueError as exc:  # ConfigError: name the file
             raise CommandError(f"{args.config}: {exc}") from None
-        network, size, name = network, cfg["data"]["image_size"], str(args.config)
+        size, name = cfg["data"]["image_size"], str(args.config)
     else:
         network, size, name = _load_any_model(args.model)
     h, w = args.size or (size, size)
