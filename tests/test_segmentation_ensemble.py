@@ -48,9 +48,11 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     # float16 storage: about half the file, widened on loading; only the weights' rounding changes the map
     assert main(["combine-segmenters", "default", "default", "--half", "--out", str(tmp_path / "half.pt")]) == 0
     assert (tmp_path / "half.pt").stat().st_size < 0.55 * out.stat().st_size
-    assert Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).info["weights"] == "float16"
+    assert Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).info["weights"].startswith("float16")
     stored = modelfile.read(tmp_path / "half.pt", "segmentation")[1]["state_dict"]
-    assert {v.dtype for v in stored.values()} == {torch.float16, torch.int64}  # integer buffers stay integers
+    # integer buffers stay integers; the folded batch norms' running variances (1 - eps) stay float32
+    assert {k.rsplit(".", 1)[1] for k, v in stored.items() if v.dtype == torch.float32} == {"running_var"}
+    assert {v.dtype for v in stored.values()} == {torch.float16, torch.float32, torch.int64}
     half = Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).probability(image, tta=True)
     assert half.dtype == np.float32 and np.abs(half - both).max() < 0.05 and not np.array_equal(half, both)
     assert ((half > 0.5) == (both > 0.5)).mean() > 0.995
@@ -79,3 +81,48 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp
     assert "is an ensemble already" in capsys.readouterr().err
     assert main(["combine-segmenters", "default", "default", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias():
+    """Hand case: a 1x1 convolution (weight 2) and a batch norm (mean 1, variance 3 with eps 1, weight 4, bias 5)
+    map x to 4 (2x - 1) / 2 + 5 = 4x + 3; folded, the convolution weight is 4 and the batch norm only adds 3. The
+    shipped network folds every pair and keeps its output."""
+    from dermoseg.models.folding import fold_batch_norm
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1, bias=False), torch.nn.BatchNorm2d(1, eps=1.0)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(2.0)
+        net[1].running_mean.fill_(1.0), net[1].running_var.fill_(3.0)
+        net[1].weight.fill_(4.0), net[1].bias.fill_(5.0)
+    x = torch.tensor([0.0, 1.0, -2.5]).view(3, 1, 1, 1)
+    assert fold_batch_norm(net) == 1
+    assert net[0].weight.item() == 4.0 and net[1].bias.item() == 3.0 and net[1].weight.item() == 1.0
+    assert torch.equal(net(x), 4 * x + 3)
+    shipped = Segmenter.load("default", engine="torch", quality=False).network.eval()
+    image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        before = shipped(image)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in shipped.modules())
+    assert fold_batch_norm(shipped) == n_bn > 40  # every batch norm of the codec follows a convolution
+    with torch.inference_mode():
+        torch.testing.assert_close(shipped(image), before, atol=2e-4, rtol=1e-4)
+
+
+def test_half_ensemble_onnx_export_stores_the_same_float16_weights(tmp_path, isic_samples):
+    """The ONNX export of a --half ensemble keeps its weights as float16 (about half the float32 export's size),
+    agrees with PyTorch, and an ordinary float32 model's export converts nothing."""
+    import onnx
+
+    from dermoseg.engine.onnx_export import store_float16_initializers
+    half = tmp_path / "half.pt"
+    assert main(["combine-segmenters", "default", "default", "--half", "--out", str(half)]) == 0
+    check = [str(s.image_path) for s in isic_samples[:2]]
+    assert main(["export", "--model", str(half), "--out", str(tmp_path / "half.onnx"), "--check-images", *check]) == 0
+    proto = onnx.load(str(tmp_path / "half.onnx"))
+    weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    halves = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+    assert halves > 0.99 * weights
+    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * 4 * weights
+    from dermoseg.engine.onnx_export import onnx_bytes
+    shipped = Segmenter.load("default", engine="torch", quality=False)
+    plain = onnx.load_from_string(onnx_bytes(shipped.network, (3, 256, 256), {"task": "segmentation"}))
+    assert store_float16_initializers(plain) == 0

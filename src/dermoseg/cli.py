@@ -695,8 +695,9 @@ def _add_combine_segmenters(sub) -> None:
                    "(default, fast)")
     p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json goes beside it; "
                    "neither is overwritten)")
-    p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; widened to "
-                   "float32 when loaded, so only their rounding changes the masks: measure it)")
+    p.add_argument("--half", action="store_true", help="fold batch norm into the convolutions, then store the weights "
+                   "as float16 (half the size, and so is its ONNX export; widened to float32 when loaded, so only "
+                   "their rounding changes the masks: measure it)")
     p.set_defaults(func=_run_combine_segmenters)
 
 

@@ -16,6 +16,7 @@ import torch
 from dermoseg import modelfile
 from dermoseg.errors import ModelFileError
 from dermoseg.models import build_model
+from dermoseg.models.folding import fold_batch_norm
 from dermoseg.preprocess.settings import resolve_settings
 from dermoseg.training import git_commit
 
@@ -30,9 +31,10 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
     members : two or more single-network segmentation model files (paths or shipped names), with the same input
         size, the same black-frame/hair cleaning settings and the same test-time-augmentation default.
     out : output ``.pt`` (with ``.json`` beside it).
-    half : store the floating-point weights as float16 (half the file size; they are widened back to float32 when
-        loaded, so only the rounding of the weights changes the output; ``info.weights`` says "float16"). Its ONNX
-        export (``dermoseg export``) is float32, as large as an unhalved file.
+    half : fold batch norm into the convolutions (:func:`dermoseg.models.folding.fold_batch_norm`), then store the
+        floating-point weights as float16 (half the file size; they are widened back to float32 when loaded, so
+        only the rounding of the weights changes the output; ``info.weights`` says so). Its ONNX export
+        (``dermoseg export``) stores the same float16 numbers and is as small.
 
     Returns
     -------
@@ -65,12 +67,25 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         return {"model": cfg["model"]}
 
     entries, state, records = modelfile.read_members(members, "segmentation", build_model, describe)
+    config = {"model": {"architecture": "ensemble", "members": entries}, **first}
     if half:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        state = _folded_half(config["model"], state)
         beyond = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
         if beyond is not None:
             raise ModelFileError(f"{records[int(beyond.split('.')[1])]['file']}: a weight exceeds the float16 range "
                                  "(±65504); store it without --half")
-    config = {"model": {"architecture": "ensemble", "members": entries}, **first}
-    info = {"ensemble_of": records, "weights": "float16" if half else "float32", "commit": git_commit()}
+    info = {"ensemble_of": records, "weights": "float16, batch norm folded" if half else "float32",
+            "commit": git_commit()}
     return modelfile.write(out, "segmentation", config, state, info)
+
+
+def _folded_half(model: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ensemble's state dict with batch norm folded into the convolutions (:func:`fold_batch_norm`), then
+    every floating-point tensor rounded to float16 except the batch norms' running variances (1 − ε after folding,
+    which float16 cannot hold; one number per channel). Folding first means the float16 numbers are the ones the
+    network multiplies by, in PyTorch and in the ONNX export alike."""
+    network = build_model(model, pretrained=False).eval()
+    network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    fold_batch_norm(network)
+    return {k: (v.half() if v.is_floating_point() and not k.endswith(".running_var") else v)
+            for k, v in network.state_dict().items()}
