@@ -1,8 +1,10 @@
-"""Write one member of an ensemble classifier file back out as a classifier file of its own
-(:func:`dermoseg.classification.ensemble.extract_member`), so that it can take part in another ensemble
-(issue 13: swap one member for a variant) without its original training run.
+"""Write one member of an ensemble model file back out as a model file of its own
+(:func:`dermoseg.classification.ensemble.extract_member`, :func:`dermoseg.segmentation.ensemble.extract_member`),
+so that it can take part in another ensemble (issues 12 and 13: swap one member for a variant) without its
+original training run.
 
-    python experiments/ensemble_member.py src/dermoseg/weights/classifier.pt 1 --out runs/members/lite0_224.pt
+    python experiments/ensemble_member.py classifier 1 --out runs/members/lite0_224.pt
+    python experiments/ensemble_member.py default 0 --out runs/members/mobilenet_v2.pt
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dermoseg.classification.ensemble import extract_member
+from dermoseg import modelfile
+from dermoseg.classification import ensemble as classifier_ensemble
+from dermoseg.segmentation import ensemble as segmentation_ensemble
 
 
 def main() -> None:
     """Command line: ENSEMBLE INDEX --out FILE."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("ensemble", help='ensemble classifier file, or "classifier" for the shipped one')
+    p.add_argument("ensemble", help='ensemble model file, or "classifier" / "default" for the shipped ones')
     p.add_argument("index", type=int, help="0-based member number")
     p.add_argument("--out", type=Path, required=True, help="output .pt (never overwritten)")
     args = p.parse_args()
-    print(f"wrote {extract_member(args.ensemble, args.index, args.out)}")
+    wing = classifier_ensemble if modelfile.kind_of(args.ensemble) == "classifier" else segmentation_ensemble
+    print(f"wrote {wing.extract_member(args.ensemble, args.index, args.out)}")
 
 
 if __name__ == "__main__":

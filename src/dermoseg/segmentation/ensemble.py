@@ -1,4 +1,5 @@
-"""Combine trained segmentation model files into one ensemble model file (``dermoseg combine-segmenters``).
+"""Combine trained segmentation model files into one ensemble model file (``dermoseg combine-segmenters``), and
+write one member back out as a file of its own (:func:`extract_member`).
 
 The ensemble network (:class:`dermoseg.models.ensemble.SegmentationEnsemble`) outputs the logit of the members'
 mean lesion probability; its file is an ordinary segmentation model file, so ``segment``, ``evaluate``,
@@ -20,7 +21,7 @@ from dermoseg.models.folding import fold_batch_norm
 from dermoseg.preprocess.settings import resolve_settings
 from dermoseg.training import git_commit
 
-__all__ = ["combine_segmenters"]
+__all__ = ["combine_segmenters", "extract_member"]
 
 
 def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: bool = False) -> Path:
@@ -89,3 +90,33 @@ def _folded_half(model: dict, state: dict[str, torch.Tensor]) -> dict[str, torch
     fold_batch_norm(network)
     return {k: (v.half() if v.is_floating_point() and not k.endswith(".running_var") else v)
             for k, v in network.state_dict().items()}
+
+
+def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
+    """Write member ``index`` (0-based) of the segmentation ensemble file ``ensemble`` to ``out`` (``.pt`` +
+    ``.json``), a single-network segmentation model file: its weights as the ensemble stores them (float16 with
+    batch norm folded for a ``--half`` file), the ensemble's input size, cleaning and TTA default, its ``info`` its
+    own provenance plus ``member_of`` (file, sha256, index). No quality sidecar is written (``fit-quality`` fits
+    one). The segmentation twin of :func:`dermoseg.classification.ensemble.extract_member`.
+
+    Raises
+    ------
+    ModelFileError
+        If ``ensemble`` is not a segmentation ensemble file or has no member ``index``.
+    ValueError, FileExistsError
+        If ``out`` does not end in ``.pt``, or it or a file beside it exists (never overwritten):
+        :func:`dermoseg.modelfile.refuse_existing_output`.
+    """
+    path, payload = modelfile.read(ensemble, "segmentation")
+    config = payload["config"]
+    members = config["model"].get("members")
+    if config["model"].get("architecture") != "ensemble" or not members:
+        raise ModelFileError(f"{path}: not a segmentation ensemble file")
+    if not 0 <= index < len(members):
+        raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    out = modelfile.refuse_existing_output(out)
+    prefix = f"members.{index}."
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    info = {"member_of": {"file": path.name, "sha256": modelfile.file_sha256(path), "index": index},
+            **payload["info"]["ensemble_of"][index], "weights": payload["info"].get("weights", "float32")}
+    return modelfile.write(out, "segmentation", {**config, "model": members[index]["model"]}, state, info)
