@@ -24,7 +24,10 @@ classifier's sha256 and temperature in ``README.txt``) and ``segment`` (its ``p_
 every other entry unchanged. ``report`` was re-made in session 8 for its new "Variants tried" row (multi-scale TTA),
 every other entry unchanged within :data:`NUMBER_TOLERANCE` in the same run. Numbers are compared within that
 tolerance since session 8 (:func:`within_tolerance`). Issue 13 added the Diagnosis section to the report (:func:`without_issue13_additions`); the ``warning`` it adds
-to ``diagnose`` lives in ``image_sources.csv``.
+to ``diagnose`` lives in ``image_sources.csv``. Session 11 (issue 12: the shipped segmentation file became the
+two-network float16 ensemble) re-made ``segment``, ``segment_no_tta_preprocess``, ``evaluate_dirs``,
+``evaluate_dataset`` and ``report`` (its new quality figures and variant row) with the code of that commit and the
+additions taken away as below; the same run gave ``diagnose`` unchanged.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dermoseg.cli import main
 from dermoseg.errors import ModelFileError
 from dermoseg.io import read_image
 from dermoseg.models.ensemble import SegmentationEnsemble
+from dermoseg.segmentation.ensemble import extract_member
 from dermoseg.segmentation.segmenter import Segmenter
 
 
@@ -35,51 +36,67 @@ def test_the_ensemble_logit_is_that_of_the_mean_probability_hand_case():
         SegmentationEnsemble([_Constant(0.0)])
 
 
-def test_combined_file_segments_like_its_members_and_bad_members_are_refused(tmp_path, isic_samples, capsys):
-    """Two copies of the shipped model give the shipped model's probability map (through the file, the builder
-    and flip TTA); members that would see different inputs, a single member and an existing output are refused."""
+@pytest.fixture(scope="module")
+def member(tmp_path_factory):
+    """Member 0 of the shipped ensemble (the MobileNetV2 codec) as a single-network file of its own."""
+    return str(extract_member("default", 0, tmp_path_factory.mktemp("member") / "mobilenet_v2.pt"))
+
+
+def test_a_member_comes_out_with_its_weights_and_provenance(member, tmp_path):
+    """extract_member (experiments/ensemble_member.py): member 0 of the shipped file holds exactly the ensemble's
+    members.0 weights, the shared input size and TTA, and says where it came from; a bad index or a single-network
+    file is refused, an existing output never overwritten."""
+    _, whole = modelfile.read("default", "segmentation")
+    _, alone = modelfile.read(member, "segmentation")
+    expected = {k[len("members.0."):]: v for k, v in whole["state_dict"].items() if k.startswith("members.0.")}
+    assert alone["state_dict"].keys() == expected.keys()
+    assert all(torch.equal(alone["state_dict"][k], v) for k, v in expected.items())
+    assert alone["config"]["model"] == whole["config"]["model"]["members"][0]["model"]
+    assert alone["config"]["image_size"] == whole["config"]["image_size"] and alone["config"]["tta"]
+    assert alone["info"]["member_of"]["index"] == 0 and alone["info"]["member_of"]["file"] == "segmentation.pt"
+    with pytest.raises(ModelFileError, match="has members 0 to 1, not 2"):
+        extract_member("default", 2, tmp_path / "two.pt")
+    with pytest.raises(ModelFileError, match="not a segmentation ensemble"):
+        extract_member(member, 0, tmp_path / "again.pt")
+    with pytest.raises(FileExistsError):
+        extract_member("default", 0, member)
+
+
+def test_combined_file_segments_like_its_members_and_bad_members_are_refused(member, tmp_path, isic_samples, capsys):
+    """Two copies of one network give that network's probability map (through the file, the builder and flip
+    TTA); members that would see different inputs, a single member and an existing output are refused."""
     out = tmp_path / "twice.pt"
-    assert main(["combine-segmenters", "default", "default", "--out", str(out)]) == 0
+    assert main(["combine-segmenters", member, member, "--out", str(out)]) == 0
     assert "2 members" in capsys.readouterr().out
     image = read_image(isic_samples[0].image_path)
-    alone = Segmenter.load("default", engine="torch", quality=False).probability(image, tta=True)
+    alone = Segmenter.load(member, engine="torch", quality=False).probability(image, tta=True)
     both = Segmenter.load(out, engine="torch", quality=False).probability(image, tta=True)
     np.testing.assert_allclose(both, alone.clip(1e-6, 1 - 1e-6), atol=2e-5)
-    # float16 storage: about half the file, widened on loading; only the weights' rounding changes the map
-    assert main(["combine-segmenters", "default", "default", "--half", "--out", str(tmp_path / "half.pt")]) == 0
-    assert (tmp_path / "half.pt").stat().st_size < 0.55 * out.stat().st_size
-    assert Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).info["weights"].startswith("float16")
-    stored = modelfile.read(tmp_path / "half.pt", "segmentation")[1]["state_dict"]
-    # integer buffers stay integers; the folded batch norms' running variances (1 - eps) stay float32
-    assert {k.rsplit(".", 1)[1] for k, v in stored.items() if v.dtype == torch.float32} == {"running_var"}
-    assert {v.dtype for v in stored.values()} == {torch.float16, torch.float32, torch.int64}
-    half = Segmenter.load(tmp_path / "half.pt", engine="torch", quality=False).probability(image, tta=True)
-    assert half.dtype == np.float32 and np.abs(half - both).max() < 0.05 and not np.array_equal(half, both)
-    assert ((half > 0.5) == (both > 0.5)).mean() > 0.995
     # a new file has no quality sidecar yet: segment says so instead of leaving the columns silently empty
     assert main(["segment", str(isic_samples[0].image_path), "--out", str(tmp_path / "seg"), "--model", str(out),
                  "--engine", "torch", "--no-tta"]) == 0
     assert "twice.pt has no quality sidecar (twice.quality.json)" in capsys.readouterr().err
     # two different members: the file's map is the mean of their probabilities (member order kept)
-    _, payload = modelfile.read("default", "segmentation")
+    _, payload = modelfile.read(member, "segmentation")
+    payload["state_dict"] = {k: v.float() for k, v in payload["state_dict"].items()}
     generator = torch.Generator().manual_seed(0)
     payload["state_dict"] = {k: (v * (1 + 0.3 * torch.randn(v.shape, generator=generator)) if v.dim() == 4 else v)
                              for k, v in payload["state_dict"].items()}
     torch.save(payload, tmp_path / "other.pt")
-    assert main(["combine-segmenters", "default", str(tmp_path / "other.pt"), "--out", str(tmp_path / "pair.pt")]) == 0
-    p_a = Segmenter.load("default", engine="torch", quality=False).probability(image, tta=False)
+    assert main(["combine-segmenters", member, str(tmp_path / "other.pt"), "--out", str(tmp_path / "pair.pt")]) == 0
+    p_a = Segmenter.load(member, engine="torch", quality=False).probability(image, tta=False)
     p_b = Segmenter.load(tmp_path / "other.pt", engine="torch", quality=False).probability(image, tta=False)
     pair = Segmenter.load(tmp_path / "pair.pt", engine="torch", quality=False).probability(image, tta=False)
     assert np.abs(p_a - p_b).max() > 0.2  # the perturbation matters
     np.testing.assert_allclose(pair, ((p_a + p_b) / 2).clip(1e-6, 1 - 1e-6), atol=2e-5)
-    assert main(["combine-segmenters", "default", "fast", "--out", str(tmp_path / "mixed.pt")]) == 2
+    assert main(["combine-segmenters", member, "fast", "--out", str(tmp_path / "mixed.pt")]) == 2
     assert "differs from the first member's" in capsys.readouterr().err and not (tmp_path / "mixed.pt").exists()
     with pytest.raises(ModelFileError, match="at least two"):
         from dermoseg.segmentation.ensemble import combine_segmenters
-        combine_segmenters(["default"], tmp_path / "one.pt")
-    assert main(["combine-segmenters", "default", str(out), "--out", str(tmp_path / "nested.pt")]) == 2
+        combine_segmenters([member], tmp_path / "one.pt")
+    assert main(["combine-segmenters", member, str(out), "--out", str(tmp_path / "nested.pt")]) == 2
     assert "is an ensemble already" in capsys.readouterr().err
-    assert main(["combine-segmenters", "default", "default", "--out", str(out)]) == 2
+    assert main(["combine-segmenters", member, member, "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -97,32 +114,46 @@ def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias(
     assert fold_batch_norm(net) == 1
     assert net[0].weight.item() == 4.0 and net[1].bias.item() == 3.0 and net[1].weight.item() == 1.0
     assert torch.equal(net(x), 4 * x + 3)
-    shipped = Segmenter.load("default", engine="torch", quality=False).network.eval()
-    image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    shipped = Segmenter.load("fast", engine="torch", quality=False).network.eval()  # float32, not folded
+    image = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         before = shipped(image)
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in shipped.modules())
-    assert fold_batch_norm(shipped) == n_bn > 40  # every batch norm of the codec follows a convolution
+    assert fold_batch_norm(shipped) == n_bn > 30  # every batch norm of the codec follows a convolution
     with torch.inference_mode():
         torch.testing.assert_close(shipped(image), before, atol=2e-4, rtol=1e-4)
 
 
 def test_half_ensemble_onnx_export_stores_the_same_float16_weights(tmp_path, isic_samples):
-    """The ONNX export of a --half ensemble keeps its weights as float16 (about half the float32 export's size),
+    """The ONNX export of a --half ensemble (two copies of the float32 fast preset) keeps its weights as float16 (about half the float32 export's size),
     agrees with PyTorch, and an ordinary float32 model's export converts nothing."""
     import onnx
 
     from dermoseg.engine.onnx_export import store_float16_initializers
-    half = tmp_path / "half.pt"
-    assert main(["combine-segmenters", "default", "default", "--half", "--out", str(half)]) == 0
+    half, out = tmp_path / "half.pt", tmp_path / "twice.pt"
+    assert main(["combine-segmenters", "fast", "fast", "--out", str(out)]) == 0
+    assert main(["combine-segmenters", "fast", "fast", "--half", "--out", str(half)]) == 0
+    # float16 storage: about half the file, widened on loading; only the weights' rounding changes the map
+    assert half.stat().st_size < 0.55 * out.stat().st_size
+    assert Segmenter.load(half, engine="torch", quality=False).info["weights"].startswith("float16")
+    stored = modelfile.read(half, "segmentation")[1]["state_dict"]
+    # integer buffers stay integers; the folded batch norms' running variances (1 - eps) stay float32
+    assert {k.rsplit(".", 1)[1] for k, v in stored.items() if v.dtype == torch.float32} == {"running_var"}
+    assert {v.dtype for v in stored.values()} == {torch.float16, torch.float32, torch.int64}
+    image = read_image(isic_samples[0].image_path)
+    both = Segmenter.load(out, engine="torch", quality=False).probability(image, tta=True)
+    halved = Segmenter.load(half, engine="torch", quality=False).probability(image, tta=True)
+    assert halved.dtype == np.float32 and np.abs(halved - both).max() < 0.05 and not np.array_equal(halved, both)
+    assert ((halved > 0.5) == (both > 0.5)).mean() > 0.995
     check = [str(s.image_path) for s in isic_samples[:2]]
     assert main(["export", "--model", str(half), "--out", str(tmp_path / "half.onnx"), "--check-images", *check]) == 0
     proto = onnx.load(str(tmp_path / "half.onnx"))
     weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     halves = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
     assert halves > 0.99 * weights
-    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * 4 * weights
+    assert main(["export", "--model", str(out), "--out", str(tmp_path / "twice.onnx"), "--check-images", *check]) == 0
+    assert (tmp_path / "half.onnx").stat().st_size < 0.6 * (tmp_path / "twice.onnx").stat().st_size
     from dermoseg.engine.onnx_export import onnx_bytes
-    shipped = Segmenter.load("default", engine="torch", quality=False)
-    plain = onnx.load_from_string(onnx_bytes(shipped.network, (3, 256, 256), {"task": "segmentation"}))
+    shipped = Segmenter.load("fast", engine="torch", quality=False)
+    plain = onnx.load_from_string(onnx_bytes(shipped.network, (3, 128, 128), {"task": "segmentation"}))
     assert store_float16_initializers(plain) == 0

@@ -149,7 +149,10 @@ def test_models_lists_both_models_with_sha256_and_card_figures(client, pipeline)
     models = {m["task"]: m for m in client.get("/v1/models").json()["models"]}
     assert models["segmentation"]["sha256"] == file_sha256(pipeline.segmenter.path)
     assert models["classification"]["sha256"] == file_sha256(pipeline.classifier.path)
-    assert any("Dice 0.905" in h and "PH2" in h for h in models["segmentation"]["headline"])
+    card = pipeline.segmenter.path.with_suffix(".md").read_text(encoding="utf-8")
+    ph2_row = next(line for line in card.splitlines() if line.startswith("| PH2") and "**" in line)
+    ph2_dice = ph2_row.split("**")[1]  # the first bold cell of the card's PH2 row: Dice
+    assert any(f"Dice {ph2_dice}" in h and "PH2" in h for h in models["segmentation"]["headline"])
     assert any("balanced multi-class accuracy" in h for h in models["classification"]["headline"])
 
 
