@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{args.set}: {len(values)} images, {failed.sum()} failures, lowest {flagged} flagged")
     for k, name in ((1, "quality"), (2, "flip-TTA baseline"), (3, "member Jaccard")):
         lowest = np.argsort(values[:, k], kind="stable")[:flagged]
-        print(f"  {name:18s} caught {failed[lowest].sum() / failed.sum():.0%}  AUROC {roc_auc_score(failed, -values[:, k]):.3f}")
+        auroc = roc_auc_score(failed, -values[:, k])
+        print(f"  {name:18s} caught {failed[lowest].sum() / failed.sum():.0%}  AUROC {auroc:.3f}")
     print(f"wrote {out}")
 
 

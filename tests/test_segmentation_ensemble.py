@@ -56,7 +56,7 @@ def test_a_member_comes_out_with_its_weights_and_provenance(member, tmp_path):
     assert alone["info"]["member_of"]["index"] == 0 and alone["info"]["member_of"]["file"] == "segmentation.pt"
     with pytest.raises(ModelFileError, match="has members 0 to 1, not 2"):
         extract_member("default", 2, tmp_path / "two.pt")
-    with pytest.raises(ModelFileError, match="not a segmentation ensemble"):
+    with pytest.raises(ModelFileError, match="not an ensemble segmentation file"):
         extract_member(member, 0, tmp_path / "again.pt")
     with pytest.raises(FileExistsError):
         extract_member("default", 0, member)
@@ -125,7 +125,8 @@ def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias(
 
 
 def test_half_ensemble_onnx_export_stores_the_same_float16_weights(tmp_path, isic_samples):
-    """The ONNX export of a --half ensemble (two copies of the float32 fast preset) keeps its weights as float16 (about half the float32 export's size),
+    """The ONNX export of a --half ensemble (two copies of the float32 fast preset) keeps its weights as float16
+    (about half the float32 export's size),
     agrees with PyTorch, and an ordinary float32 model's export converts nothing."""
     import onnx
 
@@ -156,4 +157,66 @@ def test_half_ensemble_onnx_export_stores_the_same_float16_weights(tmp_path, isi
     from dermoseg.engine.onnx_export import onnx_bytes
     shipped = Segmenter.load("fast", engine="torch", quality=False)
     plain = onnx.load_from_string(onnx_bytes(shipped.network, (3, 128, 128), {"task": "segmentation"}))
-    assert store_float16_initializers(plain) == 0
+    # onnx_bytes already stored float16 numbers as float16: an ordinary float32 network has none
+    assert not any(t.data_type == onnx.TensorProto.FLOAT16 for t in plain.graph.initializer)
+    assert store_float16_initializers(proto) == 0  # nothing left to convert, and no second Cast
+
+
+def test_float16_initializers_hand_graph():
+    """Y = X + A + B with A all 0.5 (a float16 number) and B all 0.1 (not one): only A is stored as float16, the
+    graph stays valid and ONNX Runtime gives the same Y; an initializer that is also a graph input is left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dermoseg.engine.onnx_export import store_float16_initializers
+
+    def model(as_input: bool):
+        a = numpy_helper.from_array(np.full(300, 0.5, np.float32), "A")
+        b = numpy_helper.from_array(np.full(300, 0.1, np.float32), "B")
+        inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [300])]
+        if as_input:
+            inputs.append(helper.make_tensor_value_info("A", TensorProto.FLOAT, [300]))
+        nodes = [helper.make_node("Add", ["X", "A"], ["S"]), helper.make_node("Add", ["S", "B"], ["Y"])]
+        output = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [300])
+        graph = helper.make_graph(nodes, "g", inputs, [output], [a, b])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+    x = np.linspace(-1, 1, 300, dtype=np.float32)
+    plain = model(False)
+    def run(proto) -> np.ndarray:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"X": x})[0]
+
+    expected = run(plain)
+    assert store_float16_initializers(plain) == 1
+    onnx.checker.check_model(plain)
+    kinds = {t.name: t.data_type for t in plain.graph.initializer}
+    assert kinds == {"A__float16": TensorProto.FLOAT16, "B": TensorProto.FLOAT}
+    assert np.array_equal(run(plain), expected)
+    assert store_float16_initializers(model(True)) == 0
+
+
+def test_folding_covers_bias_groups_and_refuses_what_it_cannot_fold():
+    """A grouped convolution with a bias folds to the same output; a batch norm without running statistics or
+    without a bias, and a module used in two places, are refused."""
+    from dermoseg.models.folding import fold_batch_norm
+    generator = torch.Generator().manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, groups=2, bias=True), torch.nn.BatchNorm2d(4)).eval()
+    with torch.no_grad():
+        for t in (net[0].bias, net[1].running_mean, net[1].weight, net[1].bias):
+            t.copy_(torch.randn(4, generator=generator))
+        net[1].running_var.copy_(torch.rand(4, generator=generator) + 0.5)
+    x = torch.randn(2, 4, 5, 5, generator=generator)
+    with torch.no_grad():
+        before = net(x)
+        assert fold_batch_norm(net) == 1
+        torch.testing.assert_close(net(x), before, atol=1e-5, rtol=1e-5)
+    assert torch.count_nonzero(net[0].bias) == 0 and torch.equal(net[1].running_mean, torch.zeros(4))
+    with pytest.raises(ValueError, match="without running statistics"):
+        fold_batch_norm(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1, track_running_stats=False)))
+    with pytest.raises(ValueError, match="affine=False"):
+        fold_batch_norm(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1, affine=False)))
+    conv, bn = torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1)
+    with pytest.raises(ValueError, match="used in two places"):
+        fold_batch_norm(torch.nn.Sequential(torch.nn.Sequential(conv, bn), torch.nn.Sequential(conv, bn)))

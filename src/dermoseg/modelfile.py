@@ -164,6 +164,33 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[str, t
     return ckpt["hyper_parameters"]["cfg"], state, {"checkpoint_epoch": int(ckpt.get("epoch", -1))}
 
 
+def member_part(path: Path, payload: dict[str, Any], kind: str,
+                index: int) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """Member ``index`` of an ensemble file already read (``path``, ``payload`` from :func:`read`): its entry of
+    ``config.model.members``, its weights (keys without the ``members.<index>.`` prefix) and its provenance
+    (``member_of``: the file, its sha256 and the index, plus the member's own record of ``info.ensemble_of``).
+    The shared part of both wings' ``extract_member``.
+
+    Raises
+    ------
+    ModelFileError
+        If the payload is not an ensemble of ``kind`` or has no member ``index``.
+    ValueError
+        For an unknown ``kind``.
+    """
+    _kind(kind)  # a known kind
+    members = payload["config"]["model"].get("members")
+    if payload["config"]["model"].get("architecture") != "ensemble" or not members:
+        raise ModelFileError(f"{path}: not an ensemble {kind} file")
+    if not 0 <= index < len(members):
+        raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    prefix = f"members.{index}."
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    info = {"member_of": {"file": path.name, "sha256": file_sha256(path), "index": index},
+            **payload["info"]["ensemble_of"][index]}
+    return members[index], state, info
+
+
 def refuse_existing_output(out: str | Path) -> Path:
     """Check, before any work, that a new model file ``out`` (``.pt``) and the files written beside it (``.json``,
     the classifier's ``.ood.json``) do not exist: a model file the run did not create is never overwritten.

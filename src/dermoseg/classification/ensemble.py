@@ -122,17 +122,8 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
         :func:`dermoseg.modelfile.refuse_existing_output`.
     """
     path, payload = modelfile.read(ensemble, "classifier")
-    members = payload["config"]["model"].get("members")
-    if payload["config"]["model"].get("architecture") != "ensemble" or not members:
-        raise ModelFileError(f"{path}: not an ensemble classifier file")
-    if not 0 <= index < len(members):
-        raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    member, state, info = modelfile.member_part(path, payload, "classifier", index)
     out = modelfile.refuse_existing_output(out)
-    member = members[index]
-    prefix = f"members.{index}."
-    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
     config = {"model": member["model"], "image_size": member["image_size"], "classes": list(HAM_CLASSES),
               "normalisation": member["normalisation"], "tta": True}
-    info = {"member_of": {"file": path.name, "sha256": modelfile.file_sha256(path), "index": index},
-            **payload["info"]["ensemble_of"][index]}
     return modelfile.write(out, "classifier", config, state, info, temperature=float(member["temperature"]))

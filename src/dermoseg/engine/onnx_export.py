@@ -85,30 +85,42 @@ def store_float16_initializers(proto, min_size: int = FLOAT16_MIN_SIZE) -> int:
     (as in a ``dermoseg combine-segmenters --half`` file, whose batch norm is folded before rounding) as float16,
     followed by a ``Cast`` back to float32 under its old name.
 
-    The graph computes exactly what it did (the cast is exact), in float32; ONNX Runtime's constant folding
-    evaluates the casts once when a session is created, so inference speed is unchanged, while the file shrinks
-    by 2 bytes per such weight. Initializers with fewer than ``min_size`` values are left as they are. Returns the
-    number of initializers converted (0 for an ordinary float32 network, whose weights are not float16 numbers).
+    Parameters
+    ----------
+    proto : an ``onnx.ModelProto``; only its main graph's initializers are changed (a subgraph that reads one
+        still finds it, now as the Cast's output, in the outer scope).
+    min_size : initializers with fewer values than this are left as they are (≥ 1).
+
+    Returns
+    -------
+    The number of initializers converted (int ≥ 0; 0 for an ordinary float32 network, whose weights are not
+    float16 numbers). The graph computes exactly what it did (the cast is exact), in float32; ONNX Runtime's
+    constant folding evaluates the casts once when a session is created, so inference speed is unchanged, while
+    the file shrinks by 2 bytes per such value. An initializer that is also a graph input (older IR versions)
+    is left as it is, as is one whose new names (``<name>__float16``, the node ``<name>__to_float32``) are taken.
     """
     import onnx
     from onnx import numpy_helper
     graph = proto.graph
-    casts, converted = [], 0
+    taken = ({i.name for i in graph.input} | {t.name for t in graph.initializer} | {n.name for n in graph.node}
+             | {o for n in graph.node for o in n.output})
+    inputs = {i.name for i in graph.input}
+    casts = []
     for init in graph.initializer:
-        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+        name = init.name
+        if (init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size or name in inputs
+                or f"{name}__float16" in taken or f"{name}__to_float32" in taken):
             continue
         values = numpy_helper.to_array(init)
         half = values.astype(np.float16)
         if not np.array_equal(half.astype(np.float32), values, equal_nan=True):
             continue
-        name = init.name
         init.CopyFrom(numpy_helper.from_array(half, f"{name}__float16"))
         casts.append(onnx.helper.make_node("Cast", [init.name], [name], to=onnx.TensorProto.FLOAT,
                                            name=f"{name}__to_float32"))
-        converted += 1
     for i, node in enumerate(casts):
         graph.node.insert(i, node)
-    return converted
+    return len(casts)
 
 
 @contextlib.contextmanager

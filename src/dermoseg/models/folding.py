@@ -23,7 +23,7 @@ __all__ = ["fold_batch_norm", "identity_variance"]
 def identity_variance(eps: float) -> float:
     """The float32 running variance v closest to 1 − ``eps`` with √(v + ε) == 1 exactly in float32, so that a
     batch norm with weight 1 and running mean 0 only adds its bias. Raises ValueError if none is found near
-    1 − ε (ε outside (0, 0.1])."""
+    1 − ε (ε outside (0, 1])."""
     if not 0 < eps <= 1:
         raise ValueError(f"batch-norm epsilon must be in (0, 1], got {eps}")
     eps32 = torch.tensor(eps, dtype=torch.float32)
@@ -54,7 +54,9 @@ def fold_batch_norm(network: nn.Module) -> int:
     ------
     ValueError
         If a batch norm to fold has no running statistics (``track_running_stats=False``: it normalises with
-        batch statistics) or no learnable bias (``affine=False``), checked before that pair is changed.
+        batch statistics) or no learnable bias (``affine=False``), checked before that pair is changed; or if a
+        convolution or batch norm module appears in two pairs (shared modules; pairs folded before it stay
+        folded).
 
     Notes
     -----
@@ -62,12 +64,15 @@ def fold_batch_norm(network: nn.Module) -> int:
     0), and the batch norm holds weight 1, running mean 0, running variance :func:`identity_variance` and bias
     β − μ·γ/√(σ² + ε) (plus the merged convolution bias). Training such a network again is not meaningful.
     """
-    folded = 0
+    folded, seen = 0, set()
     for sequential in (m for m in network.modules() if isinstance(m, nn.Sequential)):
         children = list(sequential.children())
         for conv, bn in zip(children, children[1:]):
             if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
                 continue
+            if id(conv) in seen or id(bn) in seen:
+                raise ValueError("a convolution or batch norm used in two places cannot be folded")
+            seen.update((id(conv), id(bn)))
             if bn.running_mean is None or bn.running_var is None:
                 raise ValueError(f"{type(bn).__name__} without running statistics cannot be folded")
             if bn.bias is None:

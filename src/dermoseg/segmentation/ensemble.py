@@ -75,8 +75,10 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         if beyond is not None:
             raise ModelFileError(f"{records[int(beyond.split('.')[1])]['file']}: a weight exceeds the float16 range "
                                  "(±65504); store it without --half")
-    info = {"ensemble_of": records, "weights": "float16, batch norm folded" if half else "float32",
-            "commit": git_commit()}
+    stored = {v.dtype for k, v in state.items() if v.is_floating_point() and not k.endswith(".running_var")}
+    weights = ("float16, batch norm folded" if half else
+               "float16" if stored == {torch.float16} else "float32" if stored == {torch.float32} else "mixed")
+    info = {"ensemble_of": records, "weights": weights, "commit": git_commit()}
     return modelfile.write(out, "segmentation", config, state, info)
 
 
@@ -99,6 +101,16 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
     own provenance plus ``member_of`` (file, sha256, index). No quality sidecar is written (``fit-quality`` fits
     one). The segmentation twin of :func:`dermoseg.classification.ensemble.extract_member`.
 
+    Parameters
+    ----------
+    ensemble : a segmentation ensemble file (path, or "default" for the shipped one).
+    index : 0-based member number.
+    out : the ``.pt`` to write.
+
+    Returns
+    -------
+    ``out`` (a :class:`pathlib.Path`).
+
     Raises
     ------
     ModelFileError
@@ -108,15 +120,7 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
         :func:`dermoseg.modelfile.refuse_existing_output`.
     """
     path, payload = modelfile.read(ensemble, "segmentation")
-    config = payload["config"]
-    members = config["model"].get("members")
-    if config["model"].get("architecture") != "ensemble" or not members:
-        raise ModelFileError(f"{path}: not a segmentation ensemble file")
-    if not 0 <= index < len(members):
-        raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    member, state, info = modelfile.member_part(path, payload, "segmentation", index)
     out = modelfile.refuse_existing_output(out)
-    prefix = f"members.{index}."
-    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
-    info = {"member_of": {"file": path.name, "sha256": modelfile.file_sha256(path), "index": index},
-            **payload["info"]["ensemble_of"][index], "weights": payload["info"].get("weights", "float32")}
-    return modelfile.write(out, "segmentation", {**config, "model": members[index]["model"]}, state, info)
+    info["weights"] = payload["info"].get("weights", "float32")
+    return modelfile.write(out, "segmentation", {**payload["config"], "model": member["model"]}, state, info)
