@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from dermoseg import modelfile
+from dermoseg.errors import DermosegError
 from dermoseg.classification import ensemble as classifier_ensemble
 from dermoseg.segmentation import ensemble as segmentation_ensemble
 
@@ -24,8 +25,11 @@ def main() -> None:
     p.add_argument("index", type=int, help="0-based member number")
     p.add_argument("--out", type=Path, required=True, help="output .pt (never overwritten)")
     args = p.parse_args()
-    wing = classifier_ensemble if modelfile.kind_of(args.ensemble) == "classifier" else segmentation_ensemble
-    print(f"wrote {wing.extract_member(args.ensemble, args.index, args.out)}")
+    try:
+        wing = classifier_ensemble if modelfile.kind_of(args.ensemble) == "classifier" else segmentation_ensemble
+        print(f"wrote {wing.extract_member(args.ensemble, args.index, args.out)}")
+    except (DermosegError, ValueError, OSError) as exc:  # named file and problem, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

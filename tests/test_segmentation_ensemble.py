@@ -98,6 +98,10 @@ def test_combined_file_segments_like_its_members_and_bad_members_are_refused(mem
     assert "is an ensemble already" in capsys.readouterr().err
     assert main(["combine-segmenters", member, member, "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("mine")  # an output folder that is a file: refused before any work
+    assert main(["combine-segmenters", member, member, "--out", str(tmp_path / "notes.txt" / "x.pt")]) == 2
+    assert "notes.txt: is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias():

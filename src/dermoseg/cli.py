@@ -82,8 +82,8 @@ def _add_segment(sub) -> None:
                        "failed. Same-named inputs get stems x, x__2, x__3...", epilog=EPILOG)
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--model", default=None, help="model file, or a shipped model: default (the codec) or fast "
-                   "(the small preset)")
+    p.add_argument("--model", default=None, help="model file, or a shipped model: default (the two-network "
+                   "ensemble) or fast (the small preset)")
     _add_engine_arguments(p)
     from dermoseg.segmentation.segmenter import THRESHOLD  # here, not at import: Ctrl-C during torch's import
     p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"lesion probability threshold (default {THRESHOLD})")
@@ -645,6 +645,7 @@ def _run_export(args) -> int:
         raise CommandError(f"the export check needs at least 2 real images and found {len(images)}"
                            + ("" if args.check_images else f" under --data-root {Path(args.data_root).resolve()}")
                            + ": give --check-images IMAGE IMAGE... or --data-root")
+    _check_out(Path(args.out).parent)
     try:
         report = export_model(args.model, args.out, images)
     except ValueError as exc:  # a mask-using classifier
@@ -674,6 +675,7 @@ def _add_combine_classifiers(sub) -> None:
 def _run_combine_classifiers(args) -> int:
     from dermoseg.classification.ensemble import combine_classifiers
     members = [Path(m) for m in args.members]
+    _check_out(Path(args.out).parent)
     try:
         path = combine_classifiers(members, args.out, args.data_root)
     except ValueError as exc:  # an --out that is not .pt
@@ -703,6 +705,7 @@ def _add_combine_segmenters(sub) -> None:
 
 def _run_combine_segmenters(args) -> int:
     from dermoseg.segmentation.ensemble import combine_segmenters
+    _check_out(Path(args.out).parent)
     try:
         path = combine_segmenters(args.members, args.out, half=args.half)
     except ValueError as exc:  # an --out that is not .pt
