@@ -199,3 +199,5 @@ def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path,
     before = out.read_bytes()
     assert main(["export", "--out", str(out), "--check-images", *images]) == 2
     assert "never overwritten" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["export", "--out", str(tmp_path / "seg.pt"), "--check-images", *images]) == 2
+    assert "must end in .onnx" in capsys.readouterr().err and not (tmp_path / "seg.pt").exists()

@@ -623,7 +623,7 @@ def _add_export(sub) -> None:
     p.add_argument("--model", default="default", help="model file, or a shipped name: default, fast, classifier "
                    "(default: default)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (only onnx)")
-    p.add_argument("--out", required=True, type=Path, help="file to write (never overwritten)")
+    p.add_argument("--out", required=True, type=Path, help="X.onnx file to write (never overwritten)")
     p.add_argument("--check-images", nargs="+", metavar="IMAGE", help="real images for the check (files, folders, "
                    f"globs; default: 8 spread over the ISIC 2018, PH2 and HAM10000 copies in {DATA_ROOT_DEFAULT})")
     p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder for the default "
@@ -645,6 +645,9 @@ def _run_export(args) -> int:
         raise CommandError(f"the export check needs at least 2 real images and found {len(images)}"
                            + ("" if args.check_images else f" under --data-root {Path(args.data_root).resolve()}")
                            + ": give --check-images IMAGE IMAGE... or --data-root")
+    if Path(args.out).suffix != ".onnx":
+        raise CommandError(f"{args.out}: an ONNX export must end in .onnx (X.onnx beside X.pt becomes X.pt's default "
+                           "engine)")
     _check_out(Path(args.out).parent)
     try:
         report = export_model(args.model, args.out, images)
