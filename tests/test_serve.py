@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import re
+import shutil
 import threading
 import time
 
@@ -340,6 +341,12 @@ def test_serve_runs_the_models_it_is_given(tmp_path, capsys, monkeypatch):
     fast = str(resolve("fast", "segmentation"))
     assert main(["serve", "--classifier", fast]) == 2  # a segmentation model given as the classifier
     assert "not a dermoseg classifier" in capsys.readouterr().err
+    shutil.copy(fast, tmp_path / "stale.pt")  # with another model's ONNX export beside it: refused before the banner
+    shutil.copy(resolve("default", "segmentation").with_suffix(".onnx"), tmp_path / "stale.onnx")
+    assert main(["serve", "--model", str(tmp_path / "stale.pt"), "--port", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "stale.onnx: exported from a model file with sha256" in captured.err and "move that file away" in captured.err
+    assert "web page at" not in captured.out and "--engine" not in captured.err
     monkeypatch.setenv(MODEL_ENV, fast)
     with TestClient(create_app(load_settings(), token="")) as c:
         names = {m["task"]: m["name"] for m in c.get("/v1/models").json()["models"]}

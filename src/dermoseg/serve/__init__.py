@@ -64,7 +64,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
         raise ConfigError(f"--host {host} lets other machines in: give --token (or set {TOKEN_ENV}) as well")
     # the worker processes load the models; a given file is read here first, so a bad one stops the command
     for value, kind, env in ((model, "segmentation", MODEL_ENV), (classifier, "classifier", CLASSIFIER_ENV)):
-        os.environ[env] = "" if value is None else str(modelfile.read(value, kind)[0].resolve())
+        path = modelfile.read(value, kind)[0].resolve()
+        _check_onnx_export(path)
+        os.environ[env] = "" if value is None else str(path)
     if config:
         os.environ[CONFIG_ENV] = str(Path(config).resolve())
     os.environ[WORKERS_ENV] = str(workers)  # each worker process takes its share of the CPUs (worker_threads)
@@ -73,6 +75,24 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
         print(banner, flush=True)
     uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
+
+
+def _check_onnx_export(model_path: Path) -> None:
+    """Raise :class:`ConfigError` if an ONNX export lies beside ``model_path`` but was exported from another file
+    (the workers would refuse it after the server had announced itself); no export is fine (PyTorch runs)."""
+    from dermoseg.engine import onnx_path_for
+    from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
+    from dermoseg.io import file_sha256
+    onnx_file = onnx_path_for(model_path)
+    if not onnx_file.is_file():
+        return
+    try:
+        OrtRunner(onnx_file, threads=1).check_source(file_sha256(model_path))
+    except OnnxFileError as exc:
+        problem = str(exc).split("; export it again")[0]
+        raise ConfigError(f"{problem}; serve runs a model on the ONNX export beside it: export it again "
+                          f"(dermoseg export --model {model_path} --out {onnx_file}) or move that file away "
+                          "(the model then runs on PyTorch)") from None
 
 
 def _check_port_free(host: str, port: int) -> None:
