@@ -104,12 +104,13 @@ class OrtRunner:
         raise AttributeError(f"{self.path}: runs on ONNX Runtime, which has no PyTorch network; load the model with "
                              "engine='torch'")
 
-    def check_source(self, sha256: str) -> None:
-        """Raise :class:`OnnxFileError` unless this file was exported from the model file with this sha256."""
+    def check_source(self, sha256: str, advice: str = "export it again (dermoseg export) or use --engine torch") -> None:
+        """Raise :class:`OnnxFileError` unless this file was exported from the model file with this sha256; the
+        message ends with ``advice`` (what the calling command lets the user do about it)."""
         recorded = self.metadata.get("source_sha256")
         if recorded != sha256:
             raise OnnxFileError(f"{self.path}: exported from a model file with sha256 {str(recorded)[:12]}…, not "
-                                f"{sha256[:12]}…; export it again (dermoseg export) or use --engine torch")
+                                f"{sha256[:12]}…; {advice}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, h, w) float32 normalised batch → float32 logits ((N, 1, h, w) or (N, K))."""

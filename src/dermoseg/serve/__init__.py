@@ -86,13 +86,12 @@ def _check_onnx_export(model_path: Path) -> None:
     onnx_file = onnx_path_for(model_path)
     if not onnx_file.is_file():
         return
+    advice = (f"serve runs a model on the ONNX export beside it: export it again (dermoseg export --model "
+              f"{model_path} --out {onnx_file}) or move that file away (the model then runs on PyTorch)")
     try:
-        OrtRunner(onnx_file, threads=1).check_source(file_sha256(model_path))
+        OrtRunner(onnx_file, threads=1).check_source(file_sha256(model_path), advice)
     except OnnxFileError as exc:
-        problem = str(exc).split("; export it again")[0]
-        raise ConfigError(f"{problem}; serve runs a model on the ONNX export beside it: export it again "
-                          f"(dermoseg export --model {model_path} --out {onnx_file}) or move that file away "
-                          "(the model then runs on PyTorch)") from None
+        raise ConfigError(str(exc)) from None
 
 
 def _check_port_free(host: str, port: int) -> None:
