@@ -104,7 +104,8 @@ class OrtRunner:
         raise AttributeError(f"{self.path}: runs on ONNX Runtime, which has no PyTorch network; load the model with "
                              "engine='torch'")
 
-    def check_source(self, sha256: str, advice: str = "export it again (dermoseg export) or use --engine torch") -> None:
+    def check_source(self, sha256: str,
+                     advice: str = "export it again (dermoseg export) or use --engine torch") -> None:
         """Raise :class:`OnnxFileError` unless this file was exported from the model file with this sha256; the
         message ends with ``advice`` (what the calling command lets the user do about it)."""
         recorded = self.metadata.get("source_sha256")
