@@ -448,3 +448,55 @@ def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_
     with pytest.raises(FileExistsError, match="taken.ood.json: already exists"):
         module.main(["--mix", "mixed", "--out", str(tmp_path / "taken.pt"), "--data-root", str(data_root)])
     assert taken.read_text() == "not ours"
+
+
+def _experiment(name: str):
+    """An ``experiments/<name>.py`` script as a module (the scripts are not part of the package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tta_threshold_passes_are_the_eight_symmetries_and_start_with_the_shipped_flips():
+    """experiments/tta_threshold.py: with a "network" whose output ignores its input (a fixed asymmetric ramp),
+    each pass is the ramp put back through the inverse symmetry, so the eight passes are the eight distinct images
+    of the ramp under the square's symmetries, their mean is symmetric itself, and the first three are the passes
+    of the segmenter's own flip TTA (Segmenter.pass_logits)."""
+    from dermoseg.segmentation.segmenter import Segmenter
+
+    module = _experiment("tta_threshold")
+    ramp = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) ** 1.5  # no symmetry at all
+    segmenter = Segmenter.load("fast", engine="torch", quality=False)
+    segmenter.runner = lambda batch: ramp.copy()
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    passes = module.symmetric_logits(segmenter, x)
+    assert passes.shape == (8, 1, 4, 4)
+    assert len({p.tobytes() for p in passes}) == 8
+    mean = passes.mean(0)[0]
+    for view in (mean[::-1], mean[:, ::-1], mean.T, np.rot90(mean)):
+        np.testing.assert_allclose(view, mean, rtol=1e-6)
+    np.testing.assert_array_equal(passes[:3], segmenter.pass_logits(x, tta=True))
+    assert list(module.PASS_SETS.values()) == [1, 3, 4, 8]
+
+
+def test_dihedral_classifier_tta_averages_the_eight_symmetries():
+    """experiments/dihedral_tta_classifier.py: the transpose-averaging runner under the classifier's four-flip TTA
+    (flip_logits) gives the mean of a linear "network" over all eight symmetries of the input, computed here
+    directly with numpy rotations."""
+    from dermoseg.classification.classifier import flip_logits
+
+    module = _experiment("dihedral_tta_classifier")
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(2, 5, 5)).astype(np.float32)
+
+    def runner(batch):  # (N, 1, 5, 5) → (N, 2): two fixed linear read-outs, no symmetry
+        return np.einsum("nchw,khw->nk", batch, weights).astype(np.float32)
+
+    batch = rng.normal(size=(3, 1, 5, 5)).astype(np.float32)
+    views = [np.rot90(b, k, axes=(-2, -1)) for b in (batch, batch[..., ::-1]) for k in range(4)]
+    expected = np.mean([runner(np.ascontiguousarray(v)) for v in views], axis=0)
+    np.testing.assert_allclose(flip_logits(module.with_transpose(runner), batch), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_raises(AssertionError, np.testing.assert_allclose, flip_logits(runner, batch), expected,
+                             rtol=1e-5, atol=1e-5)  # the four flips alone are not the eight
