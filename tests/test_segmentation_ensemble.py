@@ -10,7 +10,7 @@ from dermoseg import modelfile
 from dermoseg.cli import main
 from dermoseg.errors import ModelFileError
 from dermoseg.io import read_image
-from dermoseg.models.ensemble import SegmentationEnsemble
+from dermoseg.models.ensemble import ClassifierEnsemble, SegmentationEnsemble
 from dermoseg.segmentation.ensemble import extract_member
 from dermoseg.segmentation.segmenter import Segmenter
 
@@ -224,3 +224,14 @@ def test_folding_covers_bias_groups_and_refuses_what_it_cannot_fold():
     conv, bn = torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1)
     with pytest.raises(ValueError, match="used in two places"):
         fold_batch_norm(torch.nn.Sequential(torch.nn.Sequential(conv, bn), torch.nn.Sequential(conv, bn)))
+
+
+@pytest.mark.parametrize("cls, kind", [(SegmentationEnsemble, "segmentation"), (ClassifierEnsemble, "classifier")])
+@pytest.mark.parametrize("members, message", [([], "non-empty 'members' list"), ([{}], "malformed"),
+                                              ([{"model": 3}], "malformed")])
+def test_both_wings_refuse_a_missing_or_malformed_members_list_by_name(cls, kind, members, message):
+    """A model file's ensemble config without members, or with an entry lacking ``model`` or holding a wrong type,
+    is a ValueError naming the wing, never a KeyError or TypeError."""
+    with pytest.raises(ValueError, match=message) as info:
+        cls.from_config({"architecture": "ensemble", "members": members})
+    assert f"{kind} ensemble" in str(info.value)

@@ -13,7 +13,7 @@ as two fixed matrices (:func:`area_resize_matrix`, the separable weights of Open
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -129,10 +129,8 @@ class ClassifierEnsemble(nn.Module):
             malformed value.
         """
         from dermoseg.models.classifier import build_classifier
-        members = config.get("members") or []
-        if not members:
-            raise ValueError("an ensemble classifier config needs a non-empty 'members' list")
-        try:
+
+        def build(members: list) -> "ClassifierEnsemble":
             for i, m in enumerate(members):
                 if not takes_plain_rgb(m["model"]):
                     raise ValueError(f"ensemble member {i} uses the lesion mask or Shades of Gray; members must "
@@ -140,8 +138,7 @@ class ClassifierEnsemble(nn.Module):
             return cls([build_classifier(m["model"], pretrained=False) for m in members],
                        [int(m["image_size"]) for m in members], [float(m["temperature"]) for m in members],
                        [(m["normalisation"]["mean"], m["normalisation"]["std"]) for m in members])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed ensemble member entry ({type(exc).__name__}: {exc})") from None
+        return _from_members(config, "classifier", build)
 
 
 class SegmentationEnsemble(nn.Module):
@@ -183,10 +180,21 @@ class SegmentationEnsemble(nn.Module):
         ``members.<i>.…``). Raises ValueError if ``members`` is missing, has fewer than two entries, an entry
         lacks ``model`` or is itself an ensemble."""
         from dermoseg.models import build_model
-        members = config.get("members") or []
-        try:
+
+        def build(members: list) -> "SegmentationEnsemble":
             if any(m["model"].get("architecture") == "ensemble" for m in members):
                 raise ValueError("a segmentation ensemble member cannot be an ensemble itself")
             return cls([build_model(m["model"], pretrained=False) for m in members])
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed segmentation ensemble member entry ({type(exc).__name__}: {exc})") from None
+        return _from_members(config, "segmentation", build)
+
+
+def _from_members(config: Mapping[str, Any], kind: str, build: Callable[[list], nn.Module]) -> nn.Module:
+    """``build(config["members"])``, the shared checks of both ``from_config``: a missing or empty ``members`` list,
+    or an entry lacking a key or holding a value of the wrong type, raises ValueError naming ``kind``."""
+    members = config.get("members") or []
+    if not members:
+        raise ValueError(f"a {kind} ensemble config needs a non-empty 'members' list")
+    try:
+        return build(list(members))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed {kind} ensemble member entry ({type(exc).__name__}: {exc})") from None
