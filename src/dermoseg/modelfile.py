@@ -240,7 +240,8 @@ def write(path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[
     return path
 
 
-def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[str, torch.Tensor], list[dict]]:
+def read_members(members, kind: str, build, describe
+                 ) -> tuple[list[dict], dict[str, torch.Tensor], list[dict], list[torch.nn.Module]]:
     """Read the member files of an ensemble of ``kind`` (``combine-segmenters``, ``combine-classifiers``).
 
     Parameters
@@ -254,8 +255,9 @@ def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[
 
     Returns
     -------
-    ``(entries, state_dict, records)``: the ``describe`` entries in order; the members' weights as stored, under
-    keys ``members.<i>.…``; each member's ``{"file", "sha256", "info"}``.
+    ``(entries, state_dict, records, networks)``: the ``describe`` entries in order; the members' weights as
+    stored, under keys ``members.<i>.…``; each member's ``{"file", "sha256", "info"}``; each member's network,
+    built by ``build`` with its weights loaded in float32 (the check that they fit), in eval mode.
 
     Raises
     ------
@@ -265,7 +267,7 @@ def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[
     """
     if len(members) < 2:
         raise ModelFileError(f"an ensemble needs at least two {_kind(kind)[1]} files, got {len(members)}")
-    entries, state, records = [], {}, []
+    entries, state, records, networks = [], {}, [], []
     for i, member in enumerate(members):
         path, payload = read(member, kind)
         model = payload["config"]["model"]
@@ -273,7 +275,8 @@ def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[
             raise ModelFileError(f"{path}: is an ensemble already; combine its members instead")
         try:  # everything the ensemble will need, checked now so that a bad member is named before any work
             entries.append(describe(path, payload))
-            build(model, pretrained=False).load_state_dict(
+            network = build(model, pretrained=False).eval()
+            network.load_state_dict(
                 {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
         except ModelFileError:
             raise
@@ -281,4 +284,5 @@ def read_members(members, kind: str, build, describe) -> tuple[list[dict], dict[
             raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
         state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
         records.append({"file": path.name, "sha256": file_sha256(path), "info": payload.get("info", {})})
-    return entries, state, records
+        networks.append(network)
+    return entries, state, records, networks

@@ -65,7 +65,7 @@ def ensemble_config(members: Sequence[str | Path]) -> tuple[dict, dict, list[dic
                 "temperature": float(payload.get("temperature", 1.0)),
                 "normalisation": {"mean": mean.tolist(), "std": std.tolist()}}
 
-    entries, state, records = modelfile.read_members(members, "classifier", build_classifier, describe)
+    entries, state, records, _ = modelfile.read_members(members, "classifier", build_classifier, describe)
     config = {"model": {"architecture": "ensemble", "members": entries},
               "image_size": max(e["image_size"] for e in entries), "classes": list(HAM_CLASSES),
               "normalisation": UNIT_NORMALISATION, "tta": True}

@@ -67,10 +67,10 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
         first.update(shared)
         return {"model": cfg["model"]}
 
-    entries, state, records = modelfile.read_members(members, "segmentation", build_model, describe)
+    entries, state, records, networks = modelfile.read_members(members, "segmentation", build_model, describe)
     config = {"model": {"architecture": "ensemble", "members": entries}, **first}
     if half:
-        state = _folded_half(config["model"], state)
+        state = _folded_half(networks)
         beyond = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
         if beyond is not None:
             raise ModelFileError(f"{records[int(beyond.split('.')[1])]['file']}: a weight exceeds the float16 range "
@@ -82,16 +82,18 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
     return modelfile.write(out, "segmentation", config, state, info)
 
 
-def _folded_half(model: dict, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ensemble's state dict with batch norm folded into the convolutions (:func:`fold_batch_norm`), then
-    every floating-point tensor rounded to float16 except the batch norms' running variances (1 − ε after folding,
-    which float16 cannot hold; one number per channel). Folding first means the float16 numbers are the ones the
-    network multiplies by, in PyTorch and in the ONNX export alike."""
-    network = build_model(model, pretrained=False).eval()
-    network.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
-    fold_batch_norm(network)
-    return {k: (v.half() if v.is_floating_point() and not k.endswith(".running_var") else v)
-            for k, v in network.state_dict().items()}
+def _folded_half(networks: list[torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """The ensemble's state dict (keys ``members.<i>.…``) from its member networks (float32, weights loaded), each
+    with batch norm folded into the convolutions (:func:`fold_batch_norm`, in place), then every floating-point
+    tensor rounded to float16 except the batch norms' running variances (1 − ε after folding, which float16 cannot
+    hold; one number per channel). Folding first means the float16 numbers are the ones the network multiplies
+    by, in PyTorch and in the ONNX export alike."""
+    state = {}
+    for i, network in enumerate(networks):
+        fold_batch_norm(network)
+        state.update({f"members.{i}.{k}": (v.half() if v.is_floating_point() and not k.endswith(".running_var")
+                                           else v) for k, v in network.state_dict().items()})
+    return state
 
 
 def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
