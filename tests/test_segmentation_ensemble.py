@@ -108,14 +108,16 @@ def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias(
     """Hand case: a 1x1 convolution (weight 2) and a batch norm (mean 1, variance 3 with eps 1, weight 4, bias 5)
     map x to 4 (2x - 1) / 2 + 5 = 4x + 3; folded, the convolution weight is 4 and the batch norm only adds 3. The
     shipped network folds every pair and keeps its output."""
-    from dermoseg.models.folding import fold_batch_norm
+    from dermoseg.models.folding import batch_norm_folded, fold_batch_norm
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1, bias=False), torch.nn.BatchNorm2d(1, eps=1.0)).eval()
     with torch.no_grad():
         net[0].weight.fill_(2.0)
         net[1].running_mean.fill_(1.0), net[1].running_var.fill_(3.0)
         net[1].weight.fill_(4.0), net[1].bias.fill_(5.0)
     x = torch.tensor([0.0, 1.0, -2.5]).view(3, 1, 1, 1)
+    assert not batch_norm_folded(net) and not batch_norm_folded(torch.nn.Conv2d(1, 1, 1))
     assert fold_batch_norm(net) == 1
+    assert batch_norm_folded(net)
     assert net[0].weight.item() == 4.0 and net[1].bias.item() == 3.0 and net[1].weight.item() == 1.0
     assert torch.equal(net(x), 4 * x + 3)
     shipped = Segmenter.load("fast", engine="torch", quality=False).network.eval()  # float32, not folded
@@ -123,7 +125,9 @@ def test_folding_batch_norm_keeps_the_output_and_makes_it_an_identity_plus_bias(
     with torch.inference_mode():
         before = shipped(image)
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in shipped.modules())
+    assert not batch_norm_folded(shipped)
     assert fold_batch_norm(shipped) == n_bn > 30  # every batch norm of the codec follows a convolution
+    assert batch_norm_folded(shipped)
     with torch.inference_mode():
         torch.testing.assert_close(shipped(image), before, atol=2e-4, rtol=1e-4)
 
@@ -140,7 +144,12 @@ def test_half_ensemble_onnx_export_stores_the_same_float16_weights(tmp_path, isi
     assert main(["combine-segmenters", "fast", "fast", "--half", "--out", str(half)]) == 0
     # float16 storage: about half the file, widened on loading; only the weights' rounding changes the map
     assert half.stat().st_size < 0.55 * out.stat().st_size
-    assert Segmenter.load(half, engine="torch", quality=False).info["weights"].startswith("float16")
+    assert Segmenter.load(half, engine="torch", quality=False).info["weights"] == "float16, batch norm folded"
+    assert Segmenter.load(out, engine="torch", quality=False).info["weights"] == "float32"
+    # members taken out of the --half file are folded float16 networks: an ensemble of them says so without --half
+    member = extract_member(half, 0, tmp_path / "member.pt")
+    assert main(["combine-segmenters", str(member), str(member), "--out", str(tmp_path / "again.pt")]) == 0
+    assert modelfile.read(tmp_path / "again.pt", "segmentation")[1]["info"]["weights"] == "float16, batch norm folded"
     stored = modelfile.read(half, "segmentation")[1]["state_dict"]
     # integer buffers stay integers; the folded batch norms' running variances (1 - eps) stay float32
     assert {k.rsplit(".", 1)[1] for k, v in stored.items() if v.dtype == torch.float32} == {"running_var"}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold_batch_norm", "identity_variance"]
+__all__ = ["batch_norm_folded", "fold_batch_norm", "identity_variance"]
 
 
 def identity_variance(eps: float) -> float:
@@ -89,3 +89,17 @@ def fold_batch_norm(network: nn.Module) -> int:
             bn.running_var.fill_(identity_variance(bn.eps))
             folded += 1
     return folded
+
+
+@torch.no_grad()
+def batch_norm_folded(network: nn.Module) -> bool:
+    """Whether every ``nn.BatchNorm2d`` of ``network`` is what :func:`fold_batch_norm` leaves: weight 1 (or none),
+    running mean 0 and running variance :func:`identity_variance` of its ε, i.e. an identity plus a bias. False for a
+    network without batch norm (nothing was folded). Read from the weights themselves, so it holds for a network
+    folded in an earlier file (e.g. a member extracted from a ``--half`` ensemble)."""
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    return bool(norms) and all(
+        bn.running_mean is not None and bn.running_var is not None and not bn.running_mean.any()
+        and bool((bn.running_var.float() == identity_variance(bn.eps)).all())
+        and (bn.weight is None or bool((bn.weight == 1).all())) for bn in norms)
+

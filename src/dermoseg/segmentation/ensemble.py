@@ -17,7 +17,7 @@ import torch
 from dermoseg import modelfile
 from dermoseg.errors import ModelFileError
 from dermoseg.models import build_model
-from dermoseg.models.folding import fold_batch_norm
+from dermoseg.models.folding import batch_norm_folded, fold_batch_norm
 from dermoseg.preprocess.settings import resolve_settings
 from dermoseg.training import git_commit
 
@@ -76,8 +76,8 @@ def combine_segmenters(members: Sequence[str | Path], out: str | Path, half: boo
             raise ModelFileError(f"{records[int(beyond.split('.')[1])]['file']}: a weight exceeds the float16 range "
                                  "(±65504); store it without --half")
     stored = {v.dtype for k, v in state.items() if v.is_floating_point() and not k.endswith(".running_var")}
-    weights = ("float16, batch norm folded" if half else
-               "float16" if stored == {torch.float16} else "float32" if stored == {torch.float32} else "mixed")
+    weights = ("float16" if stored == {torch.float16} else "float32" if stored == {torch.float32} else "mixed") + (
+        ", batch norm folded" if all(batch_norm_folded(n) for n in networks) else "")
     info = {"ensemble_of": records, "weights": weights, "commit": git_commit()}
     return modelfile.write(out, "segmentation", config, state, info)
 
