@@ -102,4 +102,3 @@ def batch_norm_folded(network: nn.Module) -> bool:
         bn.running_mean is not None and bn.running_var is not None and not bn.running_mean.any()
         and bool((bn.running_var.float() == identity_variance(bn.eps)).all())
         and (bn.weight is None or bool((bn.weight == 1).all())) for bn in norms)
-
