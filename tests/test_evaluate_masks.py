@@ -54,6 +54,16 @@ def test_a_photograph_given_as_mask_is_refused_naming_the_file(tmp_path, pairs, 
     assert [s["image_id"] for s in summary["skipped"]] == [ids[1]] and "not a binary mask" in summary["skipped"][0]["reason"]
 
 
+def test_a_refused_evaluation_leaves_no_output_folder_or_running_record(tmp_path, pairs, capsys):
+    """A missing prediction stops evaluate (exit 2) before it writes anything: the --out folder it would have
+    created is gone, not left holding a run.json that says the run is still going."""
+    pred, truth, ids = pairs
+    (pred / f"{ids[2]}_segmentation.png").unlink()
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(tmp_path / "e")]) == 2
+    assert "no prediction" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
 def test_colour_photograph_and_missing_pairs_with_skip_bad(tmp_path, pairs, isic_samples):
     pred, truth, ids = pairs
     shutil.copy(isic_samples[0].image_path, pred / f"{ids[0]}_segmentation.jpg")  # a colour photo, second file

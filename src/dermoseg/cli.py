@@ -202,11 +202,16 @@ def _run_evaluate(args) -> int:
             planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
         record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
-        rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
-                                                  save_masks=args.save_masks)
-    else:
-        record = start_run(args.out, "evaluate", planned, settings, []) if args.out else None
+        try:
+            rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta,
+                                                      preprocess=args.preprocess, save_masks=args.save_masks)
+        except BaseException as exc:
+            if record is not None:  # run.json must not say "running" after the command has stopped
+                record.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
+    else:  # scored first: a refused pair (missing, unreadable, mis-sized) leaves no run.json behind
         rows, summary = evaluation.evaluate_dirs(args.pred, args.truth, subset, args.skip_bad)
+        record = start_run(args.out, "evaluate", planned, settings, []) if args.out else None
         if args.out:
             evaluation.write_report(args.out, rows, summary)
     if record is not None:
