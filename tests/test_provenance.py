@@ -166,3 +166,23 @@ def test_file_sha256_is_remembered_only_while_the_file_is_unchanged(tmp_path):
     assert file_sha256(path) == file_sha256(path) == hashlib.sha256(b"first").hexdigest()
     write_bytes(path, b"other")  # same size, replaced in place as every write of the project does
     assert file_sha256(path) == hashlib.sha256(b"other").hexdigest()
+
+
+def test_a_fresh_run_refuses_a_folder_holding_masks_it_would_not_replace(tmp_path, isic_samples, capsys):
+    """Try-out finding: segment a and b into a folder, then a fresh segment of b alone with another model into the
+    same folder: a's mask and overlay stayed, listed in run.json as if the new run had made them, and evaluate
+    --pred would score them. Now the fresh run is refused (nothing written); re-running on the same images, or
+    --resume, is allowed."""
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    shutil.copy(isic_samples[0].image_path, a)
+    shutil.copy(isic_samples[1].image_path, b)
+    out = tmp_path / "out"
+    assert main(["segment", str(a), str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["segment", str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 per-image output(s) of an earlier run" in err and "a_overlay.jpg" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main(["segment", str(a), str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast"]) == 0
+    assert main(["segment", str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast", "--resume"]) == 0

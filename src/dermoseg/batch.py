@@ -146,6 +146,33 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _refuse_stale_outputs(out_dir: Path, own: dict[str, list[Path]], planned: list[Path],
+                          input_paths: set[Path]) -> None:
+    """Before a fresh (not ``--resume``) run: refuse a folder holding per-image outputs of an earlier run (listed in
+    its ``run.json``, still there, named like this run's ``<stem>_<kind>`` outputs, e.g. ``*_segmentation.png``)
+    that this run would neither replace nor read as an input (``input_paths``, resolved). Left there, they would
+    sit beside this run's outputs as if it had made them, without a row in its table, and ``evaluate --pred`` on
+    the folder would score them.
+
+    Raises
+    ------
+    dermoseg.provenance.OutputFolderError
+        Naming the folder, how many such files there are and one of them; nothing has been written.
+    """
+    here = out_dir.resolve()
+    suffixes = {o.name[len(stem):] for stem, paths in own.items() for o in paths  # "_segmentation.png", not ".png"
+                if o.parent.resolve() == here and o.name.startswith(stem + "_")}
+    replaced = {o.name for o in planned if o.parent.resolve() == here}
+    stale = sorted(n for n in provenance.read_manifest(out_dir) if "/" not in n and n not in replaced
+                   and any(n.endswith(s) for s in suffixes) and os.path.lexists(out_dir / n)
+                   and (out_dir / n).resolve() not in input_paths)
+    if stale:
+        raise provenance.OutputFolderError(
+            f"{out_dir}: holds {len(stale)} per-image output(s) of an earlier run that this run would not replace "
+            f"(e.g. {stale[0]}); they would be mixed with this run's. Continue that run with --resume, or choose "
+            "another --out")
+
+
 def run_batch(inputs: Sequence[str], out_dir: str | Path,
               process: Callable[[Path, str, np.ndarray], dict[str, Any]] | Stages, *, desc: str,
               outputs: Callable[[str], list[Path]] | None = None,
@@ -211,6 +238,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned += [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     if resume:
         provenance.check_resumable(out_dir, desc, settings or {}, models or [])
+    else:
+        _refuse_stale_outputs(out_dir, own, planned, input_paths)
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
