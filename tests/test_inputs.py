@@ -102,3 +102,21 @@ def test_check_rgb_names_what_it_got():
     for value, message in cases:
         with pytest.raises(ValueError, match=message):
             check_rgb(value)
+
+
+def test_the_api_refuses_a_threshold_outside_the_open_unit_interval(isic_samples):
+    """Try-out finding: Segmenter.segment(image, threshold=-1) made every pixel lesion and 2 or NaN none, while the
+    CLI refuses such values. 0.5 and 0.3 work; 0, -1, 1, 2 and NaN are a ValueError naming the threshold."""
+    import math
+
+    import pytest
+
+    from dermoseg.segmentation.segmenter import probability_to_mask
+    seg = Segmenter.load("fast", quality=False)
+    image = read_image(isic_samples[0].image_path)[::4, ::4].copy()
+    assert seg.segment(image, threshold=0.3).mask.sum() >= seg.segment(image, threshold=0.5).mask.sum() > 0
+    for bad in (0.0, -1.0, 1.0, 2.0, math.nan):
+        with pytest.raises(ValueError, match="threshold must be in \\(0, 1\\)"):
+            seg.segment(image, threshold=bad)
+    # hand case: probabilities 0.2 / 0.6 / 0.9 in a row, threshold 0.5 keeps the two above it
+    assert probability_to_mask(np.array([[0.2, 0.6, 0.9]], np.float32), 0.5).tolist() == [[False, True, True]]

@@ -228,7 +228,8 @@ class Segmenter(modelfile.LoadedModel):
         """Probability, lesion mask and, with flip TTA and a quality sidecar, quality and review flag of one image
         (see :meth:`probability`; ``threshold`` defaults to :data:`THRESHOLD`, a pixel is lesion where its
         probability is above it). ``exclude``: (H, W) bool pixels that show nothing (fully transparent) and get
-        probability 0, so they are never lesion."""
+        probability 0, so they are never lesion. Raises ValueError if ``image`` is not (H, W, 3) uint8 or
+        ``threshold`` is not in (0, 1)."""
         return self.segmentation(image, self.pass_logits(self.prepare(image, preprocess), tta), threshold, exclude)
 
 
@@ -245,7 +246,14 @@ def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_lar
     Returns
     -------
     (H, W) bool mask.
+
+    Raises
+    ------
+    ValueError
+        If ``threshold`` is not in (0, 1) (0 or less makes every pixel lesion, 1 or more none, NaN none).
     """
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     mask = prob > threshold
     if not keep_largest or not mask.any():
         return mask
