@@ -145,6 +145,11 @@ def test_input_warning_hand_made_cases():
     assert input_warning(image, np.zeros((64, 64), bool)) == "no lesion found"
     assert "whole image" in input_warning(image, np.ones((64, 64), bool))
     assert "uniform" in input_warning(np.full((64, 64, 3), 7, np.uint8), some)
+    # a flat colour is blank too (try-out finding: the spread of its three channel values hid it)
+    assert "uniform" in input_warning(np.full((64, 64, 3), (90, 50, 30), np.uint8), some)
+    ramp = np.full((64, 64, 3), (90, 50, 30), np.uint8)
+    ramp[..., 0] += np.arange(64, dtype=np.uint8)[None, :] // 8  # one channel varies by 8 levels: not blank
+    assert input_warning(ramp, some) == ""
     assert "pixels" in input_warning(image[:31], some[:31])
     # a tiny or blank image with an empty mask says both (a user filtering on "no lesion found" sees it)
     both = input_warning(np.full((64, 64, 3), 7, np.uint8), np.zeros((64, 64), bool))

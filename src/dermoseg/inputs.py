@@ -33,7 +33,7 @@ from dermoseg.io import IMAGE_EXTENSIONS
 
 MASK_NAME = re.compile(r"_(segmentation|lesion|mask|overlay|hair|frame)$", re.IGNORECASE)
 MIN_SIDE = 32     # pixels; smaller inputs get a warning (the models see 224-256 px squares)
-BLANK_STD = 2.0   # grey levels; a flatter image gets a warning
+BLANK_STD = 2.0   # grey levels; an image flatter than this in every channel gets a warning
 
 
 @dataclass
@@ -206,8 +206,9 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
 def image_warning(image: np.ndarray) -> str:
     """Why results on this image are likely unreliable, or "" (shared by ``segment`` and ``diagnose``).
 
-    Checks, in order: an image under :data:`MIN_SIDE` pixels on a side; a nearly uniform image (grey-level
-    standard deviation under :data:`BLANK_STD`, e.g. a blank or failed capture); a grayscale image (all three
+    Checks, in order: an image under :data:`MIN_SIDE` pixels on a side; a nearly uniform image (the standard
+    deviation of every colour channel over the pixels under :data:`BLANK_STD` grey levels, e.g. a blank or failed
+    capture, whatever its colour); a grayscale image (all three
     channels equal: colour features and the models, trained on colour images, are unreliable). The uniformity and
     grayscale checks look at a strided view (at most about 256 px a side), cheap on 30 Mpx inputs.
 
@@ -220,7 +221,7 @@ def image_warning(image: np.ndarray) -> str:
         return f"image is only {w}x{h} pixels (< {MIN_SIDE}); results are unreliable"
     step = max(1, min(h, w) // 256)
     view = image[::step, ::step]
-    if float(view.std()) < BLANK_STD:
+    if float(view.reshape(-1, 3).std(axis=0).max()) < BLANK_STD:  # per channel: a flat brown is blank too
         return "image is nearly uniform (blank?); results are unreliable"
     if np.array_equal(view[..., 0], view[..., 1]) and np.array_equal(view[..., 1], view[..., 2]):
         return "grayscale image: the models and colour measurements expect colour; results are unreliable"
