@@ -100,3 +100,11 @@ def test_dataset_subset(tmp_path, ph2_samples, capsys):
     (tmp_path / "bad.txt").write_text("IMD999\n")
     assert main(["evaluate", "--dataset", "ph2", "--subset", str(tmp_path / "bad.txt"), "--no-tta"]) == 2
     assert "subset id 'IMD999' is not in ph2" in capsys.readouterr().err
+
+
+def test_a_missing_data_folder_points_at_data_root(tmp_path, capsys):
+    """Try-out finding: run from another folder, the relative default data root names a folder that is not there;
+    the error now says which option sets it and where it pointed."""
+    assert main(["evaluate", "--dataset", "ph2", "--data-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "PH2 folder not found" in err and "--data-root" in err and str(tmp_path / "nowhere") in err

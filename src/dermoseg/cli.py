@@ -779,13 +779,24 @@ def _main(argv: list[str]) -> int:
     try:
         return int(args.func(args) or 0)
     except known as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_data_root_hint(args, exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # an unexpected failure: one line for the user, the traceback on request
         if os.environ.get("DERMOSEG_DEBUG"):
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (set DERMOSEG_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+
+
+def _data_root_hint(args, exc: BaseException) -> str:
+    """For a missing data folder under a command's ``--data-root`` (a relative default, so run from elsewhere it
+    points nowhere): the hint to give the data folder; else ""."""
+    from dermoseg.data.datasets import DatasetError
+    root = getattr(args, "data_root", None)
+    if not isinstance(exc, DatasetError) or root is None or "not found" not in str(exc):
+        return ""
+    return f" (the data folder is --data-root, here {root} = {Path(root).resolve()}; point it at the folder holding " \
+        "isic2018_task1/, ph2/ and ham10000/)"
 
 
 if __name__ == "__main__":
