@@ -67,6 +67,21 @@ def test_segment_interrupted_keeps_finished_rows_and_resume_completes(tmp_path, 
     assert {p: (out / f"{p}_segmentation.png").stat().st_mtime_ns for p in done} == done  # not redone
 
 
+def test_ctrl_c_between_an_images_writes_and_its_row_leaves_no_orphan_mask(tmp_path, four_images, monkeypatch):
+    """Try-out finding: Ctrl-C after an image's mask was written but before its overlay and row left the mask on
+    disk with no row, where evaluate --pred would pick it up. It is removed now; --resume makes it again."""
+    out = tmp_path / "out"
+    import dermoseg.segmentation.job as segment
+    with monkeypatch.context() as m:
+        _interrupt_on(m, segment, "draw_overlay", 2)  # the third image's mask is written, then Ctrl-C
+        assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure"]) == 130
+    assert [r["image_id"] for r in _rows(out / "results.csv")] == ["im0", "im1"]
+    assert sorted(p.name for p in out.glob("*_segmentation.png")) == ["im0_segmentation.png", "im1_segmentation.png"]
+    assert set(json.loads((out / "run.json").read_text())["outputs"]) >= {"im0_segmentation.png", "im1_overlay.jpg"}
+    assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0
+    assert len(list(out.glob("*_segmentation.png"))) == 4
+
+
 def test_preprocess_and_diagnose_tables_survive_an_interruption(tmp_path, four_images, monkeypatch):
     import dermoseg.preprocess.batch as preprocess_batch
     from dermoseg.classification.classifier import Classifier

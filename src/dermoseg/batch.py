@@ -302,6 +302,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         return stages.finish(job[0], job[1], image, y)
 
     status = "interrupted"
+    tabled: set[str] = set()  # inputs whose row reached the tables
     try:
         for name, reason in scan.problems:
             fail(name, reason)
@@ -331,8 +332,12 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 for t in tables:
                     t.append(row)
                 report.rows.append(row)
+                tabled.add(stem)
         status = "complete"
     finally:
+        if status != "complete":  # Ctrl-C: an image caught between its writes and its row leaves no orphan files
+            for stem in set(existed) - tabled:  # (the stage threads are joined by now; --resume redoes it)
+                discard_partial(stem)
         record.finish(status, processed=len(report.rows), failed=len(report.failures), resumed=report.resumed,
                       skipped_masks_or_outputs=len(scan.masks_skipped),
                       skipped_unsupported=sum(scan.unsupported.values()))
