@@ -186,3 +186,30 @@ def test_a_fresh_run_refuses_a_folder_holding_masks_it_would_not_replace(tmp_pat
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert main(["segment", str(a), str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast"]) == 0
     assert main(["segment", str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast", "--resume"]) == 0
+
+
+def test_two_runs_never_write_into_one_folder_at_once(tmp_path, one_image, capsys):
+    """Try-out finding: a second segment into a folder another one was still writing gave 41 rows for 40 images.
+    A folder holds a lock while a run writes: a live other process's lock refuses the run, naming the process;
+    a lock whose process has ended is taken over; the lock is gone after the run, also after a refused one."""
+    import socket
+    import subprocess
+
+    from dermoseg.provenance import LOCK_FILE
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / LOCK_FILE).write_text(f"{socket.gethostname()} {other.pid}\n")
+        assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 2
+        assert f"another dermoseg run (process {other.pid}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written, its lock left alone
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 0  # stale: taken
+    assert not (out / LOCK_FILE).exists() and (out / "results.csv").is_file()
+    (out / "results.csv").write_text("mine")  # a failed run (a claim refused) releases the lock too
+    (out / "run.json").unlink()
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 2
+    assert not (out / LOCK_FILE).exists()

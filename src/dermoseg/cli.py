@@ -744,8 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, at any point,
     with one line and no traceback; a second Ctrl-C while the first is being handled, or one while the process
-    exits, is ignored: it aborted the process before). An output folder the command created and left empty, on
-    any error or interrupt, is removed again."""
+    exits, is ignored: it aborted the process before). The output folders' run locks are released however the
+    command ends, and an output folder the command created and left empty, on any error or interrupt, is removed
+    again."""
     _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
     previous = signal.getsignal(signal.SIGINT)
     ours = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
@@ -759,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ours:  # the console script's process ends now: a late Ctrl-C must not abort the exit
             signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
+        from dermoseg.provenance import release_folders
+        release_folders()  # the output folders' run locks, however the command ended
     if code:
         _remove_empty_outputs()
     _CREATED.clear()

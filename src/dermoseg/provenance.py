@@ -16,10 +16,12 @@ output is written, so an interrupted run's files stay recognisable as dermoseg's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import shlex
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +31,10 @@ from dermoseg.errors import DermosegError
 from dermoseg.io import file_sha256, write_text
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".dermoseg-run.lock"  # held while a run writes into a folder (hidden: folder searches skip it)
 KEEP_EARLIER = 20
 _command_line: list[str] | None = None
+_held_locks: set[Path] = set()  # the lock files this process holds
 
 
 class OutputFolderError(DermosegError, OSError):
@@ -157,6 +161,71 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
                                 "resumed; use the same models or another --out")
 
 
+def _lock_holder(lock: Path) -> tuple[str, int] | None:
+    """(host, pid) written in a lock file, or None if it is unreadable or malformed."""
+    try:
+        host, pid = lock.read_text(encoding="utf-8").split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None
+
+
+def _running(host: str, pid: int) -> bool:
+    """Whether the process ``pid`` of ``host`` may still run: True for another host (it cannot be checked from
+    here), else whether this machine has such a process."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def acquire_folder(folder: Path) -> None:
+    """Take ``folder``'s :data:`LOCK_FILE` (created exclusively, holding this host's name and process id), so that
+    two runs never write into one folder at once (their rows would interleave: duplicated or lost). A lock left
+    by a process that has ended (killed, machine restarted) is taken over; one of this process (an earlier call in
+    the same Python session) too.
+
+    Raises
+    ------
+    OutputFolderError
+        If another process that may still run holds it, naming the folder, the process and the lock file.
+    """
+    lock = Path(folder) / LOCK_FILE
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None and holder != (socket.gethostname(), os.getpid()) and _running(*holder):
+                raise OutputFolderError(
+                    f"{folder}: another dermoseg run (process {holder[1]} on {holder[0]}) is writing into this folder; "
+                    f"wait for it to end or choose another --out (if it has ended, delete {lock})") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)  # stale, or ours: take it over
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{socket.gethostname()} {os.getpid()}\n")
+        _held_locks.add(lock)
+        return
+    raise OutputFolderError(f"{folder}: could not take {lock}; another run keeps taking it")
+
+
+def release_folders(folder: str | os.PathLike | None = None) -> None:
+    """Remove the lock file of ``folder`` (:func:`acquire_folder`), or, with None, every lock this process holds
+    (the command line does so on exit, whatever the outcome)."""
+    locks = set(_held_locks) if folder is None else {Path(folder) / LOCK_FILE} & _held_locks
+    for lock in locks:
+        _held_locks.discard(lock)
+        with contextlib.suppress(OSError):
+            if _lock_holder(lock) == (socket.gethostname(), os.getpid()):
+                os.unlink(lock)
+
+
 def model_record(role: str, path: str | os.PathLike, runner: Any = None) -> dict[str, str]:
     """``{"role", "file", "path", "sha256"}`` of a model file; with the ``runner`` it was loaded on
     (:func:`dermoseg.engine.make_runner`), also the ``engine`` that runs it (``onnx``/``torch``) and, for ONNX
@@ -228,20 +297,27 @@ class RunRecord:
         keeps only files that exist."""
         self.record.update(finished=_now(), status=status, counts=counts)
         self._write()
+        release_folders(self.folder)
 
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
               settings: dict[str, Any], models: list[dict[str, str]],
               after: Iterable[str | os.PathLike] = ()) -> RunRecord:
-    """Before any work: check ``folder`` is writable (:func:`ensure_writable`), that none of ``paths`` would
-    replace a file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
+    """Before any work: check ``folder`` is writable (:func:`ensure_writable`), take its lock
+    (:func:`acquire_folder`, released by :meth:`RunRecord.finish`), check that none of ``paths`` would replace a
+    file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
     ``after``: those of ``paths`` written once the run is finished (:class:`RunRecord`).
 
     Raises
     ------
     OutputFolderError
-        As :func:`ensure_writable` and :func:`claim_outputs`.
+        As :func:`ensure_writable`, :func:`acquire_folder` and :func:`claim_outputs`.
     """
     folder = ensure_writable(folder)
-    return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
-                     {_relative(folder, Path(p)) for p in after})
+    acquire_folder(folder)
+    try:
+        return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
+                         {_relative(folder, Path(p)) for p in after})
+    except BaseException:
+        release_folders(folder)
+        raise
