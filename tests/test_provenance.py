@@ -213,3 +213,18 @@ def test_two_runs_never_write_into_one_folder_at_once(tmp_path, one_image, capsy
     (out / "run.json").unlink()
     assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 2
     assert not (out / LOCK_FILE).exists()
+
+
+def test_a_runs_failures_stay_in_run_json_when_a_later_run_replaces_failures_csv(tmp_path, one_image, capsys):
+    """Try-out finding: segment into a diagnose run's folder replaced its failures.csv, and the list of files
+    diagnose could not read was lost. Each run's failures are also in its run.json record, kept in earlier_runs."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a picture")
+    out = tmp_path / "out"
+    assert main(["diagnose", str(one_image), str(bad), "--out", str(out)]) == 1
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 0
+    assert not (out / "failures.csv").exists()  # this run had none
+    record = _run_json(out, engine="onnx")
+    assert record["failures"] == [] and record["earlier_runs"][-1]["command"] == "diagnose"
+    (failure,) = record["earlier_runs"][-1]["failures"]
+    assert failure["file"].endswith("bad.jpg") and failure["reason"]

@@ -338,7 +338,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         if status != "complete":  # Ctrl-C: an image caught between its writes and its row leaves no orphan files
             for stem in set(existed) - tabled:  # (the stage threads are joined by now; --resume redoes it)
                 discard_partial(stem)
-        record.finish(status, processed=len(report.rows), failed=len(report.failures), resumed=report.resumed,
+        record.finish(status, [{"file": display_name(n), "reason": r} for n, r in report.failures],
+                      processed=len(report.rows), failed=len(report.failures), resumed=report.resumed,
                       skipped_masks_or_outputs=len(scan.masks_skipped),
                       skipped_unsupported=sum(scan.unsupported.values()))
     print_messages(report)

@@ -3,7 +3,7 @@
 Every command that writes a results table (``results.csv``, ``preprocess.csv``, ``predictions.csv``,
 ``per_image.csv`` / ``summary.json``) writes ``run.json`` beside it: the dermoseg version, the engine, the model
 files (name, path, sha256), the settings (threshold, test-time augmentation, preprocessing, ...), the command
-line, start and end time (UTC, ISO 8601), the outcome, and the list of files the run wrote (``outputs``, paths
+line, start and end time (UTC, ISO 8601), the outcome, a batch's failures, and the list of files the run wrote (``outputs``, paths
 relative to the folder). When several runs write into one folder (``segment`` then ``evaluate --out`` there, or a
 ``--resume``), the earlier records are kept in ``earlier_runs`` (the last :data:`KEEP_EARLIER`), so each file
 stays traceable to the run that wrote it.
@@ -292,10 +292,13 @@ class RunRecord:
         claimed = present if self.record["status"] != "running" else sorted(self.outputs)
         write_text(self.folder / RUN_FILE, json.dumps({**self.record, "outputs": claimed}, indent=2) + "\n")
 
-    def finish(self, status: str = "complete", **counts: Any) -> None:
-        """Record the end time, the outcome (``complete``/``interrupted``/``failed``) and counts; the output list
-        keeps only files that exist."""
+    def finish(self, status: str = "complete", failures: list[dict[str, str]] | None = None, **counts: Any) -> None:
+        """Record the end time, the outcome (``complete``/``interrupted``/``failed``), counts and, for a batch,
+        its ``failures`` (``{"file", "reason"}`` each: kept in ``earlier_runs`` when a later run into the folder
+        replaces ``failures.csv``); the output list keeps only files that exist."""
         self.record.update(finished=_now(), status=status, counts=counts)
+        if failures is not None:
+            self.record["failures"] = failures
         self._write()
         release_folders(self.folder)
 
