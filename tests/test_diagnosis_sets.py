@@ -188,6 +188,7 @@ def test_evaluate_diagnosis_on_isic_images_and_its_logit_cache(tmp_path, data_ro
     capsys.readouterr()
     summary = json.loads((out / "isic2018_task1" / "summary.json").read_text())
     assert summary["role"] == "external test" and summary["images"] == 8
+    assert summary["dataset"].startswith("the first 8 images only (--limit) of: ISIC 2018 Task 1")
     # the figures follow from the written predictions and the metadata
     pred = pd.read_csv(out / "isic2018_task1" / "predictions.csv")
     dx = load_isic2018_diagnosis(data_root / "isic2018_task1")
@@ -233,3 +234,14 @@ def test_diagnose_warns_about_inputs_unlike_the_training_images(tmp_path, data_r
     assert rows[high]["warning"].startswith("unlike the training images") and rows[low]["warning"] == ""
     assert f"{high}.png: unlike the training images" in err and low not in err
     assert list(pd.read_csv(out / "predictions.csv").columns) == ["image", *HAM_CLASSES]  # still the ISIC format
+
+
+def test_a_limited_set_without_melanomas_says_why_it_has_no_auc(tmp_path, capsys):
+    """Try-out finding: the first 6 PH2 images are all nevi; the summary gave a null AUC with no reason and called
+    the set "all 200 images"."""
+    out = tmp_path / "eval"
+    assert main(["evaluate-diagnosis", "--dataset", "ph2", "--limit", "6", "--out", str(out)]) == 0
+    summary = json.loads((out / "ph2" / "summary.json").read_text())
+    assert summary["melanoma_vs_nevus"] is None and summary["images"] == 6
+    assert summary["melanoma_vs_nevus_note"] == "not computed: 0 melanomas and 6 nevi among these images"
+    assert summary["dataset"].startswith("the first 6 images only (--limit)")

@@ -347,7 +347,8 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    samples = diagnosis_samples(name, data_root)[: int(limit) if limit else None]
+    every = diagnosis_samples(name, data_root)
+    samples = every[: int(limit) if limit else None]
     role, description = DIAGNOSIS_SETS[name]
     logits = cached_logits(out_dir / "logits.npz", model, samples,
                            lambda: sample_logits(model, samples, segmenter, name, mask_dir=mask_dir), reuse_logits)
@@ -355,6 +356,8 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
     groups = [s.group for s in samples]
     ids = [s.image_id for s in samples]
     probs = calibration.probabilities(logits, model.temperature)
+    if len(samples) < len(every):
+        description = f"the first {len(samples)} images only (--limit) of: {description}"
     summary: dict[str, Any] = {"set": name, "role": role, "dataset": description, "model": str(model.path),
                                "model_sha256": model.sha256, "note": DISCLAIMER, "images": len(samples)}
     if name.startswith("ham10000"):
@@ -366,6 +369,8 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
     summary.setdefault("accuracy", float(np.mean(cm.predicted_labels(probs) == labels)))
     mel, nv = (labels == HAM_CLASSES.index("MEL")).sum(), (labels == HAM_CLASSES.index("NV")).sum()
     summary["melanoma_vs_nevus"] = melanoma_vs_nevus(labels, groups, probs) if mel and nv else None
+    if not (mel and nv):
+        summary["melanoma_vs_nevus_note"] = f"not computed: {mel} melanomas and {nv} nevi among these images"
     if model.ood is not None:
         scores, flags = model.ood.scores(logits), model.ood.flags(logits)
         summary["ood"] = {"score": ood.SCORE, "threshold": model.ood.threshold, "percentile": model.ood.percentile,
