@@ -275,7 +275,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
         except ImageTooLargeError as exc:
             raise HTTPException(413, str(exc)) from None
         except UnsupportedImageError as exc:
-            raise HTTPException(415, f"{exc} (JPEG, PNG, BMP, TIFF or WebP expected)") from None
+            raise HTTPException(415, f"{exc} (an image file expected: JPEG, PNG, BMP, TIFF, WebP, GIF or "
+                                     "PPM/PGM)") from None
         except ImageReadError as exc:
             raise HTTPException(422, str(exc)) from None
 
@@ -288,7 +289,8 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             queue.leave()
             release_freed_memory()
 
-    ImageField = Annotated[UploadFile, File(description="the dermoscopic image (JPEG, PNG, BMP, TIFF or WebP)")]
+    ImageField = Annotated[UploadFile, File(description="the dermoscopic image (JPEG, PNG, BMP, TIFF, WebP, GIF or "
+                                            "PPM/PGM)")]
     Threshold = Annotated[float, Form(gt=0, lt=1, description="lesion where probability > threshold")]
     Tta = Annotated[bool | None, Form(description="flip test-time augmentation (default: the model file's)")]
     Preprocess = Annotated[bool | None, Form(description="black-frame and hair removal first (default: the model file's)")]
