@@ -167,6 +167,23 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_score_did_not_improve(t
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
+def test_a_resumed_run_keeps_its_best_epoch_from_earlier_sessions(tmp_path):
+    """Try-out finding: last.ckpt was saved before the best-epoch tracker had seen that epoch, so a run resumed
+    after epoch 0 forgot that epoch 0 was the best, chose epoch 2 instead and wrote best-v1.ckpt beside
+    best.ckpt; resuming a finished run wrote a NaN score into model.json. The score falls every epoch here, so
+    epoch 0 must stay the best across three sessions."""
+    from dermoseg.training import fit
+    cfg = {"trainer": {"epochs": 1, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+                       "precision": "32-true", "max_time_minutes": None}}
+    fit(_WorseningTask(), _TinyData(), cfg, tmp_path, "score")
+    cfg["trainer"]["epochs"] = 3
+    result = fit(_WorseningTask(), _TinyData(), cfg, tmp_path, "score", resume=True)
+    assert result.best_score == 0.0 and torch.load(result.best_checkpoint, weights_only=False)["epoch"] == 0
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    again = fit(_WorseningTask(), _TinyData(), cfg, tmp_path, "score", resume=True)  # nothing left to train
+    assert again.best_score == 0.0 and again.best_checkpoint == result.best_checkpoint
+
+
 def test_ema_weights_are_what_the_checkpoints_hold(tmp_path):
     """``trainer.ema_decay``: w_t = 1 - 0.8^t under SGD on (w - 1)², so the averaged weight after the 9 steps is
     the exponential moving average of that sequence, computed here by hand; the checkpoint keeps both."""

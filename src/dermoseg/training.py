@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Checkpoint, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -81,11 +81,12 @@ def git_commit() -> str:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` leaves: the best checkpoint, its monitored score, seconds spent, epochs completed, and
+    """What :func:`fit` leaves: the best checkpoint, its monitored score (None if no epoch was scored), seconds
+    spent, epochs completed, and
     whether this process is the global rank 0 (under DDP every process returns here; only rank 0 exports)."""
 
     best_checkpoint: Path
-    best_score: float
+    best_score: float | None
     seconds: float
     epochs_completed: int
     is_global_zero: bool = True
@@ -100,13 +101,18 @@ class FitResult:
                 **({"init_from": self.initial_weights} if self.initial_weights else {})}
 
 
-class EpochEndCheckpoint(Callback):
+class EpochEndCheckpoint(Checkpoint):
     """Write ``path`` (the resumable ``last.ckpt``) after every whole training epoch, its validation included,
     replacing the previous one atomically.
 
     Lightning's own ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only in an epoch where the monitored
     checkpoint improved, so a resume restarted from the best epoch rather than the latest; and an epoch cut short
     by ``trainer.max_time`` is not saved, so a resume never starts mid-epoch.
+
+    It is a :class:`~lightning.pytorch.callbacks.Checkpoint` so that Lightning runs it with the checkpoint
+    callbacks, in list order, after the best-epoch ``ModelCheckpoint`` given before it: ``last.ckpt`` then holds
+    that epoch's best score and path, and a resume keeps choosing the best epoch over every session (as a plain
+    callback it ran first, saved the previous epoch's best-so-far, and a resumed run forgot its best epoch).
     """
 
     def __init__(self, path: Path):
@@ -153,7 +159,7 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     last = ckpt_dir / "last.ckpt"
     logger = CSVLogger(save_dir=str(out_dir), name="logs")  # one version folder per session (resumes included)
     max_time = {"minutes": float(tcfg["max_time_minutes"])} if tcfg.get("max_time_minutes") else None
-    callbacks = [best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)]
+    callbacks = [best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)]  # best first: see EpochEndCheckpoint
     if tcfg.get("ema_decay"):  # validation, checkpoints and so the exported model use the averaged weights
         callbacks.append(EMAWeightAveraging(decay=float(tcfg["ema_decay"])))
     trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
@@ -169,7 +175,7 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     elapsed = time.time() - start
     if trainer.is_global_zero:
         merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
-    score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
+    score = float(best.best_model_score) if best.best_model_score is not None else None  # JSON has no NaN
     return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch),
                      trainer.is_global_zero, initial)
 
