@@ -272,3 +272,29 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
         err = capsys.readouterr().err
         assert code == 2 and f"{tmp_path / name}: " in err and message in err and "unexpected" not in err, err
         assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_to_overwrite_a_run_and_resume_refuses_other_settings(tmp_path, data_root, capsys):
+    """Try-out findings: a fresh `train` into a folder holding a run (or a user's own config.yaml) replaced its
+    files and mixed its epochs into metrics.csv; `--resume` with another train_subset was accepted silently. Now
+    both are refused before any image is read; more epochs on --resume are fine."""
+    from dermoseg.cli import main
+    (tmp_path / "smoke.yaml").write_text(f"base_config: {REPO / 'configs' / 'smoke.yaml'}\ntrainer: {{epochs: 1}}\n")
+    (tmp_path / "more.yaml").write_text(f"base_config: {tmp_path / 'smoke.yaml'}\ntrainer: {{epochs: 2}}\n")
+    (tmp_path / "other.yaml").write_text(f"base_config: {tmp_path / 'more.yaml'}\ndata: {{train_subset: 12}}\n")
+    run = ["--out", str(tmp_path / "run"), "--data-root", str(data_root)]
+    assert main(["train", "--config", str(tmp_path / "smoke.yaml"), *run]) == 0
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "smoke.yaml"), *run]) == 2
+    assert "holds a training run (config.yaml); continue it with --resume" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "other.yaml"), *run, "--resume"]) == 2
+    assert "--resume with data.train_subset = 12, but the run being resumed used 16" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    assert main(["train", "--config", str(tmp_path / "more.yaml"), *run, "--resume"]) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("a,b\n")  # a user's file of the same name
+    assert main(["train", "--config", str(tmp_path / "smoke.yaml"), "--out", str(mine), "--data-root",
+                 str(data_root)]) == 2
+    assert (mine / "metrics.csv").read_text() == "a,b\n"

@@ -10,6 +10,8 @@ resumes, and merges the per-session Lightning logs into one ``metrics.csv``. Dev
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import subprocess
 import time
@@ -134,6 +136,56 @@ class EpochEndCheckpoint(Checkpoint):
                 tmp.replace(self.path)
 
 
+RUN_FILES = ("config.yaml", "metrics.csv", "checkpoints", "logs", "model.pt")  # what a training run leaves
+# Settings a resumed run may change: how long and where it trains, not what it learns.
+RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "max_time_minutes"), ("trainer", "num_threads"),
+                     ("trainer", "accelerator"), ("trainer", "devices"), ("trainer", "num_nodes"),
+                     ("trainer", "strategy"), ("data", "num_workers"), ("data", "root")}
+
+
+def _flat(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out: dict[tuple[str, ...], Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, (*prefix, k)) if isinstance(v, dict) else {(*prefix, k): v})
+    return out
+
+
+def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
+    """Before a training run writes anything: a fresh run (not ``resume``) needs an output folder without a
+    training run's files (:data:`RUN_FILES`: it would replace them and mix their epochs into ``metrics.csv``); a
+    resumed run must have the settings of the run it continues (its ``config.yaml``), except those in
+    :data:`RESUMABLE_CHANGES` (more epochs, another time limit, machine or data location).
+
+    Raises
+    ------
+    OutputFolderError
+        Naming the folder and the first file found, or the first setting that differs (old and new value).
+    """
+    from dermoseg.provenance import OutputFolderError
+    if any(os.environ.get(v, "0") != "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        return  # a DDP worker started by the run's first process, which checked the folder before writing to it
+    if not resume:
+        found = next((name for name in RUN_FILES if os.path.lexists(out_dir / name)), None)
+        if found is not None:
+            raise OutputFolderError(f"{out_dir}: holds a training run ({found}); continue it with --resume, or "
+                                    "choose another --out")
+        return
+    saved = out_dir / "config.yaml"
+    if not saved.is_file():
+        return  # nothing recorded to continue: the run starts (or restarts) from its first epoch
+    import yaml
+    try:
+        old = _flat(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError) as exc:
+        raise OutputFolderError(f"{saved}: unreadable ({exc}); choose another --out") from None
+    new = _flat(json.loads(json.dumps(cfg)))  # as YAML would give it back (tuples as lists)
+    for key in sorted(set(old) | set(new)):
+        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
+            raise OutputFolderError(f"{saved}: --resume with {'.'.join(key)} = {new.get(key)!r}, but the run being "
+                                    f"resumed used {old.get(key)!r}; only the trainer's epochs, time limit and "
+                                    "machine may change (or choose another --out)")
+
+
 def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,
         resume: bool = False) -> FitResult:
     """The run driver shared by segmentation and classification training.
@@ -150,6 +202,7 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     """
     import yaml
 
+    check_run_folder(out_dir, cfg, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg["trainer"]
     write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
