@@ -264,7 +264,13 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "optimizer.yaml": ("optimizer: {name: sgd}\n", "optimizer.name must be one of adam, adamw"),
              # the segmentation schedule has no warm-up; earlier runs recorded warmup_epochs: 0, still accepted
              "warmup.yaml": ("optimizer: {warmup_epochs: 1}\n", "optimizer.warmup_epochs must be 0 here"),
-             "ensemble.yaml": ("model: {architecture: ensemble}\n", "'ensemble' is not trained: combine")}
+             "ensemble.yaml": ("model: {architecture: ensemble}\n", "'ensemble' is not trained: combine"),
+             # try-out findings: values of the right kind but out of range failed late, or not at all
+             "batch.yaml": ("trainer: {batch_size: -1}\n", "'trainer.batch_size' must be a whole number >= 1"),
+             "epochs.yaml": ("trainer: {epochs: 0}\n", "'trainer.epochs' must be a whole number >= 1"),
+             "half.yaml": ("trainer: {epochs: 1.5}\n", "'trainer.epochs' must be a whole number >= 1"),
+             "lr.yaml": ("optimizer: {lr: -1}\n", "'optimizer.lr' must be a number > 0"),
+             "val.yaml": ("data: {val_subset: -3}\n", "'data.val_subset' must be a whole number >= 1")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

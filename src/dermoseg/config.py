@@ -7,9 +7,10 @@ receives its settings from the merged configuration.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -81,6 +82,47 @@ OPEN_SECTIONS = {("preprocess",)}
 # Settings whose value may take several kinds, passed on as given (Lightning's devices: 1, "auto" or [0, 1];
 # precision: 32 or "16-mixed")
 ANY_KIND = {("trainer", "devices"), ("trainer", "precision")}
+
+
+def _whole(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v: Any) -> float | None:
+    """A setting's value as a finite float (YAML 1.1 reads ``1e-3`` as text), or None if it is not one."""
+    if isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+# Settings whose kind (check_keys) is not enough: {(section, key): (test, what it must be)}; None passes where the
+# default is None (an optional setting left unset).
+RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
+    **{("trainer", k): (lambda v: _whole(v, 1), "a whole number >= 1")
+       for k in ("epochs", "batch_size", "num_nodes", "num_threads")},
+    ("trainer", "max_time_minutes"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
+    ("trainer", "ema_decay"): (lambda v: 0 < (_number(v) or 0) < 1, "a number in (0, 1)"),
+    **{("data", k): (lambda v: _whole(v, 1), "a whole number >= 1")
+       for k in ("image_size", "train_subset", "val_subset", "cache_size")},
+    ("data", "num_workers"): (lambda v: _whole(v, 0), "a whole number >= 0"),
+    ("optimizer", "lr"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
+    **{("optimizer", k): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0, "a number >= 0")
+       for k in ("weight_decay", "warmup_epochs")},
+}
+
+
+def check_ranges(given: dict[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` and the dotted key for the first setting of ``given`` (one
+    file's own mapping) outside its range in :data:`RANGES` (``batch_size: -1``, ``epochs: 1.5``, ``lr: -1``,
+    ``epochs: 0``), before any data is read; None, an unset optional setting, passes."""
+    for (section, key), (test, what) in RANGES.items():
+        part = given.get(section)
+        if isinstance(part, dict) and key in part and part[key] is not None and not test(part[key]):
+            raise ConfigError(f"{where}: setting '{section}.{key}' must be {what}, got {part[key]!r}")
 
 
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
@@ -157,7 +199,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     ------
     ConfigError
         If the file (or a base) is missing or not a YAML mapping, names an unknown task or setting (the message
-        names the file and the dotted key), a section has the wrong type, or the bases form a cycle.
+        names the file and the dotted key), gives a setting of the wrong kind or outside its range
+        (:func:`check_ranges`), a section has the wrong type, or the bases form a cycle.
     """
     chain = read_chain(path) if path is not None else []
     raw: dict[str, Any] = {}
@@ -169,6 +212,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     defaults = TASK_DEFAULTS[task]
     for file, mapping in [*chain, ("overrides", overrides or {})]:  # each file answers for its own lines
         check_keys(mapping, defaults, EXTRA_KEYS[task], str(file))
+        check_ranges(mapping, str(file))
     merged = merge(merge(defaults, raw, str(path)), overrides, "overrides")
     if "preprocess" in merged:  # the open section's own check on the merged settings, now rather than at export
         from dermoseg.preprocess.settings import PreprocessConfigError, resolve_settings

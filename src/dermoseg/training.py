@@ -30,17 +30,18 @@ from dermoseg.errors import ConfigError
 from dermoseg.io import write_text
 
 
-def subset(samples: list, n: int | None, seed: int) -> list:
-    """The first ``n`` samples of a seeded shuffle, in their original order (all of them if ``n`` is None).
+def subset(samples: list, n: int | None, seed: int, setting: str = "data.train_subset") -> list:
+    """The first ``n`` samples of a seeded shuffle, in their original order (all of them if ``n`` is None or at
+    least their number).
 
     Raises
     ------
     dermoseg.errors.ConfigError
-        If ``n`` is given and is not a positive integer (``data.train_subset``)."""
+        If ``n`` is given and is not a positive integer; the message names ``setting``."""
     if n is None:
         return samples
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"data.train_subset must be a positive number of images, got {n!r}")
+        raise ConfigError(f"{setting} must be a positive number of images, got {n!r}")
     order = np.random.default_rng(seed).permutation(len(samples))
     return [samples[i] for i in sorted(order[: int(n)])]
 

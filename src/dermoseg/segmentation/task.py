@@ -77,7 +77,7 @@ class SegmentationData(CachedData):
         split = read_split(ISIC_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
         train = subset(train, data["train_subset"], self.cfg["seed"])
-        val = subset(val, data["val_subset"], self.cfg["seed"])
+        val = subset(val, data["val_subset"], self.cfg["seed"], "data.val_subset")
         if data["pseudo_labels"]:
             pseudo, self.pseudo_info = pseudo_label_pairs(data["pseudo_labels"], Path(data["root"]),
                                                           {s.image_id for s in samples})
