@@ -95,6 +95,16 @@ def test_bad_settings_file_is_an_error(tmp_path, two_real, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"{cfg}: unknown setting 'preprocess.hair.closing_pz'" in err and "Warning" not in err
     assert not (tmp_path / "out").exists()
+    # try-out findings: NaN passed every range test (it turned hair detection off, or crashed after the run had
+    # started), and a section given twice lost its first copy without a word
+    for text, message in (("hair: {threshold_low: .nan}\n", "preprocess.hair.threshold_low must be a finite number"),
+                          ("hair: {closing_px: .nan}\n", "preprocess.hair.closing_px must be a finite number"),
+                          ("hair: {enabled: false}\nhair: {closing_px: 5}\n", "key 'hair' appears twice")):
+        cfg.write_text(text)
+        code = main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "out"), "--config", str(cfg)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "unexpected" not in err, err
+        assert not (tmp_path / "out").exists()
 
 
 def test_settings_file_is_applied(tmp_path, two_real):

@@ -270,7 +270,8 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "epochs.yaml": ("trainer: {epochs: 0}\n", "'trainer.epochs' must be a whole number >= 1"),
              "half.yaml": ("trainer: {epochs: 1.5}\n", "'trainer.epochs' must be a whole number >= 1"),
              "lr.yaml": ("optimizer: {lr: -1}\n", "'optimizer.lr' must be a number > 0"),
-             "val.yaml": ("data: {val_subset: -3}\n", "'data.val_subset' must be a whole number >= 1")}
+             "val.yaml": ("data: {val_subset: -3}\n", "'data.val_subset' must be a whole number >= 1"),
+             "twice.yaml": ("trainer: {epochs: 1}\ntrainer: {epochs: 2}\n", "key 'trainer' appears twice")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

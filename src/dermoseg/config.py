@@ -125,6 +125,25 @@ def check_ranges(given: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: setting '{section}.{key}' must be {what}, got {part[key]!r}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
+    silently, so a second ``hair:`` section would replace the first without a word)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice in one mapping",
+                                                    key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
                       error: type[Exception] = ConfigError) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping (an empty file reads as ``{}``).
@@ -138,13 +157,14 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
     Raises
     ------
     error
-        If the file is missing, not valid YAML, or not a mapping; the message names the file.
+        If the file is missing, not valid YAML (a key given twice in one mapping included), or not a mapping; the
+        message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: {what} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (safe)
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):

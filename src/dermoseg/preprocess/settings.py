@@ -9,6 +9,7 @@ this version does not have: ignoring it would clean differently from the trainin
 from __future__ import annotations
 
 import copy
+import math
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
@@ -112,8 +113,8 @@ def _check(name: str, value: Any, rule: tuple) -> Any:
         if value not in rule[1:]:
             raise PreprocessConfigError(f"{name} must be one of {', '.join(rule[1:])}, got {value!r}")
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PreprocessConfigError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PreprocessConfigError(f"{name} must be a finite number, got {value!r}")  # NaN passed every range test
     lo, hi = rule[1], rule[2]
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise PreprocessConfigError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
