@@ -567,7 +567,8 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--sheet", action="store_true", help="also write DIR/preprocess_sheet.png (before/after)")
     p.add_argument("--config", type=Path, help="YAML file with preprocessing settings (a 'preprocess:' section "
-                   "or the settings themselves; default: the shipped configs/preprocess.yaml)")
+                   "or the settings themselves; default: the settings shipped in the package, "
+                   "src/dermoseg/configs/preprocess.yaml)")
     _add_resume(p)
     p.set_defaults(func=_run_preprocess)
 
