@@ -125,3 +125,17 @@ def test_rerun_into_the_input_folder_skips_its_own_outputs(tmp_path, two_real):
     assert main(["preprocess", str(folder), "--out", str(folder)]) == 0  # a.png, a_hair.png... are not inputs now
     with open(folder / "preprocess.csv", newline="") as fh:
         assert [r["image_id"] for r in csv.DictReader(fh)] == ["a"]
+
+
+def test_resume_names_the_one_cleaning_setting_that_changed(tmp_path, two_real, capsys):
+    """Try-out finding: a --resume with another cleaning setting printed both 30-key settings mappings; it names
+    the nested setting now."""
+    out = tmp_path / "out"
+    assert main(["preprocess", str(two_real[0]), "--out", str(out)]) == 0
+    off = tmp_path / "off.yaml"
+    off.write_text("hair: {enabled: false}\n")
+    capsys.readouterr()
+    assert main(["preprocess", str(two_real[0]), "--out", str(out), "--resume", "--config", str(off)]) == 2
+    err = capsys.readouterr().err
+    assert "--resume with preprocess_settings.hair.enabled = False, but the run being resumed used True" in err
+    assert len(err) < 300
