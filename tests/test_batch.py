@@ -79,7 +79,12 @@ def test_own_outputs_skipped_and_files_not_written_by_dermoseg_never_overwritten
     assert seen == [] and (folder / "a_out.jpg").read_bytes() == before  # refused before any work
     # once a dermoseg run.json lists it as an output, it is skipped as an input and may be replaced
     (folder / "run.json").write_text(json.dumps({"tool": "dermoseg", "outputs": ["a_out.jpg"]}))
-    report = run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, **kwargs)
+    def write(p, s, im):  # the command writes its output (a fresh run removed the earlier one first)
+        seen.append(s)
+        (folder / f"{s}_out.jpg").write_bytes(p.read_bytes())
+        return {"id": s}
+
+    report = run_batch([str(folder)], folder, write, **kwargs)
     assert seen == ["a"] and report.exit_code == 0
     # named explicitly, a_out.jpg is an input, so writing a_out.jpg for "a" would overwrite it: refused
     seen.clear()

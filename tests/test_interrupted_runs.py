@@ -59,6 +59,9 @@ def test_segment_interrupted_keeps_finished_rows_and_resume_completes(tmp_path, 
     assert "interrupted" in err and "Traceback" not in err
     rows = _rows(out / "results.csv")
     assert [r["image_id"] for r in rows] == ["im0", "im1"]  # this run's rows, not the earlier run's stale table
+    # and only this run's masks: the earlier run's im2 and im3 went when the fresh run began (review finding: the
+    # earlier run's im3 and this run's unrowed im2 were left for evaluate --pred to score)
+    assert sorted(p.name for p in out.glob("*_segmentation.png")) == ["im0_segmentation.png", "im1_segmentation.png"]
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     done = {p: (out / f"{p}_segmentation.png").stat().st_mtime_ns for p in ("im0", "im1")}
     assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0

@@ -235,12 +235,17 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         for o in own[stem]:
             owner.setdefault(o, stem)
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
-    planned += [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
+    per_image = [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
+    planned += per_image
     if resume:
         provenance.check_resumable(out_dir, desc, settings or {}, models or [])
     else:
         _refuse_stale_outputs(out_dir, own, planned, input_paths)
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
+    if not resume:  # a fresh run replaces the earlier outputs of its images now, not one by one, so that an
+        for o in per_image:  # interrupted or failed run never leaves another run's masks beside its own rows
+            if os.path.lexists(o):  # (start_run checked that dermoseg wrote each of them)
+                o.unlink()
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
     report = BatchReport(out_dir)
