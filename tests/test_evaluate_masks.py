@@ -108,3 +108,19 @@ def test_a_missing_data_folder_points_at_data_root(tmp_path, capsys):
     assert main(["evaluate", "--dataset", "ph2", "--data-root", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "PH2 folder not found" in err and "--data-root" in err and str(tmp_path / "nowhere") in err
+
+
+def test_a_run_stopped_after_it_began_is_not_left_running(tmp_path, pairs, monkeypatch, capsys):
+    """Review finding: Ctrl-C while evaluate wrote its report (or any error after run.json was started) left
+    run.json saying "running"; the command line now finishes every run it started, as interrupted or failed."""
+    import dermoseg.segmentation.evaluate as evaluation
+    pred, truth, _ = pairs
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "write_report", stop)
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(tmp_path / "e")]) == 130
+    record = json.loads((tmp_path / "e" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["finished"]
+    assert not (tmp_path / "e" / ".dermoseg-run.lock").exists()

@@ -190,24 +190,28 @@ def test_a_fresh_run_refuses_a_folder_holding_masks_it_would_not_replace(tmp_pat
 
 def test_two_runs_never_write_into_one_folder_at_once(tmp_path, one_image, capsys):
     """Try-out finding: a second segment into a folder another one was still writing gave 41 rows for 40 images.
-    A folder holds a lock while a run writes: a live other process's lock refuses the run, naming the process;
-    a lock whose process has ended is taken over; the lock is gone after the run, also after a refused one."""
-    import socket
+    A run holds a lock on its folder: while another process holds it, a run is refused naming that process;
+    once that process is killed (no clean-up of its own) the lock is free; the lock file is gone after a run,
+    also after a refused one."""
     import subprocess
+    import sys
 
     from dermoseg.provenance import LOCK_FILE
     out = tmp_path / "out"
     out.mkdir()
-    other = subprocess.Popen(["sleep", "60"])
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dermoseg.provenance import "
+                               "acquire_folder\nacquire_folder(sys.argv[1])\nprint('ready', flush=True)\n"
+                               "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
     try:
-        (out / LOCK_FILE).write_text(f"{socket.gethostname()} {other.pid}\n")
+        assert holder.stdout.readline().strip() == "ready"
         assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 2
-        assert f"another dermoseg run (process {other.pid}" in capsys.readouterr().err
+        assert f"another dermoseg run (process {holder.pid} on " in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written, its lock left alone
     finally:
-        other.kill()
-        other.wait()
-    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 0  # stale: taken
+        holder.kill()
+        holder.wait()
+    assert (out / LOCK_FILE).exists()  # left by the killed process, but holding nothing
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 0
     assert not (out / LOCK_FILE).exists() and (out / "results.csv").is_file()
     (out / "results.csv").write_text("mine")  # a failed run (a claim refused) releases the lock too
     (out / "run.json").unlink()

@@ -202,13 +202,8 @@ def _run_evaluate(args) -> int:
             planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
         record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
-        try:
-            rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta,
-                                                      preprocess=args.preprocess, save_masks=args.save_masks)
-        except BaseException as exc:
-            if record is not None:  # run.json must not say "running" after the command has stopped
-                record.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-            raise
+        rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
+                                                  save_masks=args.save_masks)
     else:  # scored first: a refused pair (missing, unreadable, mis-sized) leaves no run.json behind
         rows, summary = evaluation.evaluate_dirs(args.pred, args.truth, subset, args.skip_bad)
         record = start_run(args.out, "evaluate", planned, settings, []) if args.out else None
@@ -747,14 +742,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, at any point,
     with one line and no traceback; a second Ctrl-C while the first is being handled, or one while the process
-    exits, is ignored: it aborted the process before). The output folders' run locks are released however the
-    command ends, and an output folder the command created and left empty, on any error or interrupt, is removed
-    again."""
+    exits, is ignored: it aborted the process before). However the command ends, no run it started is left
+    "running" in its run.json and its output folders' locks are released; an output folder the command created
+    and left empty, on any error or interrupt, is removed again."""
     _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
+    from dermoseg import provenance
+    locks_before = provenance.held_folders()  # an API caller's own locks stay theirs
     previous = signal.getsignal(signal.SIGINT)
     ours = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
     if ours:  # not where Ctrl-C is ignored (a background job) or handled by the caller
         signal.signal(signal.SIGINT, _first_interrupt)
+    code = 2  # until _main says otherwise (an exception escaping it is not a success)
     try:
         code = _main(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:
@@ -763,8 +761,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if ours:  # the console script's process ends now: a late Ctrl-C must not abort the exit
             signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
-        from dermoseg.provenance import release_folders
-        release_folders()  # the output folders' run locks, however the command ended
+        # however the command ended: no run.json left saying "running", no output folder left locked
+        if code:
+            provenance.finish_open_runs("interrupted" if code == 130 else "failed")
+        provenance.release_folders(provenance.held_folders() - locks_before)
     if code:
         _remove_empty_outputs()
     _CREATED.clear()

@@ -34,7 +34,9 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".dermoseg-run.lock"  # held while a run writes into a folder (hidden: folder searches skip it)
 KEEP_EARLIER = 20
 _command_line: list[str] | None = None
-_held_locks: set[Path] = set()  # the lock files this process holds
+MAX_FAILURES_RECORDED = 100  # failures listed in a run.json record
+_open_runs: list["RunRecord"] = []  # records started and not yet finished by this process
+_held_locks: dict[Path, int] = {}  # the lock files this process holds, with their open descriptors
 
 
 class OutputFolderError(DermosegError, OSError):
@@ -169,69 +171,69 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
                                 "resumed; use the same models or another --out")
 
 
-def _lock_holder(lock: Path) -> tuple[str, int] | None:
-    """(host, pid) written in a lock file, or None if it is unreadable or malformed."""
+def _lock_holder(lock: Path) -> str:
+    """Who a lock file says holds it ("process N on HOST"), or "another process" if it says nothing readable."""
     try:
         host, pid = lock.read_text(encoding="utf-8").split()
-        return host, int(pid)
+        return f"process {int(pid)} on {host}"
     except (OSError, ValueError):
-        return None
+        return "another process"
 
 
-def _running(host: str, pid: int) -> bool:
-    """Whether the process ``pid`` of ``host`` may still run: True for another host (it cannot be checked from
-    here), else whether this machine has such a process."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def acquire_folder(folder: Path) -> None:
-    """Take ``folder``'s :data:`LOCK_FILE` (created exclusively, holding this host's name and process id), so that
-    two runs never write into one folder at once (their rows would interleave: duplicated or lost). A lock left
-    by a process that has ended (killed, machine restarted) is taken over; one of this process (an earlier call in
-    the same Python session) too.
+def acquire_folder(folder: str | os.PathLike) -> None:
+    """Take ``folder``'s :data:`LOCK_FILE` so that two runs never write into one folder at once (their rows would
+    interleave: duplicated or lost). The lock is an exclusive ``flock`` on the open file, so the operating system
+    drops it when the process ends however it ends (killed, crashed): a lock file left behind by an ended run
+    holds nothing. The file names the holder (host and process id) for the message. Taking a folder this process
+    already holds does nothing.
 
     Raises
     ------
     OutputFolderError
-        If another process that may still run holds it, naming the folder, the process and the lock file.
+        If another process holds it, naming the folder and the holder.
     """
-    lock = Path(folder) / LOCK_FILE
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None and holder != (socket.gethostname(), os.getpid()) and _running(*holder):
-                raise OutputFolderError(
-                    f"{folder}: another dermoseg run (process {holder[1]} on {holder[0]}) is writing into this folder; "
-                    f"wait for it to end or choose another --out (if it has ended, delete {lock})") from None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)  # stale, or ours: take it over
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{socket.gethostname()} {os.getpid()}\n")
-        _held_locks.add(lock)
+    import fcntl
+    lock = Path(folder).resolve() / LOCK_FILE
+    if lock in _held_locks:
         return
-    raise OutputFolderError(f"{folder}: could not take {lock}; another run keeps taking it")
+    for _ in range(5):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputFolderError(f"{folder}: another dermoseg run ({_lock_holder(lock)}) is writing into this "
+                                    "folder; wait for it to end or choose another --out") from None
+        try:  # the previous holder may have removed the file between our open and our lock: lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+            _held_locks[lock] = fd
+            return
+        os.close(fd)
+    raise OutputFolderError(f"{folder}: could not take {lock}; other runs keep taking it")
 
 
-def release_folders(folder: str | os.PathLike | None = None) -> None:
-    """Remove the lock file of ``folder`` (:func:`acquire_folder`), or, with None, every lock this process holds
-    (the command line does so on exit, whatever the outcome)."""
-    locks = set(_held_locks) if folder is None else {Path(folder) / LOCK_FILE} & _held_locks
-    for lock in locks:
-        _held_locks.discard(lock)
+def held_folders() -> set[Path]:
+    """The lock files (:func:`acquire_folder`) this process holds now."""
+    return set(_held_locks)
+
+
+def release_folders(locks: Iterable[str | os.PathLike] | None = None, folder: str | os.PathLike | None = None) -> None:
+    """Drop and remove lock files this process holds: those in ``locks``, or ``folder``'s, or (neither given)
+    all of them. The file is removed while still locked, then closed."""
+    if folder is not None:
+        chosen = {Path(folder).resolve() / LOCK_FILE}
+    else:
+        chosen = set(_held_locks) if locks is None else {Path(p) for p in locks}
+    for lock in chosen & set(_held_locks):
+        fd = _held_locks.pop(lock)
         with contextlib.suppress(OSError):
-            if _lock_holder(lock) == (socket.gethostname(), os.getpid()):
-                os.unlink(lock)
+            os.unlink(lock)
+        os.close(fd)
 
 
 def model_record(role: str, path: str | os.PathLike, runner: Any = None) -> dict[str, str]:
@@ -294,6 +296,7 @@ class RunRecord:
         self.outputs = read_manifest(self.folder) | set(claimed)
         self.after = set(after) & self.outputs
         self._write()
+        _open_runs.append(self)
 
     def _write(self) -> None:
         present = sorted(o for o in self.outputs if o in self.after or os.path.lexists(self.folder / o))
@@ -302,13 +305,24 @@ class RunRecord:
 
     def finish(self, status: str = "complete", failures: list[dict[str, str]] | None = None, **counts: Any) -> None:
         """Record the end time, the outcome (``complete``/``interrupted``/``failed``), counts and, for a batch,
-        its ``failures`` (``{"file", "reason"}`` each: kept in ``earlier_runs`` when a later run into the folder
-        replaces ``failures.csv``); the output list keeps only files that exist."""
+        its ``failures`` (``{"file", "reason"}`` each, the first :data:`MAX_FAILURES_RECORDED`: kept in
+        ``earlier_runs`` when a later run into the folder replaces ``failures.csv``); the output list keeps only
+        files that exist; the folder's lock is released."""
         self.record.update(finished=_now(), status=status, counts=counts)
-        if failures is not None:
-            self.record["failures"] = failures
+        if failures is not None:  # the first MAX_FAILURES_RECORDED (counts has how many there were)
+            self.record["failures"] = failures[:MAX_FAILURES_RECORDED]
         self._write()
-        release_folders(self.folder)
+        release_folders(folder=self.folder)
+        if self in _open_runs:
+            _open_runs.remove(self)
+
+
+def finish_open_runs(status: str) -> None:
+    """Finish every run of this process whose record still says "running" (a command stopped by an error or
+    Ctrl-C before its own :meth:`RunRecord.finish`) with ``status`` ("failed" or "interrupted"), so that no
+    ``run.json`` claims a run goes on after its process ended."""
+    for record in list(_open_runs):
+        record.finish(status)
 
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
@@ -330,5 +344,5 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
         return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
                          {_relative(folder, Path(p)) for p in after})
     except BaseException:
-        release_folders(folder)
+        release_folders(folder=folder)
         raise
