@@ -271,7 +271,10 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "half.yaml": ("trainer: {epochs: 1.5}\n", "'trainer.epochs' must be a whole number >= 1"),
              "lr.yaml": ("optimizer: {lr: -1}\n", "'optimizer.lr' must be a number > 0"),
              "val.yaml": ("data: {val_subset: -3}\n", "'data.val_subset' must be a whole number >= 1"),
-             "twice.yaml": ("trainer: {epochs: 1}\ntrainer: {epochs: 2}\n", "key 'trainer' appears twice")}
+             "twice.yaml": ("trainer: {epochs: 1}\ntrainer: {epochs: 2}\n", "key 'trainer' appears twice"),
+             "listkey.yaml": ("? [a, b]\n: 1\n", "a key must be a name"),
+             "time.yaml": ("trainer: {max_time_minutes: -5}\n", "'trainer.max_time_minutes' must be a number >= 0"),
+             "ema.yaml": ("trainer: {ema_decay: 1.5}\n", "'trainer.ema_decay' must be a number in (0, 1)")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),
@@ -305,3 +308,27 @@ def test_train_refuses_to_overwrite_a_run_and_resume_refuses_other_settings(tmp_
     assert main(["train", "--config", str(tmp_path / "smoke.yaml"), "--out", str(mine), "--data-root",
                  str(data_root)]) == 2
     assert (mine / "metrics.csv").read_text() == "a,b\n"
+
+
+def test_run_folder_check_allows_what_a_resume_may_change_and_skips_ddp_workers(tmp_path, monkeypatch):
+    """Review findings: a resume under another run name (the _long config continuing its 8-epoch run), or with
+    another precision, was refused; a run stopped in its first epoch (config.yaml, no checkpoint) could not be
+    restarted by a sweep; a DDP worker started under SLURM would refuse the folder its first process had just
+    written. The settings that change what is learnt are still refused."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from dermoseg.provenance import OutputFolderError
+    from dermoseg.training import check_run_folder
+    cfg = load_config(REPO / "configs" / "smoke.yaml")
+    (tmp_path / "config.yaml").write_text(__import__("yaml").safe_dump(cfg))
+    (tmp_path / "logs").mkdir()  # stopped in its first epoch: no checkpoint yet
+    with pytest.raises(OutputFolderError, match="holds a training run"):
+        check_run_folder(tmp_path, cfg, resume=False)
+    longer = load_config(REPO / "configs" / "smoke.yaml", {"name": "smoke_long", "trainer": {
+        "epochs": 9, "precision": "bf16-mixed", "max_time_minutes": 5}})
+    check_run_folder(tmp_path, longer, resume=True)
+    other = load_config(REPO / "configs" / "smoke.yaml", {"optimizer": {"lr": 0.5}})
+    with pytest.raises(OutputFolderError, match="optimizer.lr = 0.5, but the run being resumed used 0.001"):
+        check_run_folder(tmp_path, other, resume=True)
+    monkeypatch.setattr(rank_zero_only, "rank", 1, raising=False)  # a DDP worker: its launcher checked
+    check_run_folder(tmp_path, other, resume=False)

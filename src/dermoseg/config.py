@@ -7,10 +7,11 @@ receives its settings from the merged configuration.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -84,6 +85,30 @@ OPEN_SECTIONS = {("preprocess",)}
 ANY_KIND = {("trainer", "devices"), ("trainer", "precision")}
 
 
+def dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level, ``{"trainer.epochs": 8, ...}``; an empty mapping stays a value."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], allowed: Iterable[str] = ()
+                     ) -> tuple[str, Any, Any] | None:
+    """``(dotted key, old value, new value)`` of the first setting (in sorted order of :func:`dotted` keys) that
+    differs between two nested mappings, leaving out the keys in ``allowed``; None if they agree. Values are
+    compared as JSON would give them back (a tuple equals a list)."""
+    a, b = dotted(json.loads(json.dumps(old))), dotted(json.loads(json.dumps(new)))
+    skip = set(allowed)
+    for key in sorted(set(a) | set(b)):
+        if key not in skip and a.get(key) != b.get(key):
+            return key, a.get(key), b.get(key)
+    return None
+
+
 def _whole(v: Any, low: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
@@ -104,7 +129,8 @@ def _number(v: Any) -> float | None:
 RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
     **{("trainer", k): (lambda v: _whole(v, 1), "a whole number >= 1")
        for k in ("epochs", "batch_size", "num_nodes", "num_threads")},
-    ("trainer", "max_time_minutes"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
+    ("trainer", "max_time_minutes"): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0,
+                                      "a number >= 0 (0: no limit)"),
     ("trainer", "ema_decay"): (lambda v: 0 < (_number(v) or 0) < 1, "a number in (0, 1)"),
     **{("data", k): (lambda v: _whole(v, 1), "a whole number >= 1")
        for k in ("image_size", "train_subset", "val_subset", "cache_size")},
@@ -134,6 +160,9 @@ def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool 
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:  # e.g. "? [a, b]": no setting's name
+            raise yaml.constructor.ConstructorError(None, None, f"a key must be a name, got {key!r}",
+                                                    key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice in one mapping",
                                                     key_node.start_mark)

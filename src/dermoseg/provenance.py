@@ -135,14 +135,6 @@ def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike])
     return names
 
 
-def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{"a.b.c": value}``."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        out.update(_dotted(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value})
-    return out
-
-
 def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str, Any],
                     models: list[dict[str, str]]) -> None:
     """Before ``--resume``: the run being continued (the latest run of ``command`` in the folder's ``run.json`` or
@@ -159,12 +151,12 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
     previous = next((r for r in runs if r.get("command") == command), None)  # another command may have run since
     if previous is None:
         return  # nothing of this command to continue: a fresh table
-    old = _dotted(json.loads(json.dumps(previous.get("settings", {}))))
-    new = _dotted(json.loads(json.dumps(settings)))
-    for key in sorted(set(old) | set(new)):  # a nested setting by its own dotted name (preprocess.hair.enabled)
-        if old.get(key) != new.get(key):
-            raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with {key} = {new.get(key)!r}, but the run "
-                                    f"being resumed used {old.get(key)!r}; use the same settings or another --out")
+    from dermoseg.config import first_difference
+    differs = first_difference(previous.get("settings", {}), settings)  # nested: preprocess.hair.enabled
+    if differs is not None:
+        key, old, new = differs
+        raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with {key} = {new!r}, but the run being "
+                                f"resumed used {old!r}; use the same settings or another --out")
     old_models = sorted((m.get("role"), m.get("sha256")) for m in previous.get("models", []))
     if old_models != sorted((m["role"], m["sha256"]) for m in models):
         raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with other model files than the run being "

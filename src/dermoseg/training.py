@@ -10,7 +10,6 @@ resumes, and merges the per-session Lightning logs into one ``metrics.csv``. Dev
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -138,33 +137,31 @@ class EpochEndCheckpoint(Checkpoint):
 
 
 RUN_FILES = ("config.yaml", "metrics.csv", "checkpoints", "logs", "model.pt")  # what a training run leaves
-# Settings a resumed run may change: how long and where it trains, not what it learns.
-RESUMABLE_CHANGES = {("trainer", "epochs"), ("trainer", "max_time_minutes"), ("trainer", "num_threads"),
-                     ("trainer", "accelerator"), ("trainer", "devices"), ("trainer", "num_nodes"),
-                     ("trainer", "strategy"), ("data", "num_workers"), ("data", "root")}
-
-
-def _flat(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out: dict[tuple[str, ...], Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, (*prefix, k)) if isinstance(v, dict) else {(*prefix, k): v})
-    return out
+# Settings a resumed run may change: its name, how long and where it trains, not what it learns.
+RESUMABLE_CHANGES = {"name", "trainer.epochs", "trainer.max_time_minutes", "trainer.num_threads",
+                     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
+                     "trainer.precision", "trainer.sync_batchnorm", "data.num_workers", "data.root"}
 
 
 def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
     """Before a training run writes anything: a fresh run (not ``resume``) needs an output folder without a
     training run's files (:data:`RUN_FILES`: it would replace them and mix their epochs into ``metrics.csv``); a
-    resumed run must have the settings of the run it continues (its ``config.yaml``), except those in
-    :data:`RESUMABLE_CHANGES` (more epochs, another time limit, machine or data location).
+    resumed run must have the settings of the run it continues (its ``config.yaml``; both completed with the
+    task's defaults, so that a file written before a setting existed compares equal), except those in
+    :data:`RESUMABLE_CHANGES`. A resumed folder without a checkpoint (a run stopped in its first epoch) starts
+    over. Only the run's first process checks: DDP workers (Lightning's global rank > 0) start after it wrote.
 
     Raises
     ------
     OutputFolderError
         Naming the folder and the first file found, or the first setting that differs (old and new value).
     """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from dermoseg.config import TASK_DEFAULTS, ConfigError, first_difference, merge
     from dermoseg.provenance import OutputFolderError
-    if any(os.environ.get(v, "0") != "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK")):
-        return  # a DDP worker started by the run's first process, which checked the folder before writing to it
+    if getattr(rank_zero_only, "rank", 0) != 0:  # RANK, LOCAL_RANK, SLURM_PROCID, … (Lightning's reading)
+        return
     if not resume:
         found = next((name for name in RUN_FILES if os.path.lexists(out_dir / name)), None)
         if found is not None:
@@ -173,18 +170,19 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         return
     saved = out_dir / "config.yaml"
     if not saved.is_file():
-        return  # nothing recorded to continue: the run starts (or restarts) from its first epoch
+        return  # nothing recorded to continue: the run starts from its first epoch
     import yaml
     try:
-        old = _flat(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
-    except (OSError, yaml.YAMLError) as exc:
-        raise OutputFolderError(f"{saved}: unreadable ({exc}); choose another --out") from None
-    new = _flat(json.loads(json.dumps(cfg)))  # as YAML would give it back (tuples as lists)
-    for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_CHANGES and old.get(key) != new.get(key):
-            raise OutputFolderError(f"{saved}: --resume with {'.'.join(key)} = {new.get(key)!r}, but the run being "
-                                    f"resumed used {old.get(key)!r}; only the trainer's epochs, time limit and "
-                                    "machine may change (or choose another --out)")
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        old = merge(TASK_DEFAULTS[old.get("task", "segmentation")], old, str(saved))
+    except (OSError, yaml.YAMLError, ConfigError, KeyError, AttributeError) as exc:
+        raise OutputFolderError(f"{saved}: unreadable as a training config ({exc}); choose another --out") from None
+    differs = first_difference(old, merge(TASK_DEFAULTS[cfg.get("task", "segmentation")], cfg), RESUMABLE_CHANGES)
+    if differs is not None:
+        key, was, now = differs
+        raise OutputFolderError(f"{saved}: --resume with {key} = {now!r}, but the run being resumed used {was!r}; "
+                                "only the run's name, the trainer's epochs, time limit and machine may change (or "
+                                "choose another --out)")
 
 
 def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dermoseg.config import ConfigError, load_config, merge, read_yaml_mapping
+from dermoseg.config import ConfigError, dotted, load_config, merge, read_yaml_mapping
 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "name": None,                     # default: the sweep file's stem
@@ -135,17 +135,6 @@ def expand_grid(grid: Mapping[str, list], short_names: Mapping[str, str] | None 
     return cells
 
 
-def _flatten(mapping: Mapping, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in mapping.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
     """Read a sweep file and build the full configuration of each cell.
 
@@ -196,7 +185,7 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
                 raise SweepError(f"{path}: cell name '{cell_name}' is repeated or has characters other than letters, digits and _.,+-")
             seen.add(cell_name)
             overrides = {k: v for k, v in item.items() if k not in ("name", "label")}
-            specs.append((cell_name, _flatten(overrides), overrides, str(item.get("label", ""))))
+            specs.append((cell_name, dotted(overrides), overrides, str(item.get("label", ""))))
     cells = []
     for cell_name, settings, overrides, label in specs:
         merged = merge(train_keys, overrides, f"{path}: cell {cell_name}")
@@ -309,7 +298,7 @@ def run_cell(cell: Cell, sweep: Sweep, eval_sets: Callable[[str], Any], done: di
             if (src / "logs").is_dir():  # per-session Lightning logs, merged into metrics.csv after training
                 shutil.copytree(src / "logs", run_dir / "logs", dirs_exist_ok=True)
             log(f"[{cell.name}] continuing from {pred.name} (epoch {pred.config['trainer']['epochs']})")
-        resume = ckpt.is_file()
+        resume = ckpt.is_file() or (run_dir / "config.yaml").is_file()  # a cell stopped in its first epoch restarts
         start = time.time()
         train(cell.config, run_dir, resume=resume)
         wall = time.time() - start
