@@ -218,8 +218,11 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     Raises
     ------
     dermoseg.provenance.OutputFolderError
-        Before any work, if ``out_dir`` is not writable, an output would replace a file that no dermoseg run
-        wrote there, or ``resume`` continues a run made with other settings or models (the table would mix them).
+        Before any work, if ``out_dir`` is not writable, another process is writing into it (its lock,
+        :func:`dermoseg.provenance.acquire_folder`), an output would replace a file that no dermoseg run wrote
+        there, ``resume`` continues a run made with other settings or models (the table would mix them), or a
+        fresh run would leave per-image outputs of an earlier run beside its own (:func:`_refuse_stale_outputs`).
+        A fresh run then removes the earlier outputs of the images it will process before the first one.
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
     scan = scan_inputs(list(inputs), extra_skip=is_own_output)

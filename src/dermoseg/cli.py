@@ -285,8 +285,6 @@ def _run_train(args) -> int:
     cfg = load_config(args.config, overrides)
     _check_settings(cfg, args.config)
     out = args.out or Path("runs") / cfg["name"]
-    from dermoseg.training import check_run_folder
-    check_run_folder(out, cfg, args.resume)  # before minutes of image loading (fit checks again)
     if cfg["task"] == "classification":
         from dermoseg.classification.task import train_classifier
         path = train_classifier(cfg, out, resume=args.resume)

@@ -198,6 +198,12 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     checkpoints' ``state_dict`` and so the exported model are the averaged weights, and a resume restores both.
     Under DDP every process runs this function; checkpoints, logs and
     ``metrics.csv`` are written by global rank 0 only, and the tasks log their figures synchronised over ranks.
+
+    Raises
+    ------
+    dermoseg.provenance.OutputFolderError
+        Before writing anything, as :func:`check_run_folder` (a fresh run into a folder holding one, or a resume
+        with other settings).
     """
     import yaml
 

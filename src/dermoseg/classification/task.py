@@ -32,7 +32,8 @@ from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier, input_normalisation
-from dermoseg.training import CachedData, build_optimizer, check_optimizer, fit, seed_and_threads, subset
+from dermoseg.training import (CachedData, build_optimizer, check_optimizer, check_run_folder, fit,
+                               seed_and_threads, subset)
 
 
 class CachedClassificationDataset(Dataset):
@@ -248,7 +249,9 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
         (Lightning's CSV log of each session), ``metrics.csv`` (one row per epoch, sessions merged by
         :func:`dermoseg.training.merge_epoch_metrics`), ``config.yaml``, and the exported ``model.pt`` +
         ``model.json``.
-    resume : continue from ``checkpoints/last.ckpt`` if it exists (same config).
+    resume : continue from ``checkpoints/last.ckpt`` if it exists; the settings must be the run's own, except
+        its name, epochs, time limit and machine (:func:`dermoseg.training.check_run_folder`). Without it the
+        folder must not hold a training run.
 
     Returns
     -------
@@ -256,10 +259,13 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
 
     Raises
     ------
+    dermoseg.provenance.OutputFolderError
+        Before any image is read, as :func:`dermoseg.training.check_run_folder`.
     dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
         If the HAM10000 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
+    check_run_folder(out_dir, cfg, resume)
     seed_and_threads(cfg)
     data = ClassificationData(cfg)
     data.setup()

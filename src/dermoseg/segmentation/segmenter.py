@@ -214,7 +214,7 @@ class Segmenter(modelfile.LoadedModel):
         """The :class:`Segmentation` of ``image`` from its network passes (:meth:`pass_logits`): probability, mask
         and, with several passes and a quality sidecar, quality and review flag; ``threshold`` defaults to
         :data:`THRESHOLD`, a pixel is lesion where its probability is above it; ``exclude`` as in :meth:`segment`
-        (the quality signals see the passes as they are)."""
+        (the quality signals see the passes as they are). Raises ValueError if ``threshold`` is not in (0, 1)."""
         threshold = THRESHOLD if threshold is None else threshold
         prob = self.probability_map(self.mean_logits(passes), *image.shape[:2])
         if exclude is not None:
@@ -229,8 +229,18 @@ class Segmenter(modelfile.LoadedModel):
         (see :meth:`probability`; ``threshold`` defaults to :data:`THRESHOLD`, a pixel is lesion where its
         probability is above it). ``exclude``: (H, W) bool pixels that show nothing (fully transparent) and get
         probability 0, so they are never lesion. Raises ValueError if ``image`` is not (H, W, 3) uint8 or
-        ``threshold`` is not in (0, 1)."""
+        ``threshold`` is not in (0, 1) (checked before the network runs)."""
+        if threshold is not None:
+            check_threshold(threshold)
         return self.segmentation(image, self.pass_logits(self.prepare(image, preprocess), tta), threshold, exclude)
+
+
+def check_threshold(threshold: float) -> float:
+    """``threshold`` itself if it is a lesion-probability threshold in (0, 1), else ValueError naming it (0 or
+    less would make every pixel lesion, 1 or more none; NaN none)."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    return threshold
 
 
 def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_largest: bool = True) -> np.ndarray:
@@ -252,9 +262,7 @@ def probability_to_mask(prob: np.ndarray, threshold: float = THRESHOLD, keep_lar
     ValueError
         If ``threshold`` is not in (0, 1) (0 or less makes every pixel lesion, 1 or more none, NaN none).
     """
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    mask = prob > threshold
+    mask = prob > check_threshold(threshold)
     if not keep_largest or not mask.any():
         return mask
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

@@ -23,7 +23,8 @@ from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
 from dermoseg.segmentation.pseudo_labels import pseudo_label_pairs
-from dermoseg.training import CachedData, build_optimizer, check_optimizer, fit, seed_and_threads, subset
+from dermoseg.training import (CachedData, build_optimizer, check_optimizer, check_run_folder, fit,
+                               seed_and_threads, subset)
 
 
 class CachedSegmentationDataset(Dataset):
@@ -166,13 +167,23 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     cfg : merged configuration (:func:`dermoseg.config.load_config`).
     out_dir : run folder; gets ``checkpoints/`` (every epoch: ``last.ckpt``, and the best), ``metrics.csv``
         (one row per epoch), ``config.yaml`` and the exported ``model.pt``.
-    resume : continue from ``checkpoints/last.ckpt`` if it exists (same config).
+    resume : continue from ``checkpoints/last.ckpt`` if it exists; the settings must be the run's own, except
+        its name, epochs, time limit and machine (:func:`dermoseg.training.check_run_folder`). Without it the
+        folder must not hold a training run.
 
     Returns
     -------
     Path of the exported ``model.pt``.
+
+    Raises
+    ------
+    dermoseg.provenance.OutputFolderError
+        Before any image is read, as :func:`dermoseg.training.check_run_folder`.
+    dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
+        If the ISIC 2018 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
+    check_run_folder(out_dir, cfg, resume)
     seed_and_threads(cfg)
     data = SegmentationData(cfg)
     result = fit(SegmentationTask(cfg), data, cfg, out_dir, "val_dice", resume)

@@ -21,7 +21,7 @@ from dermoseg.classification import DISCLAIMER, HAM_CLASSES
 from dermoseg.classification.classifier import Classifier
 from dermoseg.inputs import image_warning
 from dermoseg.segmentation.job import RESULT_COLUMNS, result_row, segment_columns
-from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter
+from dermoseg.segmentation.segmenter import THRESHOLD, Segmenter, check_threshold
 
 
 @dataclass
@@ -114,8 +114,7 @@ class Pipeline:
             If ``threshold`` is outside (0, 1); :class:`dermoseg.segmentation.measure.MeasurementError` if
             ``mm_per_pixel`` is not > 0.
         """
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        check_threshold(threshold)
         columns = segment_columns(self.classifier if diagnose else None, mm_per_pixel)
         seg = self.segmenter.segment(image, threshold, tta, preprocess, exclude=None if alpha is None else alpha == 0)
         options = {"threshold": threshold, "tta": self.segmenter.tta if tta is None else tta,
