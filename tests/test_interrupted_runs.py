@@ -85,6 +85,33 @@ def test_ctrl_c_between_an_images_writes_and_its_row_leaves_no_orphan_mask(tmp_p
     assert len(list(out.glob("*_segmentation.png"))) == 4
 
 
+def test_sigterm_ends_a_run_like_ctrl_c(tmp_path, four_images, monkeypatch, capsys):
+    """Try-out finding: SIGTERM (kill, timeout, SLURM, docker stop) killed the process at once: a mask without a
+    row, and run.json saying "running". It now ends the run as Ctrl-C does (exit 143): rows and masks agree,
+    run.json says interrupted, --resume completes."""
+    import dermoseg.segmentation.job as segment
+    out = tmp_path / "out"
+    original, calls = segment.draw_overlay, []
+
+    def overlay_then_term(*args, **kwargs):  # the third image: its mask is written, then SIGTERM arrives
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs in the main thread meanwhile
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segment, "draw_overlay", overlay_then_term)
+    assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure"]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored for the caller
+    rows = [r["image_id"] for r in _rows(out / "results.csv")]
+    assert sorted(p.name.removesuffix("_segmentation.png") for p in out.glob("*_segmentation.png")) == rows
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    monkeypatch.undo()
+    assert main(["segment", str(four_images), "--out", str(out), "--no-tta", "--no-measure", "--resume"]) == 0
+    assert len(_rows(out / "results.csv")) == 4
+
+
 def test_preprocess_and_diagnose_tables_survive_an_interruption(tmp_path, four_images, monkeypatch):
     import dermoseg.preprocess.batch as preprocess_batch
     from dermoseg.classification.classifier import Classifier

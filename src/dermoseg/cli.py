@@ -738,30 +738,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, at any point,
-    with one line and no traceback; a second Ctrl-C while the first is being handled, or one while the process
-    exits, is ignored: it aborted the process before). However the command ends, no run it started is left
+    """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, 143 after SIGTERM,
+    at any point, with one line and no traceback; a second signal while the first is being handled, or one while
+    the process exits, is ignored: it aborted the process before). However the command ends, no run it started is left
     "running" in its run.json and its output folders' locks are released; an output folder the command created
     and left empty, on any error or interrupt, is removed again."""
     _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
     from dermoseg import provenance
     locks_before = provenance.held_folders()  # an API caller's own locks stay theirs
-    previous = signal.getsignal(signal.SIGINT)
-    ours = threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler
-    if ours:  # not where Ctrl-C is ignored (a background job) or handled by the caller
-        signal.signal(signal.SIGINT, _first_interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # Ctrl-C (SIGINT) and SIGTERM (kill, timeout, SLURM, docker stop) end a command the same way, where this
+    # process would otherwise die at once: not where they are ignored (a background job) or handled by the caller
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    default = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    ours = [sig for sig in previous if main_thread and previous[sig] is default[sig]]
+    for sig in ours:
+        signal.signal(sig, _first_interrupt)
     code = 2  # until _main says otherwise (an exception escaping it is not a success)
     try:
         code = _main(sys.argv[1:] if argv is None else list(argv))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        code = 143 if terminated else 130
     finally:
-        if ours:  # the console script's process ends now: a late Ctrl-C must not abort the exit
-            signal.signal(signal.SIGINT, signal.SIG_IGN if argv is None else previous)
+        for sig in ours:  # the console script's process ends now: a late signal must not abort the exit
+            signal.signal(sig, signal.SIG_IGN if argv is None else previous[sig])
         # however the command ended: no run.json left saying "running", no output folder left locked
         if code:
-            provenance.finish_open_runs("interrupted" if code == 130 else "failed")
+            provenance.finish_open_runs("interrupted" if code in (130, 143) else "failed")
         provenance.release_folders(provenance.held_folders() - locks_before)
     if code:
         _remove_empty_outputs()
@@ -769,10 +774,17 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that every clean-up of an interrupted run (rows
+    kept, partial outputs removed, run.json finished) applies to it too; the command exits with 143."""
+
+
 def _first_interrupt(signum, frame) -> None:
-    """SIGINT handler: raise KeyboardInterrupt once, and ignore further Ctrl-C while the clean-up runs."""
+    """SIGINT/SIGTERM handler: raise KeyboardInterrupt (Terminated for SIGTERM) once, and ignore both signals
+    while the clean-up runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def _main(argv: list[str]) -> int:
