@@ -332,3 +332,34 @@ def test_run_folder_check_allows_what_a_resume_may_change_and_skips_ddp_workers(
         check_run_folder(tmp_path, other, resume=True)
     monkeypatch.setattr(rank_zero_only, "rank", 1, raising=False)  # a DDP worker: its launcher checked
     check_run_folder(tmp_path, other, resume=False)
+
+
+def test_train_locks_its_folder_and_a_run_that_never_started_leaves_nothing(tmp_path, data_root, capsys):
+    """Try-out findings: a second `train --resume` into a folder another train was writing ran to the end beside
+    it; a run whose data folder was missing left config.yaml, which then refused the retry; --resume with fewer
+    epochs than done failed late in Lightning's words."""
+    import subprocess
+    import sys
+
+    from dermoseg.cli import main
+    (tmp_path / "one.yaml").write_text(f"base_config: {REPO / 'configs' / 'smoke.yaml'}\ntrainer: {{epochs: 2}}\n")
+    (tmp_path / "fewer.yaml").write_text(f"base_config: {tmp_path / 'one.yaml'}\ntrainer: {{epochs: 1}}\n")
+    assert main(["train", "--config", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "run"),
+                 "--data-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "--data-root" in err and not (tmp_path / "run" / "config.yaml").exists()
+    run = ["--out", str(tmp_path / "run"), "--data-root", str(data_root)]
+    assert main(["train", "--config", str(tmp_path / "one.yaml"), *run]) == 0  # the retry is not refused
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "fewer.yaml"), *run, "--resume"]) == 2
+    assert "trainer.epochs = 1, but the run has already trained 2 epochs" in capsys.readouterr().err
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dermoseg.provenance import "
+                               "acquire_folder\nacquire_folder(sys.argv[1])\nprint('ready', flush=True)\n"
+                               "time.sleep(60)", str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert main(["train", "--config", str(tmp_path / "one.yaml"), *run, "--resume"]) == 2
+        assert f"another dermoseg run (process {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()

@@ -808,11 +808,12 @@ def _data_root_hint(args, exc: BaseException) -> str:
     """For a missing data folder under a command's ``--data-root`` (a relative default, so run from elsewhere it
     points nowhere): the hint to give the data folder; else ""."""
     from dermoseg.data.datasets import DatasetError
-    root = getattr(args, "data_root", None)
-    if not isinstance(exc, DatasetError) or root is None or "not found" not in str(exc):
+    if not isinstance(exc, DatasetError) or not hasattr(args, "data_root") or "not found" not in str(exc):
         return ""
-    return f" (the data folder is --data-root, here {root} = {Path(root).resolve()}; point it at the folder holding " \
-        "isic2018_task1/, ph2/ and ham10000/)"
+    root = args.data_root
+    where = "data.root of the config" if root is None else f"{root} = {Path(root).resolve()}"
+    return f" (the data folder is --data-root, here {where}; point it at the folder holding isic2018_task1/, " \
+        "ph2/ and ham10000/)"
 
 
 if __name__ == "__main__":

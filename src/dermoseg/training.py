@@ -143,6 +143,13 @@ RESUMABLE_CHANGES = {"name", "trainer.epochs", "trainer.max_time_minutes", "trai
                      "trainer.precision", "trainer.sync_batchnorm", "data.num_workers", "data.root"}
 
 
+def _first_process() -> bool:
+    """Whether this is a run's first process (global rank 0 by Lightning's reading of RANK, LOCAL_RANK,
+    SLURM_PROCID, …): DDP workers it starts, or its sibling tasks, must not check or write the run folder."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
     """Before a training run writes anything: a fresh run (not ``resume``) needs an output folder without a
     training run's files (:data:`RUN_FILES`: it would replace them and mix their epochs into ``metrics.csv``); a
@@ -154,13 +161,12 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
     Raises
     ------
     OutputFolderError
-        Naming the folder and the first file found, or the first setting that differs (old and new value).
+        Naming the folder and the first file found, the first setting that differs (old and new value), or fewer
+        epochs than the run's ``last.ckpt`` has already trained.
     """
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     from dermoseg.config import TASK_DEFAULTS, ConfigError, first_difference, merge
     from dermoseg.provenance import OutputFolderError
-    if getattr(rank_zero_only, "rank", 0) != 0:  # RANK, LOCAL_RANK, SLURM_PROCID, … (Lightning's reading)
+    if not _first_process():
         return
     if not resume:
         found = next((name for name in RUN_FILES if os.path.lexists(out_dir / name)), None)
@@ -177,6 +183,12 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         old = merge(TASK_DEFAULTS[old.get("task", "segmentation")], old, str(saved))
     except (OSError, yaml.YAMLError, ConfigError, KeyError, AttributeError) as exc:
         raise OutputFolderError(f"{saved}: unreadable as a training config ({exc}); choose another --out") from None
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():  # Lightning would refuse it only after the data had loaded, with its own words
+        done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+        if int(cfg["trainer"]["epochs"]) < done:
+            raise OutputFolderError(f"{out_dir}: --resume with trainer.epochs = {cfg['trainer']['epochs']}, but the "
+                                    f"run has already trained {done} epochs; give at least {done}")
     differs = first_difference(old, merge(TASK_DEFAULTS[cfg.get("task", "segmentation")], cfg), RESUMABLE_CHANGES)
     if differs is not None:
         key, was, now = differs
@@ -207,10 +219,11 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     """
     import yaml
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from dermoseg.provenance import acquire_folder, release_folders
     check_run_folder(out_dir, cfg, resume)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg["trainer"]
-    write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
                            every_n_epochs=1)
@@ -220,17 +233,30 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     callbacks = [best, EpochEndCheckpoint(last), TQDMProgressBar(refresh_rate=10)]  # best first: see EpochEndCheckpoint
     if tcfg.get("ema_decay"):  # validation, checkpoints and so the exported model use the averaged weights
         callbacks.append(EMAWeightAveraging(decay=float(tcfg["ema_decay"])))
-    trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
-                        num_nodes=int(tcfg.get("num_nodes") or 1), strategy=tcfg["strategy"],
-                        precision=tcfg["precision"], sync_batchnorm=bool(tcfg.get("sync_batchnorm")), logger=logger,
-                        callbacks=callbacks,
-                        log_every_n_steps=10,
-                        deterministic=False, max_time=max_time, num_sanity_val_steps=0)
+    try:
+        trainer = L.Trainer(max_epochs=int(tcfg["epochs"]), accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+                            num_nodes=int(tcfg.get("num_nodes") or 1), strategy=tcfg["strategy"],
+                            precision=tcfg["precision"], sync_batchnorm=bool(tcfg.get("sync_batchnorm")),
+                            logger=logger, callbacks=callbacks, log_every_n_steps=10, deterministic=False,
+                            max_time=max_time, num_sanity_val_steps=0)
+    except (MisconfigurationException, ValueError) as exc:  # e.g. devices: 0, an unknown accelerator
+        raise ConfigError(f"trainer settings refused by Lightning: {exc}") from None
     initial = {"file": str(tcfg["init_from"]), "sha256": load_initial_weights(task, tcfg["init_from"])} \
         if tcfg.get("init_from") else None
-    start = time.time()
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    elapsed = time.time() - start
+    data.setup("fit")  # the data are read before the run folder gets anything: a missing folder leaves no run
+    first = _first_process()
+    if first:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        acquire_folder(out_dir)  # one run at a time writes into a run folder
+    try:
+        if first:
+            write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        start = time.time()
+        trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+        elapsed = time.time() - start
+    finally:
+        if first:
+            release_folders(folder=out_dir)
     if trainer.is_global_zero:
         merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
     score = float(best.best_model_score) if best.best_model_score is not None else None  # JSON has no NaN
