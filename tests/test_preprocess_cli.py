@@ -139,3 +139,14 @@ def test_resume_names_the_one_cleaning_setting_that_changed(tmp_path, two_real, 
     err = capsys.readouterr().err
     assert "--resume with preprocess_settings.hair.enabled = False, but the run being resumed used True" in err
     assert len(err) < 300
+
+
+def test_a_search_that_finds_only_earlier_outputs_is_not_a_success(tmp_path, two_real, capsys):
+    """Try-out finding: `segment 'p/*.png'` over preprocess outputs skipped every file (they are listed in a
+    run.json) and exited 0 having done nothing; it exits 1 now, and the skip line says how to process them."""
+    assert main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(tmp_path / "p" / "*.png"), "--out", str(tmp_path / "s"), "--no-tta"]) == 1
+    assert "name a file explicitly to process it anyway" in capsys.readouterr().err
+    cleaned = next((tmp_path / "p").glob("ISIC_*[0-9].png"))  # named explicitly, a cleaned image is segmented
+    assert main(["segment", str(cleaned), "--out", str(tmp_path / "s2"), "--no-tta", "--no-measure"]) == 0

@@ -81,11 +81,13 @@ class BatchReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     resumed: int = 0
+    found: int | None = None  # images the input search found for this run (None: not counted)
 
     @property
     def exit_code(self) -> int:
-        """0 if every input was processed, 1 if any failed."""
-        return 1 if self.failures else 0
+        """0 if every input was processed, 1 if any failed or the search found no image at all (every file
+        skipped as a mask or an earlier output, say: nothing was done, which is not a success)."""
+        return 1 if self.failures or self.found == 0 else 0
 
 
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -251,7 +253,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 o.unlink()
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
-    report = BatchReport(out_dir)
+    report = BatchReport(out_dir, found=len(jobs))
     failures = CsvTable(out_dir / "failures.csv", ["file", "reason"], key="file", extra=False)
     if (out_dir / "failures.csv").exists():
         (out_dir / "failures.csv").unlink()
