@@ -102,6 +102,18 @@ def test_dataset_subset(tmp_path, ph2_samples, capsys):
     assert "subset id 'IMD999' is not in ph2" in capsys.readouterr().err
 
 
+def test_a_second_evaluation_into_a_folder_keeps_only_its_own_saved_masks(tmp_path, ph2_samples):
+    """Try-out finding: --save-masks with two images, then with one, into the same folder left both masks beside
+    a summary of one image."""
+    (tmp_path / "two.txt").write_text("image_id\nIMD002\nIMD003\n")
+    (tmp_path / "one.txt").write_text("image_id\nIMD003\n")
+    for ids, expected in (("two.txt", ["IMD002", "IMD003"]), ("one.txt", ["IMD003"])):
+        assert main(["evaluate", "--dataset", "ph2", "--subset", str(tmp_path / ids), "--no-tta", "--save-masks",
+                     "--model", "fast", "--out", str(tmp_path / "e")]) == 0
+        masks = sorted(p.name.removesuffix("_segmentation.png") for p in (tmp_path / "e" / "masks").iterdir())
+        assert masks == expected and _summary(tmp_path / "e")["images"] == len(expected)
+
+
 def test_a_missing_data_folder_points_at_data_root(tmp_path, capsys):
     """Try-out finding: run from another folder, the relative default data root names a folder that is not there;
     the error now says which option sets it and where it pointed."""

@@ -202,6 +202,8 @@ def _run_evaluate(args) -> int:
             planned += [args.out / "masks" / f"{s.image_id}_segmentation.png" for s in samples]
         record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
+        if args.out:  # an earlier evaluation's saved masks go with its per_image.csv, which this run replaces
+            _remove_earlier_outputs(args.out, "masks/", set(planned))
         rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
                                                   save_masks=args.save_masks)
     else:  # scored first: a refused pair (missing, unreadable, mis-sized) leaves no run.json behind
@@ -215,6 +217,17 @@ def _run_evaluate(args) -> int:
     if args.out:
         print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}")
     return 0
+
+
+def _remove_earlier_outputs(folder: Path, prefix: str, planned: set[Path]) -> None:
+    """Remove the files under ``folder/prefix`` that an earlier dermoseg run listed in the folder's run.json and
+    this run will not write again (``planned``): left there, they would pass for this run's."""
+    from dermoseg.provenance import read_manifest
+    keep = {p.resolve() for p in planned}
+    for name in read_manifest(folder):
+        path = folder / name
+        if name.startswith(prefix) and path.resolve() not in keep and os.path.lexists(path):
+            path.unlink()
 
 
 # ------------------------------------------------------------------------------- fit-quality, evaluate-quality
