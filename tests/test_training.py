@@ -274,7 +274,10 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "twice.yaml": ("trainer: {epochs: 1}\ntrainer: {epochs: 2}\n", "key 'trainer' appears twice"),
              "listkey.yaml": ("? [a, b]\n: 1\n", "a key must be a name"),
              "time.yaml": ("trainer: {max_time_minutes: -5}\n", "'trainer.max_time_minutes' must be a number >= 0"),
-             "ema.yaml": ("trainer: {ema_decay: 1.5}\n", "'trainer.ema_decay' must be a number in (0, 1)")}
+             "ema.yaml": ("trainer: {ema_decay: 1.5}\n", "'trainer.ema_decay' must be a number in (0, 1)"),
+             "weight.yaml": ("loss: {lesion_weight: -1}\n", "'loss.lesion_weight' must be a number >= 0"),
+             "elastic.yaml": ("augment: {elastic_p: 2}\n", "'augment.elastic_p' must be a probability in [0, 1]"),
+             "rotate.yaml": ("augment: {rotate_limit: -5}\n", "'augment.rotate_limit' must be a number of degrees")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

@@ -136,8 +136,16 @@ RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
        for k in ("image_size", "train_subset", "val_subset", "cache_size")},
     ("data", "num_workers"): (lambda v: _whole(v, 0), "a whole number >= 0"),
     ("optimizer", "lr"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
-    **{("optimizer", k): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0, "a number >= 0")
-       for k in ("weight_decay", "warmup_epochs")},
+    **{(section, k): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0, "a number >= 0")
+       for section, k in (("optimizer", "weight_decay"), ("optimizer", "warmup_epochs"), ("loss", "lesion_weight"),
+                          ("loss", "background_weight"), ("loss", "smooth"), ("loss", "class_weight_power"),
+                          ("augment", "scale"))},
+    ("loss", "label_smoothing"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) < 1,
+                                  "a number in [0, 1)"),
+    **{("augment", k): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) <= 1, "a probability in [0, 1]")
+       for k in ("elastic_p", "grid_p", "blur_p", "jpeg_p")},
+    ("augment", "rotate_limit"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) <= 180,
+                                  "a number of degrees in [0, 180]"),
 }
 
 
