@@ -150,3 +150,11 @@ def test_a_search_that_finds_only_earlier_outputs_is_not_a_success(tmp_path, two
     assert "name a file explicitly to process it anyway" in capsys.readouterr().err
     cleaned = next((tmp_path / "p").glob("ISIC_*[0-9].png"))  # named explicitly, a cleaned image is segmented
     assert main(["segment", str(cleaned), "--out", str(tmp_path / "s2"), "--no-tta", "--no-measure"]) == 0
+
+
+def test_preprocess_resume_says_how_many_were_already_done(tmp_path, two_real, capsys):
+    """Try-out finding: a preprocess --resume with everything done said only "cleaned 0 image(s), 0 failed"."""
+    assert main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    assert main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "p"), "--resume"]) == 0
+    assert "cleaned 0 image(s), 1 already done, 0 failed" in capsys.readouterr().out

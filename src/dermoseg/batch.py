@@ -89,6 +89,11 @@ class BatchReport:
         skipped as a mask or an earlier output, say: nothing was done, which is not a success)."""
         return 1 if self.failures or self.found == 0 else 0
 
+    def summary_line(self, verb: str, what: str, where: Path) -> str:
+        """The command's last line: "<verb> N image(s)[, M already done], K failed; <what> in <where>"."""
+        resumed = f", {self.resumed} already done" if self.resumed else ""
+        return f"{verb} {len(self.rows)} image(s){resumed}, {len(self.failures)} failed; {what} in {where}"
+
 
 def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """Format rows as CSV text with the given leading columns (extra keys follow in first-seen order); floats

@@ -143,9 +143,7 @@ def _run_segment(args) -> int:
                            extra_columns=columns, shard=shard, resume=args.resume,
                            settings={"mm_per_pixel": args.mm_per_pixel, "measure": args.measure,
                                      "diagnose": args.diagnose}, models=models)
-    resumed = f", {report.resumed} already done" if report.resumed else ""
-    print(f"segmented {len(report.rows)} image(s){resumed}, {len(report.failures)} failed; "
-          f"results in {report.out_dir.resolve()}")
+    print(report.summary_line("segmented", "results", report.out_dir.resolve()))
     return report.exit_code
 
 
@@ -495,9 +493,7 @@ def _run_diagnose(args) -> int:
     model, segmenter = _load_classifier(args)
     print(DISCLAIMER)
     report = diagnose_files(args.inputs, args.out, model, segmenter, resume=args.resume)
-    resumed = f", {report.resumed} already done" if report.resumed else ""
-    print(f"classified {len(report.rows)} image(s){resumed}, {len(report.failures)} failed; "
-          f"predictions in {(report.out_dir / 'predictions.csv').resolve()}")
+    print(report.summary_line("classified", "predictions", (report.out_dir / "predictions.csv").resolve()))
     return report.exit_code
 
 
@@ -593,7 +589,7 @@ def _run_preprocess(args) -> int:
         except PreprocessConfigError as exc:
             raise CommandError(f"{args.config}: {exc}") from None
     report = preprocess_files(args.inputs, args.out, cfg, sheet=args.sheet, resume=args.resume)
-    print(f"cleaned {len(report.rows)} image(s), {len(report.failures)} failed; results in {report.out_dir.resolve()}")
+    print(report.summary_line("cleaned", "results", report.out_dir.resolve()))
     return report.exit_code
 
 
