@@ -111,6 +111,9 @@ def test_shards_are_deterministic_disjoint_and_together_every_image(tmp_path, is
     assert len(everything) == 7 and all(shards)
     assert sorted(sum(shards, [])) == sorted(everything)  # together every image, under the unsharded names
     assert len(set(sum(shards, []))) == 7  # disjoint
+    # more shards than images: an empty shard is not a failure (review finding: it exited 1)
+    assert run_batch([str(src / "im2.jpg")], tmp_path / "few", lambda p, s, im: {"id": s}, desc="t",
+                     progress=False, shard=(2, 3)).exit_code == 0
     assert shards == [run((i, 3)) for i in (1, 2, 3)]  # deterministic
     assert parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "a/3", "3"):

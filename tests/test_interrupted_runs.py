@@ -223,3 +223,36 @@ def test_resume_redoes_an_image_whose_output_is_missing_without_a_second_row(tmp
     rows = _rows(out / "results.csv")
     assert sorted(r["image_id"] for r in rows) == ["im0", "im1"] and (out / "im0_segmentation.png").is_file()
     assert {r["image_id"]: r["lesion_area_px"] for r in rows} == {r["image_id"]: r["lesion_area_px"] for r in first}
+
+
+def test_sigterm_stops_training_cleanly_and_a_callers_handler_survives_ctrl_c(tmp_path, data_root, four_images,
+                                                                              monkeypatch, capsys):
+    """Review findings: Lightning turned an interrupt inside training into sys.exit(1), past the command's own
+    handling (no "terminated", no metrics.csv); and a first Ctrl-C left a caller's SIGTERM handler ignored."""
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(f"base_config: {REPO / 'configs' / 'smoke.yaml'}\ndata: {{root: {data_root}}}\n"
+                   "trainer: {epochs: 500}\n")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "dermoseg.cli", "train", "--config", str(cfg), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, err[-2000:]
+    assert (out / "metrics.csv").is_file() and not (out / ".dermoseg-run.lock").exists()
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        import dermoseg.segmentation.job as segment
+        with monkeypatch.context() as m:
+            _interrupt_on(m, segment, "draw_overlay", 1)
+            assert main(["segment", str(four_images), "--out", str(tmp_path / "o"), "--no-tta", "--no-measure"]) == 130
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -232,3 +232,17 @@ def test_a_runs_failures_stay_in_run_json_when_a_later_run_replaces_failures_csv
     assert record["failures"] == [] and record["earlier_runs"][-1]["command"] == "diagnose"
     (failure,) = record["earlier_runs"][-1]["failures"]
     assert failure["file"].endswith("bad.jpg") and failure["reason"]
+
+
+def test_a_failing_command_leaves_an_api_callers_run_and_lock_alone(tmp_path, capsys):
+    """Review finding: a failing main() finished every open run of the process, also one an API caller had
+    started (marked failed, its folder lock released)."""
+    from dermoseg.provenance import LOCK_FILE, held_folders, start_run
+    record = start_run(tmp_path / "api", "mine", [], {}, [])
+    assert main(["evaluate", "--pred", str(tmp_path / "none"), "--truth", str(tmp_path / "none")]) == 2
+    capsys.readouterr()
+    assert json.loads((tmp_path / "api" / "run.json").read_text())["status"] == "running"
+    assert (tmp_path / "api").resolve() / LOCK_FILE in held_folders()
+    record.finish()
+    assert json.loads((tmp_path / "api" / "run.json").read_text())["status"] == "complete"
+    assert not (tmp_path / "api" / LOCK_FILE).exists()

@@ -258,7 +258,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 o.unlink()
     for line in scan.summary_lines():
         print(line, file=sys.stderr)
-    report = BatchReport(out_dir, found=len(jobs))
+    report = BatchReport(out_dir, found=len(files))  # before sharding: an empty shard of a full archive is fine
     failures = CsvTable(out_dir / "failures.csv", ["file", "reason"], key="file", extra=False)
     if (out_dir / "failures.csv").exists():
         (out_dir / "failures.csv").unlink()

@@ -754,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     and left empty, on any error or interrupt, is removed again."""
     _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
     from dermoseg import provenance
-    locks_before = provenance.held_folders()  # an API caller's own locks stay theirs
+    locks_before, runs_before = provenance.held_folders(), provenance.open_runs()  # an API caller's stay theirs
     main_thread = threading.current_thread() is threading.main_thread()
     # Ctrl-C (SIGINT) and SIGTERM (kill, timeout, SLURM, docker stop) end a command the same way, where this
     # process would otherwise die at once: not where they are ignored (a background job) or handled by the caller
@@ -771,11 +771,14 @@ def main(argv: list[str] | None = None) -> int:
         print("terminated" if terminated else "interrupted", file=sys.stderr)
         code = 143 if terminated else 130
     finally:
-        for sig in ours:  # the console script's process ends now: a late signal must not abort the exit
-            signal.signal(sig, signal.SIG_IGN if argv is None else previous[sig])
+        for sig in previous:  # ours: the console script's process ends now, a late signal must not abort the exit;
+            if main_thread:  # the others (ignored by a first signal's handler meanwhile) as the caller had them
+                restore = signal.SIG_IGN if sig in ours and argv is None else previous[sig]
+                if restore is not None:  # None: a handler set outside Python, which this never replaced
+                    signal.signal(sig, restore)
         # however the command ended: no run.json left saying "running", no output folder left locked
         if code:
-            provenance.finish_open_runs("interrupted" if code in (130, 143) else "failed")
+            provenance.finish_open_runs("interrupted" if code in (130, 143) else "failed", keep=runs_before)
         provenance.release_folders(provenance.held_folders() - locks_before)
     if code:
         _remove_empty_outputs()

@@ -172,12 +172,17 @@ def _lock_holder(lock: Path) -> str:
         return "another process"
 
 
-def acquire_folder(folder: str | os.PathLike) -> None:
+def acquire_folder(folder: str | os.PathLike) -> bool:
     """Take ``folder``'s :data:`LOCK_FILE` so that two runs never write into one folder at once (their rows would
     interleave: duplicated or lost). The lock is an exclusive ``flock`` on the open file, so the operating system
     drops it when the process ends however it ends (killed, crashed): a lock file left behind by an ended run
     holds nothing. The file names the holder (host and process id) for the message. Taking a folder this process
-    already holds does nothing.
+    already holds does nothing. On a file system without ``flock`` (some NFS, CIFS or FUSE mounts) the run goes
+    on unlocked, with a warning on stderr; on NFS mounted ``nolock`` the lock only sees processes of one host.
+
+    Returns
+    -------
+    True if this call took the lock (the caller releases it), False if it was held already or cannot be taken.
 
     Raises
     ------
@@ -187,7 +192,7 @@ def acquire_folder(folder: str | os.PathLike) -> None:
     import fcntl
     lock = Path(folder).resolve() / LOCK_FILE
     if lock in _held_locks:
-        return
+        return False
     for _ in range(5):
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -196,6 +201,13 @@ def acquire_folder(folder: str | os.PathLike) -> None:
             os.close(fd)
             raise OutputFolderError(f"{folder}: another dermoseg run ({_lock_holder(lock)}) is writing into this "
                                     "folder; wait for it to end or choose another --out") from None
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP, ENOSYS: no flock on this file system
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            print(f"warning: {folder}: cannot lock the folder here ({exc.strerror or exc}); two runs into it at "
+                  "once would not be noticed", file=sys.stderr)
+            return False
         try:  # the previous holder may have removed the file between our open and our lock: lock the new one
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -204,7 +216,7 @@ def acquire_folder(folder: str | os.PathLike) -> None:
             os.ftruncate(fd, 0)
             os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
             _held_locks[lock] = fd
-            return
+            return True
         os.close(fd)
     raise OutputFolderError(f"{folder}: could not take {lock}; other runs keep taking it")
 
@@ -287,6 +299,7 @@ class RunRecord:
             self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
         self.outputs = read_manifest(self.folder) | set(claimed)
         self.after = set(after) & self.outputs
+        self.holds_lock = False  # whether finish() releases the folder's lock (start_run sets it when it took it)
         self._write()
         _open_runs.append(self)
 
@@ -304,17 +317,27 @@ class RunRecord:
         if failures is not None:  # the first MAX_FAILURES_RECORDED (counts has how many there were)
             self.record["failures"] = failures[:MAX_FAILURES_RECORDED]
         self._write()
-        release_folders(folder=self.folder)
+        if self.holds_lock:
+            release_folders(folder=self.folder)
+            self.holds_lock = False
         if self in _open_runs:
             _open_runs.remove(self)
 
 
-def finish_open_runs(status: str) -> None:
+def open_runs() -> list["RunRecord"]:
+    """The runs this process started and has not finished (their run.json says "running")."""
+    return list(_open_runs)
+
+
+def finish_open_runs(status: str, keep: Iterable["RunRecord"] = ()) -> None:
     """Finish every run of this process whose record still says "running" (a command stopped by an error or
-    Ctrl-C before its own :meth:`RunRecord.finish`) with ``status`` ("failed" or "interrupted"), so that no
-    ``run.json`` claims a run goes on after its process ended."""
+    Ctrl-C before its own :meth:`RunRecord.finish`), except those in ``keep`` (runs started before the command,
+    by an API caller), with ``status`` ("failed" or "interrupted"), so that no ``run.json`` claims a run goes on
+    after its command ended."""
+    kept = {id(r) for r in keep}
     for record in list(_open_runs):
-        record.finish(status)
+        if id(record) not in kept:
+            record.finish(status)
 
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
@@ -331,10 +354,13 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
         As :func:`ensure_writable`, :func:`acquire_folder` and :func:`claim_outputs`.
     """
     folder = ensure_writable(folder)
-    acquire_folder(folder)
+    took = acquire_folder(folder)
     try:
-        return RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
-                         {_relative(folder, Path(p)) for p in after})
+        record = RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
+                           {_relative(folder, Path(p)) for p in after})
     except BaseException:
-        release_folders(folder=folder)
+        if took:
+            release_folders(folder=folder)
         raise
+    record.holds_lock = took
+    return record

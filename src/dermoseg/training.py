@@ -10,13 +10,14 @@ resumes, and merges the per-session Lightning logs into one ``metrics.csv``. Dev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -185,7 +186,11 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         raise OutputFolderError(f"{saved}: unreadable as a training config ({exc}); choose another --out") from None
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.is_file():  # Lightning would refuse it only after the data had loaded, with its own words
-        done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+        try:  # memory-mapped: only the epoch counter is read, not the weights and optimiser state
+            done = int(torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
+        except Exception as exc:  # a truncated or foreign file: torch raises several kinds
+            raise OutputFolderError(f"{last}: unreadable checkpoint ({type(exc).__name__}: {exc}); choose another "
+                                    "--out") from None
         if int(cfg["trainer"]["epochs"]) < done:
             raise OutputFolderError(f"{out_dir}: --resume with trainer.epochs = {cfg['trainer']['epochs']}, but the "
                                     f"run has already trained {done} epochs; give at least {done}")
@@ -195,6 +200,37 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         raise OutputFolderError(f"{saved}: --resume with {key} = {now!r}, but the run being resumed used {was!r}; "
                                 "only the run's name, the trainer's epochs, time limit and machine may change (or "
                                 "choose another --out)")
+
+
+@contextlib.contextmanager
+def run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> Iterator[None]:
+    """The run's hold on its folder, around everything a training command does (data loading, training, export):
+    :func:`check_run_folder`, then the folder's lock (:func:`dermoseg.provenance.acquire_folder`) and the check
+    again under it (another run may have written meanwhile); the lock is released when the block ends, and a
+    folder this created and left empty is removed. DDP workers and sibling tasks (:func:`_first_process`) do
+    nothing: their first process holds the folder.
+
+    Raises
+    ------
+    OutputFolderError
+        As :func:`check_run_folder` and :func:`dermoseg.provenance.acquire_folder`.
+    """
+    from dermoseg.provenance import acquire_folder, release_folders
+    if not _first_process():
+        yield
+        return
+    check_run_folder(out_dir, cfg, resume)  # before the folder is created or locked
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    took = acquire_folder(out_dir)
+    try:
+        check_run_folder(out_dir, cfg, resume)
+        yield
+    finally:
+        if took:
+            release_folders(folder=out_dir)
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
 
 def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any], out_dir: Path, monitor: str,
@@ -211,18 +247,21 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     Under DDP every process runs this function; checkpoints, logs and
     ``metrics.csv`` are written by global rank 0 only, and the tasks log their figures synchronised over ranks.
 
+    The folder's checks and lock are the caller's (:func:`run_folder`, as both wings' ``train`` functions do);
+    ``config.yaml`` is written once the data are read and the trainer is built, and ``metrics.csv`` also after an
+    interrupted session.
+
     Raises
     ------
-    dermoseg.provenance.OutputFolderError
-        Before writing anything, as :func:`check_run_folder` (a fresh run into a folder holding one, or a resume
-        with other settings).
+    dermoseg.errors.ConfigError
+        If Lightning refuses the trainer settings (``devices: 0``, an unknown accelerator).
+    KeyboardInterrupt
+        Ctrl-C or SIGTERM (``dermoseg.cli.Terminated``) during training, after Lightning's own clean-up.
     """
     import yaml
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from dermoseg.provenance import acquire_folder, release_folders
-    check_run_folder(out_dir, cfg, resume)
     tcfg = cfg["trainer"]
     ckpt_dir = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -244,21 +283,20 @@ def fit(task: L.LightningModule, data: L.LightningDataModule, cfg: dict[str, Any
     initial = {"file": str(tcfg["init_from"]), "sha256": load_initial_weights(task, tcfg["init_from"])} \
         if tcfg.get("init_from") else None
     data.setup("fit")  # the data are read before the run folder gets anything: a missing folder leaves no run
-    first = _first_process()
-    if first:
+    if _first_process():
         out_dir.mkdir(parents=True, exist_ok=True)
-        acquire_folder(out_dir)  # one run at a time writes into a run folder
+        write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    start = time.time()
     try:
-        if first:
-            write_text(out_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        start = time.time()
         trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-        elapsed = time.time() - start
+    except SystemExit as exc:  # Lightning ends an interrupted fit (Ctrl-C, SIGTERM) with sys.exit(1): give the
+        if isinstance(exc.__context__, KeyboardInterrupt):  # interrupt back, so the command reports it as one
+            raise exc.__context__ from None
+        raise
     finally:
-        if first:
-            release_folders(folder=out_dir)
-    if trainer.is_global_zero:
-        merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
+        if trainer.is_global_zero:  # the finished epochs, also of an interrupted session
+            merge_epoch_metrics(out_dir / "logs", out_dir / "metrics.csv")
+    elapsed = time.time() - start
     score = float(best.best_model_score) if best.best_model_score is not None else None  # JSON has no NaN
     return FitResult(Path(best.best_model_path or last), score, elapsed, int(trainer.current_epoch),
                      trainer.is_global_zero, initial)

@@ -32,7 +32,7 @@ from dermoseg.errors import ConfigError
 from dermoseg.io import MASK_FILE_THRESHOLD, read_image, read_mask
 from dermoseg.metrics import balanced_accuracy
 from dermoseg.models.classifier import build_classifier, input_normalisation
-from dermoseg.training import (CachedData, build_optimizer, check_optimizer, check_run_folder, fit,
+from dermoseg.training import (CachedData, build_optimizer, check_optimizer, fit, run_folder,
                                seed_and_threads, subset)
 
 
@@ -260,21 +260,21 @@ def train_classifier(cfg: dict[str, Any], out_dir: str | Path, resume: bool = Fa
     Raises
     ------
     dermoseg.provenance.OutputFolderError
-        Before any image is read, as :func:`dermoseg.training.check_run_folder`.
+        Before any image is read, as :func:`dermoseg.training.run_folder` (checks and lock).
     dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
         If the HAM10000 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
-    check_run_folder(out_dir, cfg, resume)
-    seed_and_threads(cfg)
-    data = ClassificationData(cfg)
-    data.setup()
-    weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"]["class_weight_power"]))
-    result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
-    if not result.is_global_zero:  # under DDP only rank 0 calibrates and exports
-        return out_dir / "model.pt"
-    return export_classifier(result.best_checkpoint, out_dir / "model.pt", data.val_set,
-                             extra=result.info("val_balanced_accuracy"))
+    with run_folder(out_dir, cfg, resume):  # checked and locked until the calibrated export is written
+        seed_and_threads(cfg)
+        data = ClassificationData(cfg)
+        data.setup()
+        weights = class_weights(data.train_set.labels, len(HAM_CLASSES), float(cfg["loss"]["class_weight_power"]))
+        result = fit(ClassificationTask(cfg, weights), data, cfg, out_dir, "val_balanced_accuracy", resume)
+        if not result.is_global_zero:  # under DDP only rank 0 calibrates and exports
+            return out_dir / "model.pt"
+        return export_classifier(result.best_checkpoint, out_dir / "model.pt", data.val_set,
+                                 extra=result.info("val_balanced_accuracy"))
 
 
 def dataset_logits(network: nn.Module, dataset: CachedClassificationDataset, tta: bool = True,

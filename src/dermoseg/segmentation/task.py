@@ -23,7 +23,7 @@ from dermoseg.io import read_image, read_mask
 from dermoseg.models import build_model
 from dermoseg.segmentation.losses import get_loss
 from dermoseg.segmentation.pseudo_labels import pseudo_label_pairs
-from dermoseg.training import (CachedData, build_optimizer, check_optimizer, check_run_folder, fit,
+from dermoseg.training import (CachedData, build_optimizer, check_optimizer, fit, run_folder,
                                seed_and_threads, subset)
 
 
@@ -178,19 +178,19 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Pat
     Raises
     ------
     dermoseg.provenance.OutputFolderError
-        Before any image is read, as :func:`dermoseg.training.check_run_folder`.
+        Before any image is read, as :func:`dermoseg.training.run_folder` (checks and lock).
     dermoseg.data.datasets.DatasetError, dermoseg.data.splits.SplitError
         If the ISIC 2018 folder or the split is missing or disagrees with the data.
     """
     out_dir = Path(out_dir)
-    check_run_folder(out_dir, cfg, resume)
-    seed_and_threads(cfg)
-    data = SegmentationData(cfg)
-    result = fit(SegmentationTask(cfg), data, cfg, out_dir, "val_dice", resume)
-    if not result.is_global_zero:  # under DDP only rank 0 exports
-        return out_dir / "model.pt"
-    extra = {**result.info("val_dice"), **({"pseudo_labels": data.pseudo_info} if data.pseudo_info else {})}
-    return export_model(result.best_checkpoint, out_dir / "model.pt", extra=extra)
+    with run_folder(out_dir, cfg, resume):  # checked and locked until the export is written
+        seed_and_threads(cfg)
+        data = SegmentationData(cfg)
+        result = fit(SegmentationTask(cfg), data, cfg, out_dir, "val_dice", resume)
+        if not result.is_global_zero:  # under DDP only rank 0 exports
+            return out_dir / "model.pt"
+        extra = {**result.info("val_dice"), **({"pseudo_labels": data.pseudo_info} if data.pseudo_info else {})}
+        return export_model(result.best_checkpoint, out_dir / "model.pt", extra=extra)
 
 
 def export_model(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import signal
+import threading
 from pathlib import Path
 
 from dermoseg.errors import ConfigError
@@ -73,6 +75,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
     _check_port_free(host, port)
     if banner:
         print(banner, flush=True)
+    if threading.current_thread() is threading.main_thread():  # uvicorn stops gracefully on SIGTERM and then
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # re-raises it: the process must end by it (status 143)
     uvicorn.run("dermoseg.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
 
@@ -179,7 +183,6 @@ class LocalServer:
             self._own_log = self.log = None
 
     def _stop(self) -> None:
-        import signal
         import subprocess
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
