@@ -277,7 +277,8 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "ema.yaml": ("trainer: {ema_decay: 1.5}\n", "'trainer.ema_decay' must be a number in (0, 1)"),
              "weight.yaml": ("loss: {lesion_weight: -1}\n", "'loss.lesion_weight' must be a number >= 0"),
              "elastic.yaml": ("augment: {elastic_p: 2}\n", "'augment.elastic_p' must be a probability in [0, 1]"),
-             "rotate.yaml": ("augment: {rotate_limit: -5}\n", "'augment.rotate_limit' must be a number of degrees")}
+             "rotate.yaml": ("augment: {rotate_limit: -5}\n", "'augment.rotate_limit' must be a number of degrees"),
+             "scale.yaml": ("augment: {scale: 1.5}\n", "'augment.scale' must be a number in [0, 1)")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),

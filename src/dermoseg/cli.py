@@ -222,9 +222,11 @@ def _remove_earlier_outputs(folder: Path, prefix: str, planned: set[Path]) -> No
     this run will not write again (``planned``): left there, they would pass for this run's."""
     from dermoseg.provenance import read_manifest
     keep = {p.resolve() for p in planned}
+    inside = (folder / prefix).resolve()
     for name in read_manifest(folder):
         path = folder / name
-        if name.startswith(prefix) and path.resolve() not in keep and os.path.lexists(path):
+        if (name.startswith(prefix) and path.resolve().parent == inside and path.resolve() not in keep
+                and os.path.lexists(path)):  # only directly inside folder/prefix, whatever run.json says
             path.unlink()
 
 

@@ -138,8 +138,9 @@ RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
     ("optimizer", "lr"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
     **{(section, k): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0, "a number >= 0")
        for section, k in (("optimizer", "weight_decay"), ("optimizer", "warmup_epochs"), ("loss", "lesion_weight"),
-                          ("loss", "background_weight"), ("loss", "smooth"), ("loss", "class_weight_power"),
-                          ("augment", "scale"))},
+                          ("loss", "background_weight"), ("loss", "smooth"), ("loss", "class_weight_power"))},
+    ("augment", "scale"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) < 1,
+                           "a number in [0, 1) (zoom range 1 - scale to 1 + scale)"),
     ("loss", "label_smoothing"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) < 1,
                                   "a number in [0, 1)"),
     **{("augment", k): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) <= 1, "a probability in [0, 1]")
