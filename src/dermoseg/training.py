@@ -205,9 +205,9 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
 @contextlib.contextmanager
 def run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> Iterator[None]:
     """The run's hold on its folder, around everything a training command does (data loading, training, export):
-    :func:`check_run_folder`, then the folder's lock (:func:`dermoseg.provenance.acquire_folder`) and the check
-    again under it (another run may have written meanwhile); the lock is released when the block ends, and a
-    folder this created and left empty is removed. DDP workers and sibling tasks (:func:`_first_process`) do
+    the folder's lock (:func:`dermoseg.provenance.acquire_folder`), then :func:`check_run_folder` under it (so no
+    other run can write between the check and this run); the lock is released when the block ends, and a folder
+    this created and left empty (a refusal included) is removed. DDP workers and sibling tasks (:func:`_first_process`) do
     nothing: their first process holds the folder.
 
     Raises
@@ -219,7 +219,6 @@ def run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> Iterator[Non
     if not _first_process():
         yield
         return
-    check_run_folder(out_dir, cfg, resume)  # before the folder is created or locked
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     took = acquire_folder(out_dir)
