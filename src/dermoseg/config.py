@@ -124,29 +124,34 @@ def _number(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _between(low: float, high: float = math.inf, *, low_open: bool = False, high_open: bool = False
+             ) -> Callable[[Any], bool]:
+    """A range test for :data:`RANGES`: the value is a finite number (:func:`_number`) from ``low`` to ``high``,
+    either end excluded when ``*_open``."""
+    def test(v: Any) -> bool:
+        f = _number(v)
+        return f is not None and (f > low if low_open else f >= low) and (f < high if high_open else f <= high)
+    return test
+
+
 # Settings whose kind (check_keys) is not enough: {(section, key): (test, what it must be)}; None passes where the
 # default is None (an optional setting left unset).
 RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
     **{("trainer", k): (lambda v: _whole(v, 1), "a whole number >= 1")
        for k in ("epochs", "batch_size", "num_nodes", "num_threads")},
-    ("trainer", "max_time_minutes"): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0,
-                                      "a number >= 0 (0: no limit)"),
-    ("trainer", "ema_decay"): (lambda v: 0 < (_number(v) or 0) < 1, "a number in (0, 1)"),
+    ("trainer", "max_time_minutes"): (_between(0), "a number >= 0 (0: no limit)"),
+    ("trainer", "ema_decay"): (_between(0, 1, low_open=True, high_open=True), "a number in (0, 1)"),
     **{("data", k): (lambda v: _whole(v, 1), "a whole number >= 1")
        for k in ("image_size", "train_subset", "val_subset", "cache_size")},
     ("data", "num_workers"): (lambda v: _whole(v, 0), "a whole number >= 0"),
-    ("optimizer", "lr"): (lambda v: (_number(v) or 0) > 0, "a number > 0"),
-    **{(section, k): (lambda v: (_number(v) if _number(v) is not None else -1) >= 0, "a number >= 0")
+    ("optimizer", "lr"): (_between(0, low_open=True), "a number > 0"),
+    **{(section, k): (_between(0), "a number >= 0")
        for section, k in (("optimizer", "weight_decay"), ("optimizer", "warmup_epochs"), ("loss", "lesion_weight"),
                           ("loss", "background_weight"), ("loss", "smooth"), ("loss", "class_weight_power"))},
-    ("augment", "scale"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) < 1,
-                           "a number in [0, 1) (zoom range 1 - scale to 1 + scale)"),
-    ("loss", "label_smoothing"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) < 1,
-                                  "a number in [0, 1)"),
-    **{("augment", k): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) <= 1, "a probability in [0, 1]")
-       for k in ("elastic_p", "grid_p", "blur_p", "jpeg_p")},
-    ("augment", "rotate_limit"): (lambda v: 0 <= (_number(v) if _number(v) is not None else -1) <= 180,
-                                  "a number of degrees in [0, 180]"),
+    ("augment", "scale"): (_between(0, 1, high_open=True), "a number in [0, 1) (zoom range 1 - scale to 1 + scale)"),
+    ("loss", "label_smoothing"): (_between(0, 1, high_open=True), "a number in [0, 1)"),
+    **{("augment", k): (_between(0, 1), "a probability in [0, 1]") for k in ("elastic_p", "grid_p", "blur_p", "jpeg_p")},
+    ("augment", "rotate_limit"): (_between(0, 180), "a number of degrees in [0, 180]"),
 }
 
 
