@@ -176,7 +176,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from dermoseg.provenance import model_record, start_run
+    from dermoseg.provenance import model_record, remove_earlier_outputs, start_run
     from dermoseg.segmentation import evaluate as evaluation
     if args.dataset and (args.pred or args.truth):
         raise CommandError("use either --dataset or --pred/--truth, not both")
@@ -201,7 +201,7 @@ def _run_evaluate(args) -> int:
         record = start_run(args.out, "evaluate", planned, settings, [model_record("segmentation", model.path, model.runner)]) \
             if args.out else None
         if args.out:  # an earlier evaluation's saved masks go with its per_image.csv, which this run replaces
-            _remove_earlier_outputs(args.out, "masks/", set(planned))
+            remove_earlier_outputs(args.out, "masks", planned)
         rows, summary = evaluation.evaluate_model(model, samples, args.out, tta=args.tta, preprocess=args.preprocess,
                                                   save_masks=args.save_masks)
     else:  # scored first: a refused pair (missing, unreadable, mis-sized) leaves no run.json behind
@@ -215,19 +215,6 @@ def _run_evaluate(args) -> int:
     if args.out:
         print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}")
     return 0
-
-
-def _remove_earlier_outputs(folder: Path, prefix: str, planned: set[Path]) -> None:
-    """Remove the files under ``folder/prefix`` that an earlier dermoseg run listed in the folder's run.json and
-    this run will not write again (``planned``): left there, they would pass for this run's."""
-    from dermoseg.provenance import read_manifest
-    keep = {p.resolve() for p in planned}
-    inside = (folder / prefix).resolve()
-    for name in read_manifest(folder):
-        path = folder / name
-        if (name.startswith(prefix) and path.resolve().parent == inside and path.resolve() not in keep
-                and os.path.lexists(path)):  # only directly inside folder/prefix, whatever run.json says
-            path.unlink()
 
 
 # ------------------------------------------------------------------------------- fit-quality, evaluate-quality

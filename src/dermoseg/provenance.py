@@ -105,6 +105,20 @@ def _relative(folder: Path, path: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), folder.absolute())).as_posix()
 
 
+def remove_earlier_outputs(folder: str | os.PathLike, subfolder: str, planned: Iterable[str | os.PathLike]) -> None:
+    """Remove the files directly inside ``folder/subfolder`` that an earlier dermoseg run listed in the folder's
+    ``run.json`` and that this run will not write again (``planned``): left there, they would pass for this run's
+    (an earlier evaluation's saved masks beside this one's summary). Nothing else is touched, whatever
+    ``run.json`` names."""
+    folder = Path(folder)
+    keep = {Path(p).resolve() for p in planned}
+    inside = (folder / subfolder).resolve()
+    for name in read_manifest(folder):
+        path = folder / name
+        if path.resolve().parent == inside and path.resolve() not in keep and os.path.lexists(path):
+            path.unlink()
+
+
 def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> set[str]:
     """Check that none of ``paths`` (inside ``folder``) would replace a file that dermoseg did not write.
 
