@@ -738,9 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dermoseg`` console script; returns the exit status (130 after Ctrl-C, 143 after SIGTERM,
     at any point, with one line and no traceback; a second signal while the first is being handled, or one while
-    the process exits, is ignored: it aborted the process before). However the command ends, no run it started is left
-    "running" in its run.json and its output folders' locks are released; an output folder the command created
-    and left empty, on any error or interrupt, is removed again."""
+    the process exits, is ignored: it aborted the process before). However the command ends, no run it started
+    is left "running" in its run.json and its output folders' locks are released; an output folder the command
+    created and left empty, on any error or interrupt, is removed again."""
     _CREATED.clear()  # this call's folders only (tests call main() many times in one process)
     from dermoseg import provenance
     locks_before, runs_before = provenance.held_folders(), provenance.open_runs()  # an API caller's stay theirs

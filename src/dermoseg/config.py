@@ -150,7 +150,8 @@ RANGES: dict[tuple[str, ...], tuple[Callable[[Any], bool], str]] = {
                           ("loss", "background_weight"), ("loss", "smooth"), ("loss", "class_weight_power"))},
     ("augment", "scale"): (_between(0, 1, high_open=True), "a number in [0, 1) (zoom range 1 - scale to 1 + scale)"),
     ("loss", "label_smoothing"): (_between(0, 1, high_open=True), "a number in [0, 1)"),
-    **{("augment", k): (_between(0, 1), "a probability in [0, 1]") for k in ("elastic_p", "grid_p", "blur_p", "jpeg_p")},
+    **{("augment", k): (_between(0, 1), "a probability in [0, 1]")
+       for k in ("elastic_p", "grid_p", "blur_p", "jpeg_p")},
     ("augment", "rotate_limit"): (_between(0, 180), "a number of degrees in [0, 180]"),
 }
 

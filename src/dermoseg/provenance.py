@@ -3,8 +3,8 @@
 Every command that writes a results table (``results.csv``, ``preprocess.csv``, ``predictions.csv``,
 ``per_image.csv`` / ``summary.json``) writes ``run.json`` beside it: the dermoseg version, the engine, the model
 files (name, path, sha256), the settings (threshold, test-time augmentation, preprocessing, ...), the command
-line, start and end time (UTC, ISO 8601), the outcome, a batch's failures, and the list of files the run wrote (``outputs``, paths
-relative to the folder). When several runs write into one folder (``segment`` then ``evaluate --out`` there, or a
+line, start and end time (UTC, ISO 8601), the outcome, a batch's failures, and the list of files the run wrote
+(``outputs``, paths relative to the folder). When several runs write into one folder (``segment`` then ``evaluate --out`` there, or a
 ``--resume``), the earlier records are kept in ``earlier_runs`` (the last :data:`KEEP_EARLIER`), so each file
 stays traceable to the run that wrote it.
 

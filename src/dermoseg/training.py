@@ -207,8 +207,8 @@ def run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> Iterator[Non
     """The run's hold on its folder, around everything a training command does (data loading, training, export):
     the folder's lock (:func:`dermoseg.provenance.acquire_folder`), then :func:`check_run_folder` under it (so no
     other run can write between the check and this run); the lock is released when the block ends, and a folder
-    this created and left empty (a refusal included) is removed. DDP workers and sibling tasks (:func:`_first_process`) do
-    nothing: their first process holds the folder.
+    this created and left empty (a refusal included) is removed. DDP workers and sibling tasks
+    (:func:`_first_process`) do nothing: their first process holds the folder.
 
     Raises
     ------
