@@ -808,8 +808,8 @@ def _main(argv: list[str]) -> int:
 def _data_root_hint(args, exc: BaseException) -> str:
     """For a missing data folder under a command's ``--data-root`` (a relative default, so run from elsewhere it
     points nowhere): the hint to give the data folder; else ""."""
-    from dermoseg.errors import DataNotFoundError
-    if not isinstance(exc, DataNotFoundError) or not hasattr(args, "data_root"):
+    from dermoseg.data.datasets import DatasetError
+    if not isinstance(exc, DatasetError) or not hasattr(args, "data_root") or "not found" not in str(exc):
         return ""
     root = args.data_root
     where = "data.root of the config" if root is None else f"{root} = {Path(root).resolve()}"

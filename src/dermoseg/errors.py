@@ -32,10 +32,6 @@ class DatasetError(DermosegError, ValueError):
     """A dataset folder is not in the expected layout; the message names the file or folder."""
 
 
-class DataNotFoundError(DatasetError):
-    """A dataset's folder or metadata file is not there at all (most often: the data folder is elsewhere)."""
-
-
 class SplitError(DermosegError, ValueError):
     """A split file is missing, malformed, or does not match the data; the message names the file."""
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dermoseg.errors import DataNotFoundError, DatasetError
+from dermoseg.errors import DatasetError
 from dermoseg.io import IMAGE_EXTENSIONS
 
 ISIC_IMAGE_DIR = "ISIC2018_Task1-2_Training_Input"
@@ -33,7 +33,7 @@ class SegmentationSample:
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise DataNotFoundError(f"{path}: {what} folder not found")
+        raise DatasetError(f"{path}: {what} folder not found")
     return path
 
 
@@ -93,7 +93,7 @@ def load_isic2018_diagnosis(root: str | Path) -> dict[str, str]:
     """
     meta = Path(root) / "metadata.csv"
     if not meta.is_file():
-        raise DataNotFoundError(f"{meta}: ISIC 2018 Task 1 diagnosis metadata not found")
+        raise DatasetError(f"{meta}: ISIC 2018 Task 1 diagnosis metadata not found")
     out = {}
     with meta.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -137,7 +137,7 @@ def load_ph2(root: str | Path) -> list[SegmentationSample]:
     candidates = [root.joinpath(*PH2_IMAGE_ROOT), root / PH2_IMAGE_ROOT[1], root]
     image_root = next((c for c in candidates if c.is_dir() and any(c.glob("IMD*"))), None)
     if image_root is None:
-        raise DataNotFoundError(f"{root}: PH2 folder not found (expected '{'/'.join(PH2_IMAGE_ROOT)}/IMDxxx')")
+        raise DatasetError(f"{root}: PH2 folder not found (expected '{'/'.join(PH2_IMAGE_ROOT)}/IMDxxx')")
     samples = []
     for case in sorted(p for p in image_root.iterdir() if p.is_dir() and re.fullmatch(r"IMD\d+", p.name)):
         image = _single_image_in(case / f"{case.name}_Dermoscopic_Image", case.name)
@@ -167,7 +167,7 @@ def load_ph2_diagnosis(root: str | Path) -> dict[str, int]:
     root = Path(root)
     table = next((p for p in (root.joinpath(*PH2_TABLE), root / PH2_TABLE[1]) if p.is_file()), None)
     if table is None:
-        raise DataNotFoundError(f"{root}: PH2_dataset.txt not found")
+        raise DatasetError(f"{root}: PH2_dataset.txt not found")
     out = {}
     for line in table.read_text(encoding="utf-8", errors="replace").splitlines():
         cells = [c.strip() for c in line.split("||")]
@@ -203,7 +203,7 @@ def load_ham10000(root: str | Path) -> list[ClassificationSample]:
     meta = root / "HAM10000_metadata.csv"
     image_dir = _require_dir(root / "images", "HAM10000 images")
     if not meta.is_file():
-        raise DataNotFoundError(f"{meta}: HAM10000 metadata not found")
+        raise DatasetError(f"{meta}: HAM10000 metadata not found")
     samples = []
     with meta.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
