@@ -1,4 +1,5 @@
-"""Loss values on cases worked out by hand (paper eq. 8–9: weighted soft Dice, smoothing 1)."""
+"""Loss values on cases worked out by hand (paper eq. 8–9: weighted soft Dice, smoothing 1; the Lovász hinge of
+Berman et al., CVPR 2018)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 import torch
 
-from dermoseg.segmentation.losses import dice_bce_loss, get_loss, weighted_bce_loss, weighted_dice_loss
+from dermoseg.segmentation.losses import (dice_bce_loss, get_loss, lovasz_hinge_loss, weighted_bce_loss,
+                                         weighted_dice_loss)
 
 
 def _target():
@@ -60,3 +62,30 @@ def test_dice_bce_is_the_sum_and_names_resolve():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match="equal shape"):
         weighted_dice_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+
+
+def _row(values):
+    return torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1)
+
+
+def test_lovasz_hinge_on_two_pixels():
+    # lesion and background pixel, logits 0: both hinge errors 1; sorted labels [1, 0]: Jaccard losses
+    # 1 − (1 − 1)/1 = 1 and 1 − 0/2 = 1, gradient [1, 0] → loss 1 (either order of the tie gives 1)
+    assert lovasz_hinge_loss(_row([0.0, 0.0]), _row([1.0, 0.0])).item() == pytest.approx(1.0, abs=1e-6)
+    # logits (2, −0.5): errors max(0, 1 − 2) = 0 (lesion) and 1 − 0.5 = 0.5 (background); sorted labels [0, 1]:
+    # Jaccard losses 1 − 1/2 = 0.5 and 1 − 0/2 = 1, gradient [0.5, 0.5] → 0.5·0.5 + 0.5·0 = 0.25
+    assert lovasz_hinge_loss(_row([2.0, -0.5]), _row([1.0, 0.0])).item() == pytest.approx(0.25, abs=1e-6)
+    # every logit on its side by a margin ≥ 1: zero
+    assert lovasz_hinge_loss(_row([3.0, -1.0]), _row([1.0, 0.0])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_hinge_is_twice_the_jaccard_loss_of_a_hard_mask_and_reduces_per_image():
+    # logits ±1 make each pixel's hinge error 0 (right) or 2 (wrong); the Lovász extension is positively
+    # homogeneous, so the loss is 2·(1 − Jaccard). Target {0, 1}, mask {0, 2}: Jaccard 1/3 → loss 4/3.
+    target, mask = _row([1.0, 1.0, 0.0, 0.0]), _row([1.0, 0.0, 1.0, 0.0])
+    assert lovasz_hinge_loss(2 * mask - 1, target).item() == pytest.approx(4 / 3, abs=1e-6)
+    batch = lovasz_hinge_loss(torch.cat([2 * mask - 1, 2 * target - 1]), torch.cat([target, target]))
+    assert batch.item() == pytest.approx((4 / 3 + 0) / 2, abs=1e-6)
+    # get_loss drops the class weights and smoothing it does not take
+    bound = get_loss("lovasz_hinge", lesion_weight=0.7, background_weight=0.3, smooth=1.0)
+    assert bound(2 * mask - 1, target).item() == pytest.approx(4 / 3, abs=1e-6)
