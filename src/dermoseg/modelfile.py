@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -164,31 +164,48 @@ def read_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Any], dict[str, t
     return ckpt["hyper_parameters"]["cfg"], state, {"checkpoint_epoch": int(ckpt.get("epoch", -1))}
 
 
-def member_part(path: Path, payload: dict[str, Any], kind: str,
-                index: int) -> tuple[dict, dict[str, torch.Tensor], dict]:
-    """Member ``index`` of an ensemble file already read (``path``, ``payload`` from :func:`read`): its entry of
-    ``config.model.members``, its weights (keys without the ``members.<index>.`` prefix) and its provenance
-    (``member_of``: the file, its sha256 and the index, plus the member's own record of ``info.ensemble_of``).
-    The shared part of both wings' ``extract_member``.
+def extract_member(ensemble: str | Path, kind: str, index: int, out: str | Path,
+                   single: Callable[[dict, dict], tuple[dict, dict, dict]]) -> Path:
+    """Write member ``index`` (0-based) of the ensemble file ``ensemble`` of ``kind`` to ``out`` (``.pt`` +
+    ``.json``) as a single-network model file: its weights (keys without the ``members.<index>.`` prefix, stored
+    as in the ensemble) and its provenance (``member_of``: the file, its sha256 and the index, plus the member's
+    own record of ``info.ensemble_of``). Both wings' ``extract_member``; what differs is ``single``.
+
+    Parameters
+    ----------
+    ensemble : an ensemble model file of ``kind`` (path, or a name :func:`read` resolves).
+    kind : "segmentation" or "classifier".
+    index : 0-based member number.
+    out : the ``.pt`` to write.
+    single : ``(payload, member) → (config, info, extra)``: the wing's single-network config for this member
+        (``member``: its entry of ``config.model.members``), entries added to its ``info``, and further top-level
+        entries for :func:`write`.
+
+    Returns
+    -------
+    ``out`` as a Path.
 
     Raises
     ------
     ModelFileError
-        If the payload is not an ensemble of ``kind`` or has no member ``index``.
-    ValueError
-        For an unknown ``kind``.
+        If the file is not an ensemble of ``kind`` or has no member ``index``.
+    ValueError, FileExistsError
+        For an unknown ``kind``; if ``out`` does not end in ``.pt``, or it or a file beside it exists (never
+        overwritten): :func:`refuse_existing_output`.
     """
-    _kind(kind)  # a known kind
+    path, payload = read(ensemble, kind)
     members = payload["config"]["model"].get("members")
     if payload["config"]["model"].get("architecture") != "ensemble" or not members:
         raise ModelFileError(f"{path}: not an ensemble {kind} file")
     if not 0 <= index < len(members):
         raise ModelFileError(f"{path}: has members 0 to {len(members) - 1}, not {index}")
+    out = refuse_existing_output(out)
     prefix = f"members.{index}."
     state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
     info = {"member_of": {"file": path.name, "sha256": file_sha256(path), "index": index},
             **payload["info"]["ensemble_of"][index]}
-    return members[index], state, info
+    config, more_info, extra = single(payload, members[index])
+    return write(out, kind, config, state, {**info, **more_info}, **extra)
 
 
 def refuse_existing_output(out: str | Path) -> Path:

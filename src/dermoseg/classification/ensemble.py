@@ -121,9 +121,11 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
         If ``out`` does not end in ``.pt``, or it or a file beside it exists (never overwritten):
         :func:`dermoseg.modelfile.refuse_existing_output`.
     """
-    path, payload = modelfile.read(ensemble, "classifier")
-    member, state, info = modelfile.member_part(path, payload, "classifier", index)
-    out = modelfile.refuse_existing_output(out)
+    return modelfile.extract_member(ensemble, "classifier", index, out, _single_config)
+
+
+def _single_config(payload: dict, member: dict) -> tuple[dict, dict, dict]:
+    """A single classifier's config from its ensemble entry, and its temperature."""
     config = {"model": member["model"], "image_size": member["image_size"], "classes": list(HAM_CLASSES),
               "normalisation": member["normalisation"], "tta": True}
-    return modelfile.write(out, "classifier", config, state, info, temperature=float(member["temperature"]))
+    return config, {}, {"temperature": float(member["temperature"])}

@@ -121,8 +121,10 @@ def extract_member(ensemble: str | Path, index: int, out: str | Path) -> Path:
         If ``out`` does not end in ``.pt``, or it or a file beside it exists (never overwritten):
         :func:`dermoseg.modelfile.refuse_existing_output`.
     """
-    path, payload = modelfile.read(ensemble, "segmentation")
-    member, state, info = modelfile.member_part(path, payload, "segmentation", index)
-    out = modelfile.refuse_existing_output(out)
-    info["weights"] = payload["info"].get("weights", "float32")
-    return modelfile.write(out, "segmentation", {**payload["config"], "model": member["model"]}, state, info)
+    return modelfile.extract_member(ensemble, "segmentation", index, out, _single_config)
+
+
+def _single_config(payload: dict, member: dict) -> tuple[dict, dict, dict]:
+    """The ensemble's config with the member's network, and the ensemble's weights label (float16 or not)."""
+    return ({**payload["config"], "model": member["model"]}, {"weights": payload["info"].get("weights", "float32")},
+            {})
