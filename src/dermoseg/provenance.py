@@ -236,17 +236,14 @@ def acquire_folder(folder: str | os.PathLike) -> bool:
 
 
 def held_folders() -> set[Path]:
-    """The lock files (:func:`acquire_folder`) this process holds now."""
-    return set(_held_locks)
+    """The folders (resolved) whose lock (:func:`acquire_folder`) this process holds now."""
+    return {lock.parent for lock in _held_locks}
 
 
-def release_folders(locks: Iterable[str | os.PathLike] | None = None, folder: str | os.PathLike | None = None) -> None:
-    """Drop and remove lock files this process holds: those in ``locks``, or ``folder``'s, or (neither given)
-    all of them. The file is removed while still locked, then closed."""
-    if folder is not None:
-        chosen = {Path(folder).resolve() / LOCK_FILE}
-    else:
-        chosen = set(_held_locks) if locks is None else {Path(p) for p in locks}
+def release_folders(folders: Iterable[str | os.PathLike] | None = None) -> None:
+    """Drop and remove the locks this process holds on ``folders`` (all of them when None); a folder it does not
+    hold is passed over. Each lock file is removed while still locked, then closed."""
+    chosen = set(_held_locks) if folders is None else {Path(f).resolve() / LOCK_FILE for f in folders}
     for lock in chosen & set(_held_locks):
         fd = _held_locks.pop(lock)
         with contextlib.suppress(OSError):
@@ -332,7 +329,7 @@ class RunRecord:
             self.record["failures"] = failures[:MAX_FAILURES_RECORDED]
         self._write()
         if self.holds_lock:
-            release_folders(folder=self.folder)
+            release_folders([self.folder])
             self.holds_lock = False
         if self in _open_runs:
             _open_runs.remove(self)
@@ -374,7 +371,7 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
                            {_relative(folder, Path(p)) for p in after})
     except BaseException:
         if took:
-            release_folders(folder=folder)
+            release_folders([folder])
         raise
     record.holds_lock = took
     return record

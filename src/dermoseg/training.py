@@ -227,7 +227,7 @@ def run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> Iterator[Non
         yield
     finally:
         if took:
-            release_folders(folder=out_dir)
+            release_folders([out_dir])
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()
 
