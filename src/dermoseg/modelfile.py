@@ -9,6 +9,7 @@ files live in :data:`WEIGHTS_DIR`. Every problem raises :class:`dermoseg.errors.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -281,6 +282,7 @@ def read_members(members, kind: str, build, describe
     ModelFileError
         Naming the file, for fewer than two members, an unreadable file or one of another kind, a member that is
         an ensemble itself, one ``describe`` refuses, or whose weights do not fit the network its config builds.
+        A member given twice (same sha256) is allowed, with a warning on stderr: it counts twice in the mean.
     """
     if len(members) < 2:
         raise ModelFileError(f"an ensemble needs at least two {_kind(kind)[1]} files, got {len(members)}")
@@ -301,5 +303,9 @@ def read_members(members, kind: str, build, describe
             raise ModelFileError(f"{path}: not usable as an ensemble member ({type(exc).__name__}: {exc})") from None
         state.update({f"members.{i}.{k}": v for k, v in payload["state_dict"].items()})
         records.append({"file": path.name, "sha256": file_sha256(path), "info": payload.get("info", {})})
+        twin = next((j for j, r in enumerate(records[:-1]) if r["sha256"] == records[-1]["sha256"]), None)
+        if twin is not None:
+            print(f"warning: {path}: member {i} is the same weights as member {twin} ({records[twin]['file']}, same "
+                  "sha256); the ensemble counts it twice", file=sys.stderr)
         networks.append(network)
     return entries, state, records, networks
