@@ -120,3 +120,13 @@ def test_the_api_refuses_a_threshold_outside_the_open_unit_interval(isic_samples
             seg.segment(image, threshold=bad)
     # hand case: probabilities 0.2 / 0.6 / 0.9 in a row, threshold 0.5 keeps the two above it
     assert probability_to_mask(np.array([[0.2, 0.6, 0.9]], np.float32), 0.5).tolist() == [[False, True, True]]
+
+
+def test_the_api_result_carries_the_warning_of_results_csv(isic_samples):
+    """Try-out finding: Segmenter.segment gave no warning for a blank image, which `segment` writes in results.csv;
+    Segmentation.warning is that column's text."""
+    seg = Segmenter.load("fast", quality=False)
+    image = read_image(isic_samples[0].image_path)[::4, ::4].copy()
+    assert seg.segment(image).warning == ""
+    blank = seg.segment(np.full((128, 128, 3), (200, 150, 120), np.uint8)).warning
+    assert blank.startswith("image is nearly uniform")

@@ -136,7 +136,7 @@ def test_tiny_and_blank_images_are_segmented_but_flagged(tmp_path, isic_samples,
 
 
 def test_input_warning_hand_made_cases():
-    from dermoseg.segmentation.job import input_warning
+    from dermoseg.segmentation.segmenter import input_warning
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     some = np.zeros((64, 64), bool)

@@ -17,7 +17,6 @@ import numpy as np
 
 from dermoseg import provenance
 from dermoseg.batch import BatchReport, Stages, run_batch
-from dermoseg.inputs import image_warning
 from dermoseg.io import read_alpha, write_image
 from dermoseg.segmentation.measure import check_mm_per_pixel
 from dermoseg.segmentation.segmenter import THRESHOLD, Segmentation, Segmenter
@@ -89,7 +88,7 @@ def segment_files(inputs: list[str], out_dir: str | Path, model: Segmenter, thre
     -------
     A :class:`dermoseg.batch.BatchReport`; each row is appended to ``results.csv`` as soon as its image is done,
     failures to ``failures.csv``. A tiny, blank, grayscale or lesion-less input is segmented but flagged in the
-    ``warning`` column and on stderr (:func:`input_warning`). Fully transparent pixels of an image with an
+    ``warning`` column and on stderr (:attr:`Segmentation.warning`). Fully transparent pixels of an image with an
     alpha channel are never lesion.
     """
     out_dir = Path(out_dir)
@@ -133,7 +132,7 @@ def result_row(file: str, image_id: str, seg: Segmentation,
     image, mask, prob = seg.image, seg.mask, seg.probability
     row = {"file": file, "image_id": image_id, "height": image.shape[0], "width": image.shape[1],
            **mask_geometry(mask), "mean_lesion_probability": float(prob[mask].mean()) if mask.any() else 0.0,
-           **quality_columns(seg), "warning": input_warning(image, mask)}
+           **quality_columns(seg), "warning": seg.warning}
     if extra_columns is not None:
         extra = extra_columns(seg)
         row["warning"] = "; ".join(w for w in (row["warning"], extra.pop("warning", "")) if w)
@@ -187,23 +186,3 @@ def quality_columns(seg: Segmentation) -> dict[str, Any]:
     if seg.quality is None:
         return {"quality": "", "review": ""}
     return {"quality": seg.quality, "review": seg.review}
-
-
-def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
-    """Why a segmentation is likely unreliable, or "" if nothing looks wrong.
-
-    Checks, in order: the image checks of :func:`dermoseg.inputs.image_warning` (tiny, nearly uniform,
-    grayscale); no lesion pixel found; lesion on every pixel. Every problem found is given, joined by "; ".
-
-    Parameters
-    ----------
-    image : (H, W, 3) uint8 RGB.
-    mask : (H, W) bool, True = lesion.
-    """
-    image_problem = image_warning(image)
-    problems = [image_problem] if image_problem else []
-    if not mask.any():
-        problems.append("no lesion found")
-    elif mask.all():
-        problems.append("lesion covers the whole image (lesion larger than the field of view, or not a dermoscopic image?)")
-    return "; ".join(problems)

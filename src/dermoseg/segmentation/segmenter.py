@@ -26,7 +26,7 @@ from dermoseg import modelfile
 from dermoseg.data.transforms import normalise, resize_image
 from dermoseg.engine import make_runner
 from dermoseg.errors import ModelFileError
-from dermoseg.inputs import check_rgb
+from dermoseg.inputs import check_rgb, image_warning
 from dermoseg.segmentation.quality import QualityModel
 
 THRESHOLD = 0.5  # default lesion-probability threshold of every command
@@ -46,6 +46,8 @@ class Segmentation:
         without flip TTA or without a quality sidecar beside the model file.
     review : True where the mask should be checked by eye (quality at or below the sidecar's review threshold);
         None when ``quality`` is.
+    warning : why the mask is likely unreliable (tiny, nearly uniform or grayscale image, no lesion found, lesion
+        on every pixel: :func:`input_warning`), or "" — the ``warning`` column of ``results.csv``.
     """
 
     image: np.ndarray
@@ -54,11 +56,32 @@ class Segmentation:
     threshold: float
     quality: float | None = None
     review: bool | None = None
+    warning: str = ""
 
     def measure(self, mm_per_pixel: float | None = None) -> dict[str, Any]:
         """The lesion measurements of :func:`dermoseg.segmentation.measure.measure_lesion` on this mask."""
         from dermoseg.segmentation.measure import measure_lesion
         return measure_lesion(self.image, self.mask, mm_per_pixel)
+
+
+def input_warning(image: np.ndarray, mask: np.ndarray) -> str:
+    """Why a segmentation is likely unreliable, or "" if nothing looks wrong.
+
+    Checks, in order: the image checks of :func:`dermoseg.inputs.image_warning` (tiny, nearly uniform,
+    grayscale); no lesion pixel found; lesion on every pixel. Every problem found is given, joined by "; ".
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 RGB.
+    mask : (H, W) bool, True = lesion.
+    """
+    image_problem = image_warning(image)
+    problems = [image_problem] if image_problem else []
+    if not mask.any():
+        problems.append("no lesion found")
+    elif mask.all():
+        problems.append("lesion covers the whole image (lesion larger than the field of view, or not a dermoscopic image?)")
+    return "; ".join(problems)
 
 
 @dataclass
@@ -221,7 +244,7 @@ class Segmenter(modelfile.LoadedModel):
             prob[exclude] = 0.0
         mask = probability_to_mask(prob, threshold)
         quality, review = (None, None) if self.quality is None else self.quality.assess(passes, image, threshold, mask)
-        return Segmentation(image, prob, mask, threshold, quality, review)
+        return Segmentation(image, prob, mask, threshold, quality, review, input_warning(image, mask))
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
                 preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
