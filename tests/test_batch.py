@@ -164,3 +164,46 @@ def test_ctrl_c_between_rows_stops_the_pipeline_before_run_json_is_final(tmp_pat
     time.sleep(0.5)
     listed = set(json.loads((out / "run.json").read_text())["outputs"])
     assert {p.name for p in out.glob("*.txt")} <= listed
+
+
+def test_resume_knows_an_input_however_its_path_is_written_and_keeps_a_same_named_new_one_apart(
+        tmp_path, isic_samples, monkeypatch):
+    """Try-out findings: --resume matched earlier rows by the path as typed, so `in` then `/abs/in` (or `.` from
+    inside it) redid every image and left duplicate rows; and a new rB/x.jpg resumed into a folder holding rA/x.jpg's
+    outputs replaced them, leaving rA's row pointing at rB's mask."""
+    from dermoseg.tables import CsvTable
+    for folder, i in (("rA", 0), ("rB", 1)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(isic_samples[i].image_path, tmp_path / folder / "x.jpg")
+    shutil.copy(isic_samples[2].image_path, tmp_path / "rA" / "y.jpg")
+    out = tmp_path / "out"
+    seen = []
+
+    def process(path, stem, image):
+        seen.append((stem, path.resolve()))
+        (out / f"{stem}_mask.png").write_bytes(str(path.resolve()).encode())
+        return {"image_id": stem, "file": str(path)}
+
+    def run(inputs, resume):
+        table = CsvTable(out / "results.csv", ["image_id", "file"], key="image_id")
+        return run_batch(inputs, out, process, desc="test", progress=False, tables=[table], resume=resume,
+                         outputs=lambda stem: [out / f"{stem}_mask.png"])
+
+    monkeypatch.chdir(tmp_path)
+    run(["rA"], resume=False)
+    assert [s for s, _ in seen] == ["x", "y"]
+    for again in ([str(tmp_path / "rA")], ["./rA/../rA"]):  # the same files, written another way: nothing redone
+        report = run(again, resume=True)
+        assert report.resumed == 2 and len(seen) == 2
+    monkeypatch.chdir(tmp_path / "rA")
+    assert run(["."], resume=True).resumed == 2 and len(seen) == 2
+    monkeypatch.chdir(tmp_path)
+    run(["rB"], resume=True)  # another x.jpg: its own stem, the earlier x's mask untouched
+    assert seen[-1] == ("x__2", (tmp_path / "rB" / "x.jpg").resolve())
+    assert (out / "x_mask.png").read_bytes() == str((tmp_path / "rA" / "x.jpg").resolve()).encode()
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image_id"] for r in rows] == ["x", "y", "x__2"]
+    sources = json.loads((out / "run.json").read_text())["sources"]
+    assert sources == {"x": str((tmp_path / "rA" / "x.jpg").resolve()), "y": str((tmp_path / "rA" / "y.jpg").resolve()),
+                       "x__2": str((tmp_path / "rB" / "x.jpg").resolve())}

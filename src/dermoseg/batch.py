@@ -108,14 +108,24 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def unique_stems(paths: Sequence[Path]) -> list[str]:
+def unique_stems(paths: Sequence[Path], earlier: dict[str, Path] | None = None) -> list[str]:
     """Output stems for the inputs, distinct: the file stem, with ``__2``, ``__3``… appended when it is already
     taken, by an input with the same stem or by one whose own stem is such a name (``x.jpg``, ``b/x.jpg`` and
-    ``x__2.jpg`` give ``x``, ``x__2``, ``x__2__2``)."""
-    used: set[str] = set()
+    ``x__2.jpg`` give ``x``, ``x__2``, ``x__2__2``).
+
+    ``earlier``: ``{stem: resolved input path}`` of the run being resumed
+    (:func:`dermoseg.provenance.check_resumable`). An input that is one of those files, however its path is
+    written now (relative, absolute, through a symlink), keeps its stem; every other input avoids those stems, so
+    a new ``x.jpg`` from another folder becomes ``x__2`` instead of replacing the earlier ``x``'s outputs."""
+    earlier = earlier or {}
+    done_as = {path: stem for stem, path in earlier.items()}
+    used: set[str] = set(earlier)
     last: dict[str, int] = {}
     out = []
     for p in paths:
+        if p.resolve() in done_as:
+            out.append(done_as[p.resolve()])
+            continue
         n = last.get(p.stem, 1)
         stem = p.stem if n == 1 else f"{p.stem}__{n}"
         while stem in used:
@@ -213,7 +223,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         over all the images, not per shard).
     tables : the command's result tables; each row is appended to every table as soon as it is made.
     resume : keep the rows of an earlier run into ``out_dir`` and skip inputs that have a row in every table
-        and all their ``outputs`` on disk.
+        and all their ``outputs`` on disk. Inputs are matched to the earlier run's by their resolved path (the
+        ``sources`` of its ``run.json``), not by how the path is written (:func:`unique_stems`).
     settings, models : recorded in ``run.json`` (:class:`dermoseg.provenance.RunRecord`).
     extra_outputs : further files the command writes at the end (a contact sheet, a README).
 
@@ -235,7 +246,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     scan = scan_inputs(list(inputs), extra_skip=is_own_output)
     files = scan.files
     input_paths = {p.resolve() for p in files}
-    jobs = list(zip(files, unique_stems(files)))
+    earlier = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
+    jobs = list(zip(files, unique_stems(files, earlier)))
     if shard is not None:
         index, count = shard
         jobs = jobs[index - 1::count]
@@ -247,11 +259,10 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
     per_image = [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     planned += per_image
-    if resume:
-        provenance.check_resumable(out_dir, desc, settings or {}, models or [])
-    else:
+    if not resume:
         _refuse_stale_outputs(out_dir, own, planned, input_paths)
-    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs)
+    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs,
+                                  sources={**earlier, **{stem: path.resolve() for path, stem in jobs}})
     if not resume:  # a fresh run replaces the earlier outputs of its images now, not one by one, so that an
         for o in per_image:  # interrupted or failed run never leaves another run's masks beside its own rows
             if os.path.lexists(o):  # (start_run checked that dermoseg wrote each of them)
@@ -325,7 +336,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
             t.start(resume)
         todo = []
         for path, stem in jobs:
-            if resume and tables and all(t.done(stem, str(path)) for t in tables) and all(o.exists() for o in own[stem]):
+            if resume and tables and all(t.done(stem) for t in tables) and all(o.exists() for o in own[stem]):
                 report.resumed += 1
             else:
                 todo.append((path, stem))

@@ -150,10 +150,16 @@ def claim_outputs(folder: str | os.PathLike, paths: Iterable[str | os.PathLike])
 
 
 def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str, Any],
-                    models: list[dict[str, str]]) -> None:
+                    models: list[dict[str, str]]) -> dict[str, Path]:
     """Before ``--resume``: the run being continued (the latest run of ``command`` in the folder's ``run.json`` or
     its ``earlier_runs``; another command may have written to the folder since) must have the same settings and
     model files (by sha256), or its rows and the new ones would not be comparable.
+
+    Returns
+    -------
+    The folder's ``sources``: ``{output stem: resolved input path}`` of every input whose outputs are there (as
+    :class:`RunRecord` records them), so that a resumed run gives an input it already did the same stem and a new
+    input with the same file name another one; empty when there is no run to continue or it predates the record.
 
     Raises
     ------
@@ -164,7 +170,7 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
     runs = [] if latest is None else [latest, *reversed(latest.get("earlier_runs", []))]
     previous = next((r for r in runs if r.get("command") == command), None)  # another command may have run since
     if previous is None:
-        return  # nothing of this command to continue: a fresh table
+        return {}  # nothing of this command to continue: a fresh table
     from dermoseg.config import first_difference
     differs = first_difference(previous.get("settings", {}), settings)  # nested: preprocess.hair.enabled
     if differs is not None:
@@ -175,6 +181,8 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
     if old_models != sorted((m["role"], m["sha256"]) for m in models):
         raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with other model files than the run being "
                                 "resumed; use the same models or another --out")
+    sources = latest.get("sources")
+    return {str(k): Path(v) for k, v in sources.items()} if isinstance(sources, dict) else {}
 
 
 def _lock_holder(lock: Path) -> str:
@@ -292,10 +300,13 @@ class RunRecord:
     claimed : names from :func:`claim_outputs`; the files of earlier runs still present stay listed.
     after : claimed names the command writes after :meth:`finish` (a README, a contact sheet): listed even though
         they do not exist yet when the record is finished.
+    sources : a batch's ``{output stem: input file}`` (resolved paths; :func:`check_resumable` reads them back);
+        None keeps the folder's earlier ``sources``.
     """
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
-                 models: list[dict[str, str]], claimed: Iterable[str], after: Iterable[str] = ()):
+                 models: list[dict[str, str]], claimed: Iterable[str], after: Iterable[str] = (),
+                 sources: dict[str, Path] | None = None):
         from dermoseg import __version__
         self.folder = Path(folder)
         engine, engine_versions = _engines(models)
@@ -306,8 +317,12 @@ class RunRecord:
             "finished": None, "status": "running", "counts": {}}
         earlier = read_run(self.folder)
         if earlier is not None:
-            previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs")}
+            previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs", "sources")}
             self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
+        if sources is not None:
+            self.record["sources"] = {stem: str(path) for stem, path in sources.items()}
+        elif earlier is not None and isinstance(earlier.get("sources"), dict):
+            self.record["sources"] = earlier["sources"]
         self.outputs = read_manifest(self.folder) | set(claimed)
         self.after = set(after) & self.outputs
         self.holds_lock = False  # whether finish() releases the folder's lock (start_run sets it when it took it)
@@ -353,11 +368,11 @@ def finish_open_runs(status: str, keep: Iterable["RunRecord"] = ()) -> None:
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
               settings: dict[str, Any], models: list[dict[str, str]],
-              after: Iterable[str | os.PathLike] = ()) -> RunRecord:
+              after: Iterable[str | os.PathLike] = (), sources: dict[str, Path] | None = None) -> RunRecord:
     """Before any work: check ``folder`` is writable (:func:`ensure_writable`), take its lock
     (:func:`acquire_folder`, released by :meth:`RunRecord.finish`), check that none of ``paths`` would replace a
     file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
-    ``after``: those of ``paths`` written once the run is finished (:class:`RunRecord`).
+    ``after``, ``sources``: as in :class:`RunRecord`.
 
     Raises
     ------
@@ -368,7 +383,7 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
     took = acquire_folder(folder)
     try:
         record = RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
-                           {_relative(folder, Path(p)) for p in after})
+                           {_relative(folder, Path(p)) for p in after}, sources)
     except BaseException:
         if took:
             release_folders([folder])

@@ -52,8 +52,8 @@ class CsvTable:
     ----------
     path : the CSV file.
     columns : leading columns, always present.
-    key : the column that names an input (``image_id`` or ``image``); with ``file`` (if a column) it tells
-        which inputs a resumed run has already done.
+    key : the column that names an input (``image_id`` or ``image``: its output stem, one per input file in an
+        output folder, :func:`dermoseg.batch.unique_stems`); it tells which inputs a resumed run has already done.
     extra : keep keys of rows that are not in ``columns`` as further columns (first-seen order); False drops
         them (a fixed format such as the ISIC submission).
     format_row : ``f(row) -> {column: text}``; default :func:`format_value` on each cell.
@@ -66,7 +66,7 @@ class CsvTable:
         self.format_row = format_row or (lambda row: {k: format_value(v) for k, v in row.items()})
         self.header = list(columns)
         self.rows: list[dict[str, str]] = []
-        self._done: set[tuple[str | None, str | None]] = set()  # (key, file) of every row: resume checks in O(1)
+        self._done: set[str | None] = set()  # the key of every row: resume checks in O(1)
 
     def start(self, resume: bool = False) -> None:
         """Begin the table: on ``resume`` keep the complete rows of an existing file (a cut last line is
@@ -79,15 +79,15 @@ class CsvTable:
         self._done = {self._id(r) for r in self.rows}
         self._rewrite()
 
-    def _id(self, row: dict[str, str]) -> tuple[str | None, str | None]:
-        return row.get(self.key), row.get("file") if "file" in self.header else None
+    def _id(self, row: dict[str, str]) -> str | None:
+        return row.get(self.key)
 
     def _rewrite(self) -> None:
         write_text(self.path, _csv_text(self.rows, self.header, with_header=True))
 
-    def done(self, key: str, file: str) -> bool:
-        """True if a row for input ``key`` (and, when the table has a ``file`` column, that file) exists."""
-        return (key, file if "file" in self.header else None) in self._done
+    def done(self, key: str) -> bool:
+        """True if a row for input ``key`` exists."""
+        return key in self._done
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one row now (flushed and synced); a row for an input that already has one (redone on resume)
