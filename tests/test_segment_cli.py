@@ -98,6 +98,21 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "prediction folder not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["segment", "x.jpg", "--out", ""], ["segment", "", "--out", "O"],
+                                  ["segment", "x.jpg", "--out", "O", "--model", " "],
+                                  ["diagnose", "x.jpg", "--out", ""], ["preprocess", "x.jpg", "--out", ""],
+                                  ["evaluate", "--dataset", "ph2", "--out", ""]])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(args, tmp_path, monkeypatch, capsys):
+    """Try-out finding: `--out ''` (an unset shell variable) wrote predictions.csv, run.json and masks into the
+    current folder, and an empty input searched it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["segment", "evaluate", "train", "info"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:

@@ -36,6 +36,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _named(text: str) -> str:
+    """A file, folder, pattern or model name argument: refused when empty (``--out "$OUT"`` with OUT unset would
+    otherwise mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path (an unset shell variable?)")
+    return text
+
+
+def _path(text: str) -> Path:
+    """:func:`_named`, as a Path."""
+    return Path(_named(text))
+
+
 def _add_engine_arguments(p) -> None:
     p.add_argument("--engine", choices=ENGINES, default=None,
                    help="onnx: ONNX Runtime on the model's ONNX export (X.onnx beside X.pt; the default when it is "
@@ -80,10 +93,11 @@ def _add_segment(sub) -> None:
                        "(0/255, ISIC 2018 naming, the input's size), DIR/<stem>_overlay.jpg and DIR/results.csv. "
                        "Bad files are reported (stderr and DIR/failures.csv) and skipped; exit status 1 if any "
                        "failed. Same-named inputs get stems x, x__2, x__3...", epilog=EPILOG)
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--model", default=None, help="model file, or a shipped model: default (the two-network "
-                   "ensemble) or fast (the small preset)")
+    p.add_argument("inputs", nargs="+", type=_named,
+                   help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=_path, help="output folder (created)")
+    p.add_argument("--model", type=_named, default=None,
+                   help="model file, or a shipped model: default (the two-network ensemble) or fast (the small preset)")
     _add_engine_arguments(p)
     from dermoseg.segmentation.segmenter import THRESHOLD  # here, not at import: Ctrl-C during torch's import
     p.add_argument("--threshold", type=float, default=THRESHOLD, help=f"lesion probability threshold (default {THRESHOLD})")
@@ -99,7 +113,7 @@ def _add_segment(sub) -> None:
     p.add_argument("--diagnose", action="store_true",
                    help="add the top class and the seven calibrated class probabilities to results.csv "
                    "(research tool, not a medical device)")
-    p.add_argument("--classifier", type=Path, default=None, help="classifier file for --diagnose "
+    p.add_argument("--classifier", type=_path, default=None, help="classifier file for --diagnose "
                    "(default: the shipped classifier)")
     p.add_argument("--mm-per-pixel", type=float, default=None, metavar="MM",
                    help="pixel size of the input images in mm (finite, > 0), for the lesion diameter, perimeter (mm) "
@@ -154,21 +168,23 @@ def _add_evaluate(sub) -> None:
                        "dataset (--dataset isic2018 --split val, or --dataset ph2). Reports pixel accuracy, Dice, "
                        "Jaccard, ISIC 2018 thresholded Jaccard, sensitivity and specificity (masks binarised at "
                        "> 128, metrics per image, then averaged); writes per_image.csv and summary.json.")
-    p.add_argument("--pred", type=Path, help="folder of predicted masks (e.g. the output of 'dermoseg segment')")
-    p.add_argument("--truth", type=Path, help="folder of ground-truth masks (searched recursively)")
-    p.add_argument("--model", help="model file for --dataset, or a shipped model: default, fast (default: default)")
+    p.add_argument("--pred", type=_path, help="folder of predicted masks (e.g. the output of 'dermoseg segment')")
+    p.add_argument("--truth", type=_path, help="folder of ground-truth masks (searched recursively)")
+    p.add_argument("--model", type=_named,
+                   help="model file for --dataset, or a shipped model: default, fast (default: default)")
     _add_engine_arguments(p)
     p.add_argument("--dataset", choices=["isic2018", "ph2"], help="evaluate a model on this dataset")
     p.add_argument("--split", choices=["train", "val", "all"], default="val",
                    help="part of the committed ISIC split (default val; PH2 is always all 200)")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
-    p.add_argument("--out", type=Path, help="folder for per_image.csv and summary.json")
+    p.add_argument("--data-root", type=_path,
+                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--out", type=_path, help="folder for per_image.csv and summary.json")
     p.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip test-time augmentation")
     p.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation (default: the model file's setting)")
     p.add_argument("--preprocess", dest="preprocess", action="store_true", default=None, help="clean images first")
     p.add_argument("--no-preprocess", dest="preprocess", action="store_false", help="do not clean images")
     p.add_argument("--save-masks", action="store_true", help="also write the predicted masks under OUT/masks/")
-    p.add_argument("--subset", type=Path, metavar="FILE", help="score only the image ids listed in FILE (one per "
+    p.add_argument("--subset", type=_path, metavar="FILE", help="score only the image ids listed in FILE (one per "
                    "line, or the first column of a CSV)")
     p.add_argument("--skip-bad", action="store_true", help="score the pairs that can be scored; list missing, "
                    "unreadable and non-binary masks in summary.json ('skipped') instead of stopping")
@@ -219,12 +235,13 @@ def _run_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------- fit-quality, evaluate-quality
 def _add_quality_arguments(p) -> None:
-    p.add_argument("--model", type=Path, default=None, help="segmentation model file (default: the shipped model)")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
-    p.add_argument("--cache", type=Path, default=Path("docs/results/quality"),
+    p.add_argument("--model", type=_path, default=None, help="segmentation model file (default: the shipped model)")
+    p.add_argument("--data-root", type=_path,
+                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--cache", type=_path, default=Path("docs/results/quality"),
                    help="folder of the per-image signals (computed once per model file, reused while its sha256 "
                    "matches) and of the figures (default docs/results/quality, which the report reads)")
-    p.add_argument("--config", type=Path, default=None,
+    p.add_argument("--config", type=_path, default=None,
                    help="fitting settings YAML (default: the shipped dermoseg/configs/quality.yaml)")
 
 
@@ -272,10 +289,10 @@ def _add_train(sub) -> None:
                        description="Train with Lightning from configs/NAME.yaml: a checkpoint every epoch "
                        "(OUT/checkpoints/last.ckpt and best.ckpt), per-epoch metrics in OUT/metrics.csv, and the "
                        "best epoch exported as OUT/model.pt (usable with --model).")
-    p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
-    p.add_argument("--out", type=Path, help="run folder (default runs/<config name>)")
+    p.add_argument("--config", required=True, type=_path, help="YAML config (see configs/)")
+    p.add_argument("--out", type=_path, help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument("--data-root", type=Path, help="override the config's data root")
+    p.add_argument("--data-root", type=_path, help="override the config's data root")
     p.set_defaults(func=_run_train)
 
 
@@ -336,9 +353,10 @@ def _add_info(sub) -> None:
                        description="Print parameters and MACs of a model (a model file, or a config's model) at a "
                        "given input size.")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="segmentation or classifier model file, or a shipped model: default, fast, "
+    src.add_argument("--model", type=_named,
+                     help="segmentation or classifier model file, or a shipped model: default, fast, "
                      "classifier (default: default)")
-    src.add_argument("--config", type=Path, help="YAML config whose model to build (untrained)")
+    src.add_argument("--config", type=_path, help="YAML config whose model to build (untrained)")
     p.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                    help="input size in pixels (default: the model's training size)")
     p.set_defaults(func=_run_info)
@@ -386,10 +404,10 @@ def _add_sweep(sub) -> None:
                        "of dotted keys to value lists, or a 'cells:' list; see configs/table1_grid.yaml). Writes "
                        "one CSV row per cell to RESULTS/<name>.csv and the logs and evaluations to "
                        "RESULTS/runs/<name>/<cell>/. Resumable: finished cells are skipped, interrupted ones resume.")
-    p.add_argument("--config", required=True, type=Path, help="sweep YAML file")
+    p.add_argument("--config", required=True, type=_path, help="sweep YAML file")
     p.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells")
     p.add_argument("--dry-run", action="store_true", help="list the cells that would run, train nothing")
-    p.add_argument("--data-root", type=Path, help="override every cell's data root")
+    p.add_argument("--data-root", type=_path, help="override every cell's data root")
     p.add_argument("--deadline", metavar="HH:MM", help="start no cell predicted to end after this local time today")
     p.set_defaults(func=_run_sweep)
 
@@ -412,14 +430,14 @@ def _add_report(sub) -> None:
                        "--import first copies a finished training run (its metrics.csv, model size and the "
                        "evaluations written by 'dermoseg evaluate --out EVAL_ROOT/NAME/<set> --save-masks', "
                        "<set> being isic2018_val or ph2).")
-    p.add_argument("--config", type=Path, default=Path("configs/report.yaml"), help="report layout and paper figures "
+    p.add_argument("--config", type=_path, default=Path("configs/report.yaml"), help="report layout and paper figures "
                    "(default configs/report.yaml)")
-    p.add_argument("--results", type=Path, help="results folder (default: the config's results_dir)")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT),
+    p.add_argument("--results", type=_path, help="results folder (default: the config's results_dir)")
+    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT),
                    help=f"data folder, for the overlay sheets of the worst cases (default {DATA_ROOT_DEFAULT})")
     p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="NAME=RUN_DIR",
                    help="copy finished runs into RESULTS/runs/NAME before writing the report")
-    p.add_argument("--eval-root", type=Path, default=Path("runs/eval"),
+    p.add_argument("--eval-root", type=_path, default=Path("runs/eval"),
                    help="where the imported runs' evaluations are, as EVAL_ROOT/NAME/<set> (default runs/eval)")
     p.set_defaults(func=_run_report)
 
@@ -441,7 +459,7 @@ def _run_report(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- diagnose
 def _add_classifier_arguments(p) -> None:
-    p.add_argument("--model", type=Path, default=None,
+    p.add_argument("--model", type=_path, default=None,
                    help=CLASSIFIER_HELP)
     p.add_argument("--segmentation-model", default=None,
                    help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
@@ -468,8 +486,9 @@ def _add_diagnose(sub) -> None:
                        "are reported (stderr and DIR/failures.csv) and skipped; exit status 1 if any failed. "
                        "Same-named inputs get ids x, x__2, x__3...",
                        epilog=EPILOG)
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("inputs", nargs="+", type=_named,
+                   help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=_path, help="output folder (created)")
     _add_classifier_arguments(p)
     _add_resume(p)
     p.set_defaults(func=_run_diagnose)
@@ -502,12 +521,13 @@ def _add_evaluate_diagnosis(sub) -> None:
     p.add_argument("--dataset", choices=["ham10000", "isic2018_task1", "ph2", "all"], default="all",
                    help="what to score (default all three)")
     p.add_argument("--split", choices=["train", "val", "all"], default="val", help="HAM10000 split part (default val)")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
-    p.add_argument("--out", type=Path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
+    p.add_argument("--data-root", type=_path,
+                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--out", type=_path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each set (quick checks)")
     p.add_argument("--reuse-logits", action="store_true", help="read OUT/<set>/logits.npz of an earlier run with "
                    "the same model file and images instead of running the network again")
-    p.add_argument("--mask-dir", type=Path, default=None,
+    p.add_argument("--mask-dir", type=_path, default=None,
                    help="for classifiers that use the lesion mask: HAM10000 masks already written by 'dermoseg "
                    "segment' (<image_id>_segmentation.png), instead of segmenting again; the external sets are "
                    "always segmented")
@@ -554,10 +574,11 @@ def _add_preprocess(sub) -> None:
                        "DIR/<stem>_frame.png (masks 0/255, the input's size) and DIR/preprocess.csv (hair %, hair "
                        "count N, repair mode, frame found and its area %, seconds). Bad files are reported and "
                        "skipped; exit status 1 if any failed.", epilog=EPILOG)
-    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("inputs", nargs="+", type=_named,
+                   help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--out", required=True, type=_path, help="output folder (created)")
     p.add_argument("--sheet", action="store_true", help="also write DIR/preprocess_sheet.png (before/after)")
-    p.add_argument("--config", type=Path, help="YAML file with preprocessing settings (a 'preprocess:' section "
+    p.add_argument("--config", type=_path, help="YAML file with preprocessing settings (a 'preprocess:' section "
                    "or the settings themselves; default: the settings shipped in the package, "
                    "src/dermoseg/configs/preprocess.yaml)")
     _add_resume(p)
@@ -595,10 +616,11 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own models (default 1)")
     p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /v1 routes "
                    "(default: the DERMOSEG_TOKEN environment variable; none: no token needed)")
-    p.add_argument("--config", type=Path, default=None, help="YAML file with serve settings to override")
-    p.add_argument("--model", default=None, help="segmentation model: a file, or a shipped name (default, fast); "
+    p.add_argument("--config", type=_path, default=None, help="YAML file with serve settings to override")
+    p.add_argument("--model", type=_named,
+                   default=None, help="segmentation model: a file, or a shipped name (default, fast); "
                    "default: the shipped default")
-    p.add_argument("--classifier", type=Path, default=None,
+    p.add_argument("--classifier", type=_path, default=None,
                    help=CLASSIFIER_HELP)
     p.set_defaults(func=_run_serve)
 
@@ -619,13 +641,15 @@ def _add_export(sub) -> None:
                        "source file's sha256, its model card). ONNX Runtime is first run on real images and compared "
                        "with PyTorch; a file whose probabilities differ by more than 1e-3 is not written. Saved as "
                        "X.onnx beside a model file X.pt, it becomes that model's default engine.")
-    p.add_argument("--model", default="default", help="model file, or a shipped name: default, fast, classifier "
+    p.add_argument("--model", type=_named,
+                   default="default", help="model file, or a shipped name: default, fast, classifier "
                    "(default: default)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (only onnx)")
-    p.add_argument("--out", required=True, type=Path, help="X.onnx file to write (never overwritten)")
-    p.add_argument("--check-images", nargs="+", metavar="IMAGE", help="real images for the check (files, folders, "
+    p.add_argument("--out", required=True, type=_path, help="X.onnx file to write (never overwritten)")
+    p.add_argument("--check-images", nargs="+", type=_named,
+                   metavar="IMAGE", help="real images for the check (files, folders, "
                    f"globs; default: 8 spread over the ISIC 2018, PH2 and HAM10000 copies in {DATA_ROOT_DEFAULT})")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder for the default "
+    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder for the default "
                    f"check images (default {DATA_ROOT_DEFAULT})")
     p.set_defaults(func=_run_export)
 
@@ -665,11 +689,11 @@ def _add_combine_classifiers(sub) -> None:
                        "image area-resized to its own size). The ensemble's temperature and out-of-distribution "
                        "threshold are fitted on the HAM10000 validation split, like a trained classifier's. The file "
                        "works with diagnose, evaluate-diagnosis, export (ONNX) and serve --classifier.", epilog=EPILOG)
-    p.add_argument("members", nargs="+", help="two or more single-network classifier files (.pt), e.g. "
+    p.add_argument("members", nargs="+", type=_named, help="two or more single-network classifier files (.pt), e.g. "
                    "runs/NAME/model.pt from 'dermoseg train' (the shipped classifier is an ensemble already)")
-    p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json and X.ood.json go "
+    p.add_argument("--out", required=True, type=_path, help="ensemble file to write, X.pt (X.json and X.ood.json go "
                    "beside it; none is overwritten)")
-    p.add_argument("--data-root", type=Path, default=Path(DATA_ROOT_DEFAULT),
+    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT),
                    help=f"data folder with ham10000/ (default {DATA_ROOT_DEFAULT})")
     p.set_defaults(func=_run_combine_classifiers)
 
@@ -695,9 +719,10 @@ def _add_combine_segmenters(sub) -> None:
                        "lesion probability (members must share input size, cleaning and TTA default). The file "
                        "works with segment, evaluate, export (ONNX), fit-quality and serve --model; fit its quality "
                        "sidecar with 'dermoseg fit-quality --model OUT'.", epilog=EPILOG)
-    p.add_argument("members", nargs="+", help="two or more segmentation model files (.pt) or shipped names "
+    p.add_argument("members", nargs="+", type=_named,
+                   help="two or more segmentation model files (.pt) or shipped names "
                    "(default, fast)")
-    p.add_argument("--out", required=True, type=Path, help="ensemble file to write, X.pt (X.json goes beside it; "
+    p.add_argument("--out", required=True, type=_path, help="ensemble file to write, X.pt (X.json goes beside it; "
                    "neither is overwritten)")
     p.add_argument("--half", action="store_true", help="fold batch norm into the convolutions, then store the weights "
                    "as float16 (half the size, and so is its ONNX export; widened to float32 when loaded, so only "
