@@ -354,6 +354,10 @@ def test_serve_runs_the_models_it_is_given(tmp_path, capsys, monkeypatch):
 
 
 def test_requests_in_progress_are_capped_before_their_body_is_read():
+    """Uploads in progress are capped (503) and a body over the limit gets 413. Try-out findings: 40 stalled
+    uploads held every place for as long as their sockets stayed open, /health included, and uploads without the
+    token took places from those with it; now a stalled body gets 408 and frees its place, GET requests are not
+    counted, and a /v1 request without the token is refused before it takes a place."""
     import asyncio
 
     import httpx
@@ -362,29 +366,46 @@ def test_requests_in_progress_are_capped_before_their_body_is_read():
 
     release = asyncio.Event()
 
-    async def slow_app(scope, receive, send):
-        await release.wait()
+    async def app(scope, receive, send):  # reads the whole body, then waits for `release` (except /health)
+        more = True
+        while more:
+            msg = await receive()
+            more = msg.get("more_body", False)
+        if scope["path"] != "/health":
+            await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"done"})
 
+    async def stalled_body():
+        yield b"x" * 10
+        await asyncio.sleep(30)  # a client that stops sending
+        yield b"x"
+
     async def scenario():
-        guard = RequestGuard(slow_app, limit=1000, max_requests=2)
+        guard = RequestGuard(app, limit=1000, max_requests=2, body_timeout=0.2, token="tok")
+        bearer = {"Authorization": "Bearer tok"}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://test") as c:
-            first = asyncio.create_task(c.get("/"))
-            second = asyncio.create_task(c.get("/"))
+            stalled = await asyncio.wait_for(c.post("/v1/segment", content=stalled_body(), headers=bearer), 10)
+            first = asyncio.create_task(c.post("/v1/segment", content=b"a", headers=bearer))
+            second = asyncio.create_task(c.post("/v1/segment", content=b"b", headers=bearer))
             for _ in range(1000):  # 10 s at most: a regression fails here instead of hanging the suite
                 if guard.active >= 2:
                     break
                 await asyncio.sleep(0.01)
             assert guard.active == 2
-            third = await c.post("/", content=b"x" * 10)
+            third = await c.post("/v1/segment", content=b"x" * 10, headers=bearer)
+            health = await c.get("/health")
+            no_token = await c.post("/v1/segment", content=b"x", headers={"Authorization": "Bearer nope"})
             release.set()
             done = [await first, await second]
-            too_big = await c.post("/", content=b"x" * 1001)
-            return third, done, too_big, guard.active
+            too_big = await c.post("/v1/segment", content=b"x" * 1001, headers=bearer)
+            return stalled, third, health, no_token, done, too_big, guard.active
 
-    third, done, too_big, active = asyncio.run(scenario())
+    stalled, third, health, no_token, done, too_big, active = asyncio.run(scenario())
+    assert stalled.status_code == 408 and "stalled" in stalled.json()["detail"]
     assert third.status_code == 503 and "busy" in third.json()["detail"] and third.headers["retry-after"]
+    assert health.status_code == 200
+    assert no_token.status_code == 401 and "token" in no_token.json()["detail"]
     assert [r.status_code for r in done] == [200, 200] and active == 0
     assert too_big.status_code == 413 and "too large" in too_big.json()["detail"]
 

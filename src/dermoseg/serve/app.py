@@ -30,7 +30,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,6 +47,7 @@ STATIC_DIR = resources.files("dermoseg").joinpath("serve", "static")
 FORM_OVERHEAD = 64 * 1024  # bytes a multipart body may hold beyond the file: boundaries, headers, option fields
 REQUEST_SLACK = 16  # requests in progress beyond the work queue: health checks, page files, uploads being received
 BUSY = "the server is busy (too many images waiting); try again in a few seconds"
+UNAUTHORISED = "this server needs its access token (Authorization: Bearer <token>); none or another was given"
 
 
 class QueueFull(Exception):
@@ -55,6 +56,10 @@ class QueueFull(Exception):
 
 class BodyTooLarge(Exception):
     """The request body grew past the upload limit while it was being received."""
+
+
+class BodyStalled(Exception):
+    """No part of the request body arrived within the upload timeout."""
 
 
 class WorkQueue:
@@ -105,17 +110,33 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-class RequestGuard:
-    """ASGI middleware, before any body is read: 503 when ``max_requests`` requests are already in progress
-    (uploads being received included, so their number and the memory and temporary files they hold are bounded),
-    and 413 for a body larger than ``limit`` bytes (declared by Content-Length, or counted as it arrives)."""
+def _bearer_token_matches(authorization: bytes | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time comparison)."""
+    scheme, _, given = (authorization or b"").decode("latin-1").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
-    def __init__(self, app, limit: int, max_requests: int):
-        self.app, self.limit, self.max_requests = app, limit, max_requests
+
+class RequestGuard:
+    """ASGI middleware, before any body is read: with a ``token``, 401 for a ``/v1`` request without it (so that
+    requests without the token never hold a place); 503 when ``max_requests`` requests with a body are already in
+    progress (uploads being received included, so their number and the memory and temporary files they hold are
+    bounded; a GET, HEAD or OPTIONS request, such as ``/health``, is not counted, so it answers when the server is
+    full); 413 for a body larger than ``limit`` bytes (declared by Content-Length, or counted as it arrives); and
+    408 when no part of an unfinished body arrives for ``body_timeout`` seconds (a stalled upload gives its place
+    back)."""
+
+    def __init__(self, app, limit: int, max_requests: int, body_timeout: float, token: str | None = None):
+        self.app, self.limit, self.max_requests, self.body_timeout = app, limit, max_requests, body_timeout
+        self.token = token
         self.active = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.token is not None and scope["path"].startswith("/v1") and not _bearer_token_matches(
+                dict(scope.get("headers") or []).get(b"authorization"), self.token):
+            return await _error(401, UNAUTHORISED, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         if self.active >= self.max_requests:
             return await _error(503, BUSY, {"Retry-After": "5"})(scope, receive, send)
@@ -130,34 +151,45 @@ class RequestGuard:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _error(413, message)(scope, receive, send)
-        received, exceeded, answered = 0, False, False
+        received, exceeded, stalled, answered, complete = 0, False, False, False, False
 
         async def counting_receive():
-            nonlocal received, exceeded
-            msg = await receive()
+            nonlocal received, exceeded, stalled, complete
+            if complete:  # the body is in: the application may wait for the client to disconnect, untimed
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.body_timeout)
+            except asyncio.TimeoutError:
+                stalled = True
+                raise BodyStalled from None
+            complete = msg["type"] != "http.request" or not msg.get("more_body", False)
             received += len(msg.get("body", b""))
             if received > self.limit:
                 exceeded = True
                 raise BodyTooLarge
             return msg
 
+        def refusal() -> JSONResponse:
+            return _error(413, message) if exceeded else _error(
+                408, f"upload stalled: no data for {self.body_timeout:g} s; send the image again")
+
         async def guarded_send(msg):
-            # Once the body was too large, whatever the application answers (FastAPI turns the exception into
-            # "400 error parsing the body") is replaced by the 413.
+            # Once the body was too large or stalled, whatever the application answers (FastAPI turns the
+            # exception into "400 error parsing the body") is replaced by the 413 or 408.
             nonlocal answered
-            if not exceeded:
+            if not (exceeded or stalled):
                 answered = answered or msg["type"] == "http.response.start"
                 await send(msg)
             elif not answered:
                 answered = True
-                await _error(413, message)(scope, receive, send)
+                await refusal()(scope, receive, send)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyStalled):
             pass
-        if exceeded and not answered:
-            await _error(413, message)(scope, receive, send)
+        if (exceeded or stalled) and not answered:
+            await refusal()(scope, receive, send)
 
 
 def _mask_png_contour(mask: np.ndarray) -> tuple[str, list[list[int]]]:
@@ -231,16 +263,10 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
                          description="Dermoscopic lesion segmentation, measurement and seven-class diagnosis. "
                          f"{DISCLAIMER}")
     app.add_middleware(RequestGuard, limit=settings.max_upload_bytes + FORM_OVERHEAD,
-                       max_requests=queue.capacity + REQUEST_SLACK)
+                       max_requests=queue.capacity + REQUEST_SLACK, body_timeout=settings.upload_timeout_seconds,
+                       token=token)
+    # The token is checked by RequestGuard before any body is read; this only declares it in the OpenAPI document.
     bearer = HTTPBearer(auto_error=False, description="the server's token, when it was started with one")
-
-    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if token is None:
-            return
-        given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "this server needs an access token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -309,7 +335,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             return out
         return work
 
-    v1 = [Depends(authorised)]
+    v1 = [Depends(bearer)]
 
     @app.post("/v1/segment", dependencies=v1, summary="segment and measure the lesion",
               response_model=schemas.Segmentation, responses=schemas.UPLOAD_ERRORS)

@@ -36,6 +36,8 @@ class ServeSettings:
     max_waiting : requests that may wait for a compute thread (≥ 0); more get 503.
     inference_threads : compute threads of the models of one server process (0 = the CPUs available, divided
         equally among the ``--workers`` processes: :func:`worker_threads`).
+    upload_timeout_seconds : longest wait for the next part of an upload's body, s (≥ 1); a stalled upload gets
+        408 and gives its place back.
     """
 
     max_upload_bytes: int
@@ -43,9 +45,11 @@ class ServeSettings:
     compute_threads: int
     max_waiting: int
     inference_threads: int
+    upload_timeout_seconds: int
 
 
-_MINIMUM = {"max_upload_bytes": 1, "max_pixels": 1, "compute_threads": 1, "max_waiting": 0, "inference_threads": 0}
+_MINIMUM = {"max_upload_bytes": 1, "max_pixels": 1, "compute_threads": 1, "max_waiting": 0, "inference_threads": 0,
+            "upload_timeout_seconds": 1}
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ServeSettings:
