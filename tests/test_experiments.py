@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_expand_grid_rejects_empty(grid):
         sw.expand_grid(grid)
 
 
-def test_table1_grid_config_is_the_papers_setting_at_reduced_size():
+def test_table1_grid_config_is_the_papers_setting_at_reduced_size(tmp_path):
     sweep = sw.load_sweep(REPO / "configs" / "table1_grid.yaml")
     assert len(sweep.cells) == 12
     for c in sweep.cells:
@@ -56,9 +57,15 @@ def test_table1_grid_config_is_the_papers_setting_at_reduced_size():
         assert cfg["optimizer"]["lr"] == c.settings["optimizer.lr"]
         assert cfg["data"]["image_size"] < 256 and cfg["data"]["train_subset"]
         assert cfg["name"] == f"table1_grid/{c.name}"
-    # continuing: the 40-epoch cell starts from the 20-epoch cell with the same batch size and learning rate
+    # continuing: the 40-epoch cell starts from the 20-epoch cell with the same batch size and learning rate, if
+    # that cell's last checkpoint is here
+    sweep.options["runs_dir"] = str(tmp_path)
     done = {c.name: {} for c in sweep.cells if c.config["trainer"]["epochs"] < 40}
     cell = next(c for c in sweep.cells if c.name == "e40_b8_lr0.05")
+    assert sw._predecessor(cell, done, sweep) is None
+    for name in ("e10_b8_lr0.05", "e20_b8_lr0.05"):
+        (tmp_path / "table1_grid" / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / "table1_grid" / name / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert sw._predecessor(cell, done, sweep).name == "e20_b8_lr0.05"
 
 
@@ -168,6 +175,20 @@ sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, eva
     assert calls == []
     meta = json.loads((tmp_path / "results" / "g.meta.json").read_text())
     assert len(meta["invocations"]) == 1  # an invocation that trained nothing is not recorded
+    # a fresh clone has the committed results but not the run folders (try-out finding: it called 0 cells
+    # finished and would have rewritten the committed CSV with the first cell it trained): nothing is retrained
+    # and the CSV is rewritten the same
+    before = (tmp_path / "results" / "g.csv").read_text()
+    shutil.rmtree(tmp_path / "runs")
+    messages = []
+    assert len(sw.run_sweep(sw.load_sweep(p), log=messages.append)) == 4
+    assert calls == [] and "4 known from the committed results" in messages[0]
+    assert (tmp_path / "results" / "g.csv").read_text() == before
+    # ... unless the cell's settings changed since
+    p.write_text(p.read_text().replace("[0.01, 0.05]", "[0.01, 0.02]"))
+    assert [r["cell"] for r in sw.run_sweep(sw.load_sweep(p), only=["e2_lr0.02"], log=lambda s: None)] == \
+        ["e2_lr0.01", "e2_lr0.02", "e4_lr0.01"]
+    assert [c[0] for c in calls if c[0] != "export"] == ["g/e2_lr0.02"]
 
 
 # --------------------------------------------------------------------------------------------------- logs

@@ -13,7 +13,8 @@ A sweep file is a training configuration (the keys of ``configs/*.yaml``, option
 ``sweep``
     options, see :data:`SWEEP_DEFAULTS`.
 
-Running a sweep is resumable: a cell whose ``cell.json`` exists is skipped; a cell whose training stopped
+Running a sweep is resumable: a cell whose ``cell.json`` exists is skipped, and so is one whose record is among
+the committed results with the same settings (a fresh clone lacks the git-ignored run folders); a cell whose training stopped
 part-way continues from its ``checkpoints/last.ckpt``. With ``continue_shorter`` (only when the learning rate
 has no schedule, so that the first E epochs of a longer run are an E-epoch run), a cell of E epochs starts from
 the last checkpoint of the finished cell with the same settings and the most epochs below E; its log then
@@ -209,15 +210,45 @@ def _same_except_epochs(a: Mapping, b: Mapping) -> bool:
     return a == b
 
 
+def _agree(a: Mapping, b: Mapping) -> bool:
+    """Whether two configs give the same value to every key both have (nested); a key only one has is a setting
+    added or dropped by another version of dermoseg, with its default then."""
+    for key in set(a) & set(b):
+        if isinstance(a[key], Mapping) and isinstance(b[key], Mapping):
+            if not _agree(a[key], b[key]):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True
+
+
+def _committed_record(cell: Cell, sweep: Sweep) -> dict | None:
+    """The cell's record among the committed results (``<results_dir>/runs/<sweep>/<cell>/run.json``, a copy of
+    its ``cell.json``) when it was made with this cell's config (the data root aside; :func:`_agree`), else None:
+    a fresh clone has the committed results but not the git-ignored run folders."""
+    path = Path(sweep.options["results_dir"]) / "runs" / sweep.name / cell.name / "run.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and record.get("kind") == "sweep" and isinstance(record.get("config"), dict)):
+        return None
+    data = {k: v for k, v in cell.config.get("data", {}).items() if k != "root"}
+    return record if _agree(record["config"], {**cell.config, "data": data}) else None
+
+
 def _predecessor(cell: Cell, done: dict[str, dict], sweep: Sweep) -> Cell | None:
-    """The finished cell with the same settings and the most epochs below this cell's, if continuing is on."""
+    """The finished cell with the same settings and the most epochs below this cell's, if continuing is on and
+    its last checkpoint is here (a cell known only from the committed results cannot be continued)."""
     if not sweep.options["continue_shorter"] or cell.config["optimizer"].get("scheduler", "none") != "none":
         return None
     epochs = int(cell.config["trainer"]["epochs"])
+    runs = Path(sweep.options["runs_dir"]) / sweep.name
     best = None
     for other in sweep.cells:
         e = int(other.config["trainer"]["epochs"])
-        if other.name in done and e < epochs and _same_except_epochs(other.config, cell.config):
+        if other.name in done and e < epochs and _same_except_epochs(other.config, cell.config) \
+                and (runs / other.name / "checkpoints" / "last.ckpt").is_file():
             if best is None or e > int(best.config["trainer"]["epochs"]):
                 best = other
     return best
@@ -393,12 +424,18 @@ def run_sweep(sweep: Sweep, only: list[str] | None = None, dry_run: bool = False
     results_csv = Path(opts["results_dir"]) / f"{sweep.name}.csv"
     meta_path = Path(opts["results_dir"]) / f"{sweep.name}.meta.json"
     done: dict[str, dict] = {}
+    committed = 0
     for c in sweep.cells:
         marker = runs_dir / c.name / "cell.json"
         if marker.is_file():
             done[c.name] = json.loads(marker.read_text(encoding="utf-8"))
+        elif (record := _committed_record(c, sweep)) is not None:  # kept in the CSV, not run again
+            done[c.name] = record
+            committed += 1
     todo = [c for c in sweep.cells if c.name not in done and (not only or c.name in only)]
-    log(f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(done)} finished, {len(todo)} to run")
+    log(f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(done)} finished"
+        + (f" ({committed} known from the committed results in {opts['results_dir']})" if committed else "")
+        + f", {len(todo)} to run")
     if dry_run:
         for c in todo:
             log(f"  would run {c.name}: {c.settings}")
