@@ -96,6 +96,14 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["segment", "x.jpg", "--out", str(tmp_path), "--model", str(tmp_path / "junk.pt")]) == 2
     assert main(["evaluate", "--pred", str(tmp_path / "p"), "--truth", str(tmp_path / "t")]) == 2
     assert "prediction folder not found" in capsys.readouterr().err
+    # options that would be silently ignored are refused (try-out finding)
+    for args, message in ((["segment", "x.jpg", "--out", str(tmp_path / "o"), "--classifier", "c.pt"], "--diagnose"),
+                          (["evaluate", "--pred", "p", "--truth", "t", "--model", "m.pt", "--tta"],
+                           "--model, --tta/--no-tta: only for --dataset"),
+                          (["evaluate", "--dataset", "ph2", "--save-masks"], "add --out")):
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("args", [["segment", "x.jpg", "--out", ""], ["segment", "", "--out", "O"],

@@ -136,6 +136,8 @@ def _run_segment(args) -> int:
         raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.mm_per_pixel is not None and not args.measure:
         raise CommandError("--mm-per-pixel sizes the measurements, which --no-measure leaves out; drop one of them")
+    if args.classifier is not None and not args.diagnose:
+        raise CommandError("--classifier is the model of --diagnose; add --diagnose or drop --classifier")
     shard = parse_shard(args.shard) if args.shard else None
     columns = segment_columns(None, args.mm_per_pixel, args.measure)  # checks --mm-per-pixel before any model is loaded
     _check_out(args.out)
@@ -198,6 +200,16 @@ def _run_evaluate(args) -> int:
         raise CommandError("use either --dataset or --pred/--truth, not both")
     if not args.dataset and not (args.pred and args.truth):
         raise CommandError("give --pred and --truth, or --dataset")
+    if not args.dataset:
+        unused = [flag for flag, value in (("--model", args.model), ("--engine", args.engine),
+                                           ("--threads", args.threads), ("--tta/--no-tta", args.tta),
+                                           ("--preprocess/--no-preprocess", args.preprocess),
+                                           ("--save-masks", args.save_masks or None)) if value is not None]
+        if unused:
+            raise CommandError(f"{', '.join(unused)}: only for --dataset (a model run); --pred/--truth scores "
+                               "masks already made")
+    if args.save_masks and not args.out:
+        raise CommandError("--save-masks writes the masks under OUT/masks/; add --out")
     if args.out:
         _check_out(args.out)
     subset = evaluation.read_subset(args.subset) if args.subset else None
