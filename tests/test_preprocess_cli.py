@@ -78,9 +78,11 @@ def test_missing_folder_is_reported(tmp_path, capsys):
 def test_output_that_would_overwrite_an_input_is_refused(tmp_path, two_real, capsys):
     Image.open(two_real[0]).save(tmp_path / "x.png")
     before = (tmp_path / "x.png").read_bytes()
-    assert main(["preprocess", str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 1
-    assert "overwrite" in capsys.readouterr().err
+    assert main(["preprocess", str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 2
+    assert "every input's outputs would overwrite an input (e.g. x.png)" in capsys.readouterr().err
     assert (tmp_path / "x.png").read_bytes() == before
+    # try-out finding: it was refused image by image, leaving failures.csv, preprocess.csv and run.json there
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
 
 
 def test_bad_settings_file_is_an_error(tmp_path, two_real, capsys):

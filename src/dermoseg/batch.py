@@ -239,7 +239,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         Before any work, if ``out_dir`` is not writable, another process is writing into it (its lock,
         :func:`dermoseg.provenance.acquire_folder`), an output would replace a file that no dermoseg run wrote
         there, ``resume`` continues a run made with other settings or models (the table would mix them), or a
-        fresh run would leave per-image outputs of an earlier run beside its own (:func:`_refuse_stale_outputs`).
+        fresh run would leave per-image outputs of an earlier run beside its own (:func:`_refuse_stale_outputs`),
+        or every input's outputs would overwrite an input (``preprocess in --out in``).
         A fresh run then removes the earlier outputs of the images it will process before the first one.
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
@@ -259,6 +260,10 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
     per_image = [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     planned += per_image
+    clashes = [next((o for o in own[stem] if o.resolve() in input_paths), None) for _, stem in jobs]
+    if jobs and all(clashes):  # no image could be written: refused before any file is
+        raise provenance.OutputFolderError(f"{out_dir}: every input's outputs would overwrite an input (e.g. "
+                                           f"{clashes[0].name}); choose another --out")
     if not resume:
         _refuse_stale_outputs(out_dir, own, planned, input_paths)
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs,
