@@ -149,7 +149,10 @@ def test_a_search_that_finds_only_earlier_outputs_is_not_a_success(tmp_path, two
     assert main(["preprocess", str(two_real[0]), "--out", str(tmp_path / "p")]) == 0
     capsys.readouterr()
     assert main(["segment", str(tmp_path / "p" / "*.png"), "--out", str(tmp_path / "s"), "--no-tta"]) == 1
-    assert "name a file explicitly to process it anyway" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "name a file explicitly to process it anyway" in err
+    # and an error line says the pattern gave nothing to do, as for a folder (later try-out finding)
+    assert "*.png: glob pattern matched only masks or earlier outputs" in err
     cleaned = next((tmp_path / "p").glob("ISIC_*[0-9].png"))  # named explicitly, a cleaned image is segmented
     assert main(["segment", str(cleaned), "--out", str(tmp_path / "s2"), "--no-tta", "--no-measure"]) == 0
 

@@ -167,7 +167,7 @@ def scan_inputs(inputs: Iterable[str | os.PathLike], extra_skip: Callable[[Path]
             scan.problems.append((item, "broken or looping symbolic link"))
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            hits = []
+            hits, skipped = [], len(scan.masks_skipped)
             for p in matches:
                 if p.is_dir():
                     if p.suffix.lower() in IMAGE_EXTENSIONS:
@@ -177,8 +177,12 @@ def scan_inputs(inputs: Iterable[str | os.PathLike], extra_skip: Callable[[Path]
                         scan.masks_skipped.append(p)
                     else:
                         hits.append(p)
+            masks = len(scan.masks_skipped) - skipped
             if not hits and not matches:
                 scan.problems.append((item, "glob pattern matched no file"))
+            elif not hits and masks:
+                scan.problems.append((item, f"glob pattern matched only masks or earlier outputs ({masks} skipped; "
+                                            "name a file to process it anyway)"))
             found.extend(hits)
         else:
             scan.problems.append((item, "no such file or folder"))
