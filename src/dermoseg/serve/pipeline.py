@@ -149,7 +149,8 @@ class Pipeline:
 
 def card_headlines(card: str) -> list[str]:
     """The headline figures of a model card: every Markdown table row with a bold (``**x**``) cell, as
-    "<row label>: <column> <value>, …" (or "<row label>: <value>" in a two-column metric/value table).
+    "<row label>: <column> <value>, …" (or "<row label>: <value>" in a two-column metric/value table); a
+    parenthesis right after the bold value (the figure it is compared with) is kept.
 
     Parameters
     ----------
@@ -168,7 +169,8 @@ def card_headlines(card: str) -> list[str]:
         if header is None:
             header = cells
             continue
-        bold = [(i, m.group(1)) for i, c in enumerate(cells) if (m := re.search(r"\*\*([^*]+)\*\*", c)) and i > 0]
+        bold = [(i, m.group(1) + (m.group(2) or "")) for i, c in enumerate(cells)
+                if (m := re.search(r"\*\*([^*]+)\*\*(\s*\([^)]*\))?", c)) and i > 0]
         if bold:
             figures = [v if len(header) == 2 else f"{header[i]} {v}" for i, v in bold if i < len(header)]
             out.append(f"{cells[0]}: {', '.join(figures)}")
