@@ -188,22 +188,45 @@ def test_a_fresh_run_refuses_a_folder_holding_masks_it_would_not_replace(tmp_pat
     assert main(["segment", str(b), "--out", str(out), "--no-measure", "--no-tta", "--model", "fast", "--resume"]) == 0
 
 
+def _hold_lock(folder):
+    """A separate process holding ``folder``'s lock (started and ready); kill it to end the hold."""
+    import subprocess
+    import sys
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dermoseg.provenance import "
+                               "acquire_folder\nacquire_folder(sys.argv[1])\nprint('ready', flush=True)\n"
+                               "time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_a_locked_folder_is_named_before_what_its_files_suggest(tmp_path, one_image, capsys):
+    """Try-out finding: a run into a folder another run was writing, with other inputs, was told the folder holds
+    an earlier run's outputs and to use --resume, which then met the lock; the lock comes first now."""
+    out = tmp_path / "out"
+    other = tmp_path / "b.jpg"
+    other.write_bytes(one_image.read_bytes())
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure", "--model", "fast"]) == 0
+    holder = _hold_lock(out)
+    try:
+        capsys.readouterr()
+        assert main(["segment", str(other), "--out", str(out), "--no-tta", "--no-measure", "--model", "fast"]) == 2
+        err = capsys.readouterr().err
+        assert f"another dermoseg run (process {holder.pid} on " in err and "per-image output" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_two_runs_never_write_into_one_folder_at_once(tmp_path, one_image, capsys):
     """Try-out finding: a second segment into a folder another one was still writing gave 41 rows for 40 images.
     A run holds a lock on its folder: while another process holds it, a run is refused naming that process;
     once that process is killed (no clean-up of its own) the lock is free; the lock file is gone after a run,
     also after a refused one."""
-    import subprocess
-    import sys
-
     from dermoseg.provenance import LOCK_FILE
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom dermoseg.provenance import "
-                               "acquire_folder\nacquire_folder(sys.argv[1])\nprint('ready', flush=True)\n"
-                               "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(out)
     try:
-        assert holder.stdout.readline().strip() == "ready"
         assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure"]) == 2
         assert f"another dermoseg run (process {holder.pid} on " in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written, its lock left alone

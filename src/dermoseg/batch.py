@@ -244,6 +244,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         A fresh run then removes the earlier outputs of the images it will process before the first one.
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
+    provenance.check_unlocked(out_dir)  # "another run is writing here" comes before what its files would suggest
     scan = scan_inputs(list(inputs), extra_skip=is_own_output)
     files = scan.files
     input_paths = {p.resolve() for p in files}

@@ -243,6 +243,14 @@ def acquire_folder(folder: str | os.PathLike) -> bool:
     raise OutputFolderError(f"{folder}: could not take {lock}; other runs keep taking it")
 
 
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """Raise :class:`OutputFolderError` naming the holder when another process holds ``folder``'s lock now: a
+    probe (the lock is taken and dropped at once) before checks whose advice would be wrong while another run
+    writes there; :func:`start_run` takes the lock for the run itself."""
+    if acquire_folder(folder):
+        release_folders([folder])
+
+
 def held_folders() -> set[Path]:
     """The folders (resolved) whose lock (:func:`acquire_folder`) this process holds now."""
     return {lock.parent for lock in _held_locks}
