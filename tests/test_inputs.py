@@ -130,3 +130,14 @@ def test_the_api_result_carries_the_warning_of_results_csv(isic_samples):
     assert seg.segment(image).warning == ""
     blank = seg.segment(np.full((128, 128, 3), (200, 150, 120), np.uint8)).warning
     assert blank.startswith("image is nearly uniform")
+
+
+def test_read_image_names_a_folder_as_a_folder(tmp_path):
+    """Try-out finding: read_image on a folder that exists said "no such file"."""
+    import pytest
+
+    from dermoseg.io import ImageReadError
+    with pytest.raises(ImageReadError, match="is a folder, not an image file"):
+        read_image(tmp_path)
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "missing.jpg")

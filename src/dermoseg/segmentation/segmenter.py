@@ -59,7 +59,20 @@ class Segmentation:
     warning: str = ""
 
     def measure(self, mm_per_pixel: float | None = None) -> dict[str, Any]:
-        """The lesion measurements of :func:`dermoseg.segmentation.measure.measure_lesion` on this mask."""
+        """The ABCD lesion measurements of :func:`dermoseg.segmentation.measure.measure_lesion` on this mask and
+        image: ``asymmetry_major``, ``asymmetry_minor`` (ΔA/A, in [0, 1]), ``compactness`` (P²/4πA, ≥ ~1),
+        ``perimeter_px``, ``colour_count`` (0–6), ``colours``, ``diameter_px`` and, with ``mm_per_pixel``,
+        ``diameter_mm``, ``perimeter_mm`` and ``area_mm2`` (see that function for their sources).
+
+        Parameters
+        ----------
+        mm_per_pixel : size of one image pixel in mm (finite, > 0); None leaves the mm figures empty.
+
+        Raises
+        ------
+        dermoseg.segmentation.measure.MeasurementError
+            For an ``mm_per_pixel`` that is not a finite number > 0.
+        """
         from dermoseg.segmentation.measure import measure_lesion
         return measure_lesion(self.image, self.mask, mm_per_pixel)
 
@@ -248,11 +261,30 @@ class Segmenter(modelfile.LoadedModel):
 
     def segment(self, image: np.ndarray, threshold: float | None = None, tta: bool | None = None,
                 preprocess: bool | None = None, exclude: np.ndarray | None = None) -> Segmentation:
-        """Probability, lesion mask and, with flip TTA and a quality sidecar, quality and review flag of one image
-        (see :meth:`probability`; ``threshold`` defaults to :data:`THRESHOLD`, a pixel is lesion where its
-        probability is above it). ``exclude``: (H, W) bool pixels that show nothing (fully transparent) and get
-        probability 0, so they are never lesion. Raises ValueError if ``image`` is not (H, W, 3) uint8 or
-        ``threshold`` is not in (0, 1) (checked before the network runs)."""
+        """Probability, lesion mask, warning and, with flip TTA and a quality sidecar, quality and review flag of
+        one image.
+
+        Parameters
+        ----------
+        image : (H, W, 3) uint8 RGB, any size ≥ 1×1.
+        threshold : lesion-probability threshold in (0, 1), a pixel is lesion where its probability is above it;
+            None: :data:`THRESHOLD` (0.5).
+        tta : average the logits over horizontal and vertical flips (3 network passes; also what ``quality``
+            needs); None follows the model file (the shipped model's is on).
+        preprocess : remove the black frame and hair first (:meth:`clean`); None follows the model file (the
+            shipped model's is off).
+        exclude : (H, W) bool pixels that show nothing (fully transparent); they get probability 0, so they are
+            never lesion.
+
+        Returns
+        -------
+        A :class:`Segmentation` (its arrays at the image's own size).
+
+        Raises
+        ------
+        ValueError
+            If ``image`` is not (H, W, 3) uint8 or ``threshold`` is not in (0, 1) (checked before the network runs).
+        """
         if threshold is not None:
             check_threshold(threshold)
         return self.segmentation(image, self.pass_logits(self.prepare(image, preprocess), tta), threshold, exclude)
