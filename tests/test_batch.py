@@ -204,6 +204,48 @@ def test_resume_knows_an_input_however_its_path_is_written_and_keeps_a_same_name
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["image_id"] for r in rows] == ["x", "y", "x__2"]
-    sources = json.loads((out / "run.json").read_text())["sources"]
+    sources = json.loads((out / "run.json").read_text())["sources"]["test"]
     assert sources == {"x": str((tmp_path / "rA" / "x.jpg").resolve()), "y": str((tmp_path / "rA" / "y.jpg").resolve()),
                        "x__2": str((tmp_path / "rB" / "x.jpg").resolve())}
+    # another command's run into the folder keeps its own sources apart (review finding: a fresh preprocess of
+    # rB replaced them, and a segment --resume of rB then took rB/x.jpg for the x it had done from rA)
+    other = run_batch(["rB"], out, lambda path, stem, image: {"image_id": stem}, desc="other", progress=False)
+    assert len(other.rows) == 1
+    assert json.loads((out / "run.json").read_text())["sources"]["test"] == sources
+    assert run(["rA", "rB"], resume=True).resumed == 3
+
+
+def test_resume_finds_an_archive_moved_elsewhere_and_a_folder_written_before_sources(tmp_path, isic_samples,
+                                                                                  monkeypatch):
+    """Review findings: matching by resolved path alone redid every image (as x__2) when the archive was moved
+    or mounted elsewhere and named the same way; a folder without run.json sources (written by an earlier
+    version) took a new same-named input for the one it had done. The tables' file cells, as written, match too."""
+    from dermoseg.tables import CsvTable
+    out = tmp_path / "out"
+    seen = []
+
+    def process(path, stem, image):
+        seen.append(stem)
+        (out / f"{stem}_mask.png").write_bytes(b"m")
+        return {"image_id": stem, "file": str(path)}
+
+    def run(inputs, resume):
+        return run_batch(inputs, out, process, desc="test", progress=False, resume=resume,
+                         tables=[CsvTable(out / "results.csv", ["image_id", "file"], key="image_id")],
+                         outputs=lambda stem: [out / f"{stem}_mask.png"])
+
+    first, second = tmp_path / "site1", tmp_path / "site2"
+    for site in (first, second):
+        (site / "archive").mkdir(parents=True)
+    shutil.copy(isic_samples[0].image_path, first / "archive" / "x.jpg")
+    monkeypatch.chdir(first)
+    run(["archive"], resume=False)
+    shutil.move(str(first / "archive" / "x.jpg"), second / "archive" / "x.jpg")  # the archive moves
+    monkeypatch.chdir(second)
+    assert run(["archive"], resume=True).resumed == 1 and seen == ["x"]
+    record = json.loads((out / "run.json").read_text())  # as an earlier version wrote it: no sources
+    del record["sources"]
+    (out / "run.json").write_text(json.dumps(record))
+    (tmp_path / "new").mkdir()
+    shutil.copy(isic_samples[1].image_path, tmp_path / "new" / "x.jpg")
+    assert run(["archive", str(tmp_path / "new")], resume=True).resumed == 1 and seen == ["x", "x__2"]

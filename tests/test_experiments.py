@@ -184,11 +184,11 @@ sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, eva
     assert len(sw.run_sweep(sw.load_sweep(p), log=messages.append)) == 4
     assert calls == [] and "4 known from the committed results" in messages[0]
     assert (tmp_path / "results" / "g.csv").read_text() == before
-    # ... unless the cell's settings changed since
-    p.write_text(p.read_text().replace("[0.01, 0.05]", "[0.01, 0.02]"))
-    assert [r["cell"] for r in sw.run_sweep(sw.load_sweep(p), only=["e2_lr0.02"], log=lambda s: None)] == \
-        ["e2_lr0.01", "e2_lr0.02", "e4_lr0.01"]
-    assert [c[0] for c in calls if c[0] != "export"] == ["g/e2_lr0.02"]
+    # ... unless the cell's settings changed since (same cell names, another weight decay): retrained
+    p.write_text(p.read_text().replace("optimizer: {scheduler: none}", "optimizer: {scheduler: none, weight_decay: 0.001}"))
+    assert [r["cell"] for r in sw.run_sweep(sw.load_sweep(p), only=["e2_lr0.01"], log=lambda s: None)] == \
+        ["e2_lr0.01"]
+    assert [c[0] for c in calls if c[0] != "export"] == ["g/e2_lr0.01"]
 
 
 # --------------------------------------------------------------------------------------------------- logs

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -37,7 +37,7 @@ from dermoseg.engine.pipeline import run_ordered
 from dermoseg.errors import DermosegError
 from dermoseg.inputs import display_name, name_problem, scan_inputs
 from dermoseg.io import ImageReadError, read_image
-from dermoseg.tables import CsvTable, format_value
+from dermoseg.tables import CsvTable, format_value, read_rows
 
 PIPELINE_DEPTH = 1  # images waiting between two stages: enough to keep the network busy; at most 5 images are held
 # at a time (one per stage, one per queue), which bounds memory on 30-megapixel inputs
@@ -108,23 +108,29 @@ def rows_to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def unique_stems(paths: Sequence[Path], earlier: dict[str, Path] | None = None) -> list[str]:
+def unique_stems(paths: Sequence[Path], earlier: Mapping[str, Collection[str]] | None = None) -> list[str]:
     """Output stems for the inputs, distinct: the file stem, with ``__2``, ``__3``… appended when it is already
     taken, by an input with the same stem or by one whose own stem is such a name (``x.jpg``, ``b/x.jpg`` and
     ``x__2.jpg`` give ``x``, ``x__2``, ``x__2__2``).
 
-    ``earlier``: ``{stem: resolved input path}`` of the run being resumed
-    (:func:`dermoseg.provenance.check_resumable`). An input that is one of those files, however its path is
-    written now (relative, absolute, through a symlink), keeps its stem; every other input avoids those stems, so
-    a new ``x.jpg`` from another folder becomes ``x__2`` instead of replacing the earlier ``x``'s outputs."""
-    earlier = earlier or {}
-    done_as = {path: stem for stem, path in earlier.items()}
-    used: set[str] = set(earlier)
+    ``earlier``: for a resumed run, ``{stem: names}`` of the inputs the run being continued met: each one's
+    resolved path (``run.json`` ``sources``) and its path as then written (the tables' ``file`` cells). An input
+    known by either name — its resolved path first, so that the same file written another way (relative,
+    absolute, through a symlink) is found, then its path as written now, so that an archive moved or mounted
+    elsewhere and named the same way is found too — keeps its stem; every other input avoids those stems, so a
+    new ``x.jpg`` from another folder becomes ``x__2`` instead of replacing the earlier ``x``'s outputs."""
+    by_path: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for stem, names in (earlier or {}).items():
+        for name in names:
+            (by_path if Path(name).is_absolute() else by_name).setdefault(name, stem)
+    used: set[str] = set(earlier or {})
     last: dict[str, int] = {}
     out = []
     for p in paths:
-        if p.resolve() in done_as:
-            out.append(done_as[p.resolve()])
+        known = by_path.get(str(p.resolve())) or by_path.get(str(p)) or by_name.get(str(p))
+        if known is not None:
+            out.append(known)
             continue
         n = last.get(p.stem, 1)
         stem = p.stem if n == 1 else f"{p.stem}__{n}"
@@ -135,6 +141,19 @@ def unique_stems(paths: Sequence[Path], earlier: dict[str, Path] | None = None) 
         used.add(stem)
         out.append(stem)
     return out
+
+
+def _earlier_inputs(sources: Mapping[str, Path], tables: Sequence[CsvTable]) -> dict[str, set[str]]:
+    """``{stem: names}`` of the inputs a resumed run's folder knows (:func:`unique_stems`): the resolved paths of
+    its ``run.json`` ``sources`` and the ``file`` cells of the tables' rows (the only names a folder written
+    before ``sources`` were recorded has). Raises OSError if a table cannot be read."""
+    earlier: dict[str, set[str]] = {stem: {str(path)} for stem, path in sources.items()}
+    for t in tables:
+        if t.path.is_file():
+            for row in read_rows(t.path)[1]:
+                if row.get(t.key) and row.get("file"):
+                    earlier.setdefault(row[t.key], set()).add(row["file"])
+    return earlier
 
 
 def print_messages(report: BatchReport) -> None:
@@ -224,7 +243,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     tables : the command's result tables; each row is appended to every table as soon as it is made.
     resume : keep the rows of an earlier run into ``out_dir`` and skip inputs that have a row in every table
         and all their ``outputs`` on disk. Inputs are matched to the earlier run's by their resolved path (the
-        ``sources`` of its ``run.json``), not by how the path is written (:func:`unique_stems`).
+        ``sources`` of its ``run.json``) or their path as written in its tables (:func:`unique_stems`).
     settings, models : recorded in ``run.json`` (:class:`dermoseg.provenance.RunRecord`).
     extra_outputs : further files the command writes at the end (a contact sheet, a README).
 
@@ -240,7 +259,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         :func:`dermoseg.provenance.acquire_folder`), an output would replace a file that no dermoseg run wrote
         there, ``resume`` continues a run made with other settings or models (the table would mix them), or a
         fresh run would leave per-image outputs of an earlier run beside its own (:func:`_refuse_stale_outputs`),
-        or every input's outputs would overwrite an input (``preprocess in --out in``).
+        or every input's outputs (of this shard) would overwrite an input (``preprocess in --out in``).
         A fresh run then removes the earlier outputs of the images it will process before the first one.
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
@@ -248,8 +267,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     scan = scan_inputs(list(inputs), extra_skip=is_own_output)
     files = scan.files
     input_paths = {p.resolve() for p in files}
-    earlier = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
-    jobs = list(zip(files, unique_stems(files, earlier)))
+    sources = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
+    jobs = list(zip(files, unique_stems(files, _earlier_inputs(sources, tables) if resume else None)))
     if shard is not None:
         index, count = shard
         jobs = jobs[index - 1::count]
@@ -261,14 +280,14 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
     per_image = [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
     planned += per_image
-    clashes = [next((o for o in own[stem] if o.resolve() in input_paths), None) for _, stem in jobs]
-    if jobs and all(clashes):  # no image could be written: refused before any file is
+    clash = {stem: next((o for o in own[stem] if o.resolve() in input_paths), None) for _, stem in jobs}
+    if jobs and all(clash.values()):  # no image could be written: refused before any file is
         raise provenance.OutputFolderError(f"{out_dir}: every input's outputs would overwrite an input (e.g. "
-                                           f"{clashes[0].name}); choose another --out")
+                                           f"{clash[jobs[0][1]].name}); choose another --out")
     if not resume:
         _refuse_stale_outputs(out_dir, own, planned, input_paths)
     record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs,
-                                  sources={**earlier, **{stem: path.resolve() for path, stem in jobs}})
+                                  sources={**sources, **{stem: path.resolve() for path, stem in jobs}})
     if not resume:  # a fresh run replaces the earlier outputs of its images now, not one by one, so that an
         for o in per_image:  # interrupted or failed run never leaves another run's masks beside its own rows
             if os.path.lexists(o):  # (start_run checked that dermoseg wrote each of them)
@@ -311,9 +330,8 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
 
     def prepare(job, _):
         path, stem = job
-        clash = next((o for o in own[stem] if o.resolve() in input_paths), None)
-        if clash is not None:
-            raise BatchItemError(f"output {clash.name} would overwrite an input; choose another --out")
+        if clash[stem] is not None:
+            raise BatchItemError(f"output {clash[stem].name} would overwrite an input; choose another --out")
         shared = next((o for o in own[stem] if owner[o] != stem), None)  # x_hair.jpg's x_hair.png is x's hair mask
         if shared is not None:
             raise BatchItemError(f"output {shared.name} is also an output of input '{owner[shared]}'; rename one "

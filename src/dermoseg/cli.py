@@ -473,7 +473,7 @@ def _run_report(args) -> int:
 def _add_classifier_arguments(p) -> None:
     p.add_argument("--model", type=_path, default=None,
                    help=CLASSIFIER_HELP)
-    p.add_argument("--segmentation-model", default=None,
+    p.add_argument("--segmentation-model", type=_named, default=None,
                    help="segmentation model for classifiers that use the lesion mask (default: the shipped one)")
     _add_engine_arguments(p)
 

@@ -157,9 +157,10 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
 
     Returns
     -------
-    The folder's ``sources``: ``{output stem: resolved input path}`` of every input whose outputs are there (as
-    :class:`RunRecord` records them), so that a resumed run gives an input it already did the same stem and a new
-    input with the same file name another one; empty when there is no run to continue or it predates the record.
+    The ``sources`` that ``command``'s runs into the folder recorded (:class:`RunRecord`): ``{output stem:
+    resolved input path}`` of every input they set out to process, so that a resumed run gives an input already
+    met the same stem and a new input with the same file name another one (:func:`dermoseg.batch.unique_stems`);
+    empty when there is no run to continue or it predates the record.
 
     Raises
     ------
@@ -181,7 +182,7 @@ def check_resumable(folder: str | os.PathLike, command: str, settings: dict[str,
     if old_models != sorted((m["role"], m["sha256"]) for m in models):
         raise OutputFolderError(f"{Path(folder) / RUN_FILE}: --resume with other model files than the run being "
                                 "resumed; use the same models or another --out")
-    sources = latest.get("sources")
+    sources = (latest.get("sources") or {}).get(command) if isinstance(latest.get("sources"), dict) else None
     return {str(k): Path(v) for k, v in sources.items()} if isinstance(sources, dict) else {}
 
 
@@ -194,13 +195,14 @@ def _lock_holder(lock: Path) -> str:
         return "another process"
 
 
-def acquire_folder(folder: str | os.PathLike) -> bool:
+def acquire_folder(folder: str | os.PathLike, warn: bool = True) -> bool:
     """Take ``folder``'s :data:`LOCK_FILE` so that two runs never write into one folder at once (their rows would
     interleave: duplicated or lost). The lock is an exclusive ``flock`` on the open file, so the operating system
     drops it when the process ends however it ends (killed, crashed): a lock file left behind by an ended run
     holds nothing. The file names the holder (host and process id) for the message. Taking a folder this process
     already holds does nothing. On a file system without ``flock`` (some NFS, CIFS or FUSE mounts) the run goes
-    on unlocked, with a warning on stderr; on NFS mounted ``nolock`` the lock only sees processes of one host.
+    on unlocked, with a warning on stderr (unless ``warn`` is False); on NFS mounted ``nolock`` the lock only
+    sees processes of one host.
 
     Returns
     -------
@@ -227,8 +229,9 @@ def acquire_folder(folder: str | os.PathLike) -> bool:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(lock)
-            print(f"warning: {folder}: cannot lock the folder here ({exc.strerror or exc}); two runs into it at "
-                  "once would not be noticed", file=sys.stderr)
+            if warn:
+                print(f"warning: {folder}: cannot lock the folder here ({exc.strerror or exc}); two runs into it at "
+                      "once would not be noticed", file=sys.stderr)
             return False
         try:  # the previous holder may have removed the file between our open and our lock: lock the new one
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
@@ -247,7 +250,7 @@ def check_unlocked(folder: str | os.PathLike) -> None:
     """Raise :class:`OutputFolderError` naming the holder when another process holds ``folder``'s lock now: a
     probe (the lock is taken and dropped at once) before checks whose advice would be wrong while another run
     writes there; :func:`start_run` takes the lock for the run itself."""
-    if acquire_folder(folder):
+    if acquire_folder(folder, warn=False):  # start_run warns when the file system cannot lock
         release_folders([folder])
 
 
@@ -308,8 +311,9 @@ class RunRecord:
     claimed : names from :func:`claim_outputs`; the files of earlier runs still present stay listed.
     after : claimed names the command writes after :meth:`finish` (a README, a contact sheet): listed even though
         they do not exist yet when the record is finished.
-    sources : a batch's ``{output stem: input file}`` (resolved paths; :func:`check_resumable` reads them back);
-        None keeps the folder's earlier ``sources``.
+    sources : a batch's ``{output stem: input file}`` (resolved paths; :func:`check_resumable` reads them back),
+        kept in ``run.json`` under the command's name beside those of the folder's other commands; None leaves
+        the folder's ``sources`` as they were.
     """
 
     def __init__(self, folder: str | os.PathLike, command: str, settings: dict[str, Any],
@@ -327,10 +331,11 @@ class RunRecord:
         if earlier is not None:
             previous = {k: v for k, v in earlier.items() if k not in ("outputs", "earlier_runs", "sources")}
             self.record["earlier_runs"] = (list(earlier.get("earlier_runs", [])) + [previous])[-KEEP_EARLIER:]
+        kept = earlier.get("sources") if earlier is not None and isinstance(earlier.get("sources"), dict) else {}
         if sources is not None:
-            self.record["sources"] = {stem: str(path) for stem, path in sources.items()}
-        elif earlier is not None and isinstance(earlier.get("sources"), dict):
-            self.record["sources"] = earlier["sources"]
+            kept = {**kept, command: {stem: str(path) for stem, path in sources.items()}}
+        if kept:
+            self.record["sources"] = kept
         self.outputs = read_manifest(self.folder) | set(claimed)
         self.after = set(after) & self.outputs
         self.holds_lock = False  # whether finish() releases the folder's lock (start_run sets it when it took it)

@@ -87,7 +87,7 @@ def _lovasz_gradient(target_sorted: torch.Tensor) -> torch.Tensor:
     ``g_i = J̄(1..i) − J̄(1..i−1)``, where ``J̄(1..i)`` is the Jaccard loss when the i largest errors are wrong.
 
     target_sorted : (P,) float in {0, 1}, the pixels' labels in decreasing order of their error.
-    Returns (P,) float, non-negative, summing to 1 when the image has a lesion pixel.
+    Returns (P,) float, non-negative, summing to 1.
     """
     lesion = target_sorted.sum()
     intersection = lesion - target_sorted.cumsum(0)
@@ -133,6 +133,6 @@ def get_loss(name: str, **kwargs):
     if name not in table:
         raise ValueError(f"unknown loss '{name}' (choose from {', '.join(LOSSES)})")
     fn = table[name]
-    accepted = inspect.signature(fn).parameters
-    bound = {k: v for k, v in kwargs.items() if k in accepted}  # the class weights and smoothing where used
+    unused = {"lesion_weight", "background_weight", "smooth"} - set(inspect.signature(fn).parameters)
+    bound = {k: v for k, v in kwargs.items() if k not in unused}  # any other unknown keyword is a TypeError
     return lambda logits, target: fn(logits, target, **bound)

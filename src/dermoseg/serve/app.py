@@ -45,7 +45,7 @@ from dermoseg.serve.settings import (CLASSIFIER_ENV, CONFIG_ENV, MODEL_ENV, TOKE
 
 STATIC_DIR = resources.files("dermoseg").joinpath("serve", "static")
 FORM_OVERHEAD = 64 * 1024  # bytes a multipart body may hold beyond the file: boundaries, headers, option fields
-REQUEST_SLACK = 16  # requests in progress beyond the work queue: health checks, page files, uploads being received
+REQUEST_SLACK = 16  # requests with a body in progress beyond the work queue: uploads still being received
 BUSY = "the server is busy (too many images waiting); try again in a few seconds"
 UNAUTHORISED = "this server needs its access token (Authorization: Bearer <token>); none or another was given"
 
@@ -120,10 +120,10 @@ class RequestGuard:
     """ASGI middleware, before any body is read: with a ``token``, 401 for a ``/v1`` request without it (so that
     requests without the token never hold a place); 503 when ``max_requests`` requests with a body are already in
     progress (uploads being received included, so their number and the memory and temporary files they hold are
-    bounded; a GET, HEAD or OPTIONS request, such as ``/health``, is not counted, so it answers when the server is
-    full); 413 for a body larger than ``limit`` bytes (declared by Content-Length, or counted as it arrives); and
+    bounded; a GET, HEAD or OPTIONS request, such as ``GET /health``, is not counted, so it answers when the
+    server is full); 413 for a body larger than ``limit`` bytes (declared by Content-Length, or counted as it arrives); and
     408 when no part of an unfinished body arrives for ``body_timeout`` seconds (a stalled upload gives its place
-    back)."""
+    back; the wait is per part, so a client trickling a byte at a time within it keeps its place while it does)."""
 
     def __init__(self, app, limit: int, max_requests: int, body_timeout: float, token: str | None = None):
         self.app, self.limit, self.max_requests, self.body_timeout = app, limit, max_requests, body_timeout

@@ -102,6 +102,7 @@ class Error(BaseModel):
 
 UPLOAD_ERRORS = {
     401: {"model": Error, "description": "a token is required and was missing or wrong"},
+    408: {"model": Error, "description": "the upload stalled: no part of it arrived for upload_timeout_seconds"},
     413: {"model": Error, "description": "upload larger than max_upload_bytes, or image with more than max_pixels"},
     415: {"model": Error, "description": "not an image (the content is decoded; the name and type are ignored)"},
     422: {"model": Error, "description": "empty or truncated image, or an invalid option"},

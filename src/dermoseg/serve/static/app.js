@@ -30,6 +30,7 @@ function explain(status, detail) {
   const reason = detail ? ` (${detail})` : "";
   switch (status) {
     case 401: return "This server needs an access token. Enter it under Options and try again.";
+    case 408: return "The upload stalled before the whole image arrived. Please check the connection and try again.";
     case 413: return "This image is too large for the server" + reason + ".";
     case 415: return "This file is not an image the server can read. Please choose a JPEG, PNG, BMP, TIFF or WebP image.";
     case 422: return "The image could not be read: the file may be empty or damaged" + reason + ".";
