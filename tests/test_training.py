@@ -338,6 +338,30 @@ def test_run_folder_check_allows_what_a_resume_may_change_and_skips_ddp_workers(
     check_run_folder(tmp_path, other, resume=False)
 
 
+def test_a_resume_without_a_checkpoint_replaces_nothing(tmp_path, capsys):
+    """Try-out finding: `train --resume` into a finished run whose checkpoints were deleted, or into a folder of the
+    user's own metrics.csv / model.pt, retrained from epoch 0 and replaced those files. Now refused; a folder
+    with no run at all starts one, with a note."""
+    import yaml
+
+    from dermoseg.provenance import OutputFolderError
+    from dermoseg.training import check_run_folder
+    cfg = load_config(REPO / "configs" / "smoke.yaml")
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (finished / "model.pt").write_bytes(b"trained")
+    with pytest.raises(OutputFolderError, match="holds model.pt and no checkpoints/last.ckpt"):
+        check_run_folder(finished, cfg, resume=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("a,b\n")
+    with pytest.raises(OutputFolderError, match="holds metrics.csv"):
+        check_run_folder(mine, cfg, resume=True)
+    check_run_folder(tmp_path / "new", cfg, resume=True)
+    assert "no training run to resume there; starting one" in capsys.readouterr().err
+
+
 def test_train_locks_its_folder_and_a_run_that_never_started_leaves_nothing(tmp_path, data_root, capsys):
     """Try-out findings: a second `train --resume` into a folder another train was writing ran to the end beside
     it; a run whose data folder was missing left config.yaml, which then refused the retry; --resume with fewer

@@ -14,6 +14,7 @@ import contextlib
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +157,17 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
     training run's files (:data:`RUN_FILES`: it would replace them and mix their epochs into ``metrics.csv``); a
     resumed run must have the settings of the run it continues (its ``config.yaml``; both completed with the
     task's defaults, so that a file written before a setting existed compares equal), except those in
-    :data:`RESUMABLE_CHANGES`. A resumed folder without a checkpoint (a run stopped in its first epoch) starts
-    over. Only the run's first process checks: DDP workers (Lightning's global rank > 0) start after it wrote.
+    :data:`RESUMABLE_CHANGES`. A resumed folder without ``checkpoints/last.ckpt`` starts over only when nothing
+    would be lost: a run stopped in its first epoch (its ``config.yaml`` and logs only) or no run at all (with a
+    note); one holding a ``model.pt`` or ``metrics.csv``, or a run's files without ``config.yaml``, is refused.
+    Only the run's first process checks: DDP workers (Lightning's global rank > 0) start after it wrote.
 
     Raises
     ------
     OutputFolderError
-        Naming the folder and the first file found, the first setting that differs (old and new value), or fewer
-        epochs than the run's ``last.ckpt`` has already trained.
+        Naming the folder and the first file found, the first setting that differs (old and new value), fewer
+        epochs than the run's ``last.ckpt`` has already trained, or what a resume without a checkpoint would
+        replace.
     """
     from dermoseg.config import TASK_DEFAULTS, ConfigError, first_difference, merge
     from dermoseg.provenance import OutputFolderError
@@ -175,16 +179,22 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
             raise OutputFolderError(f"{out_dir}: holds a training run ({found}); continue it with --resume, or "
                                     "choose another --out")
         return
-    saved = out_dir / "config.yaml"
-    if not saved.is_file():
-        return  # nothing recorded to continue: the run starts from its first epoch
+    saved, last = out_dir / "config.yaml", out_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():  # nothing to continue from: only a run stopped in its first epoch may start over
+        kept = next((name for name in ("model.pt", "metrics.csv") if os.path.lexists(out_dir / name)), None)
+        kept = kept or (None if saved.is_file() else next((n for n in RUN_FILES if os.path.lexists(out_dir / n)), None))
+        if kept is not None:
+            raise OutputFolderError(f"{out_dir}: --resume, but it holds {kept} and no checkpoints/last.ckpt to "
+                                    "continue from; starting over would replace it (choose another --out)")
+        if not saved.is_file():
+            print(f"note: {out_dir}: no training run to resume there; starting one", file=sys.stderr)
+            return
     import yaml
     try:
         old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
         old = merge(TASK_DEFAULTS[old.get("task", "segmentation")], old, str(saved))
     except (OSError, yaml.YAMLError, ConfigError, KeyError, AttributeError) as exc:
         raise OutputFolderError(f"{saved}: unreadable as a training config ({exc}); choose another --out") from None
-    last = out_dir / "checkpoints" / "last.ckpt"
     if last.is_file():  # Lightning would refuse it only after the data had loaded, with its own words
         try:  # memory-mapped: only the epoch counter is read, not the weights and optimiser state
             done = int(torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
