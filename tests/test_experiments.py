@@ -315,6 +315,18 @@ def test_import_run_copies_log_size_evaluations_and_worst_masks(tmp_path):
     assert rec["train_wall_s"] == 12.5 and rec["eval"]["isic2018_val"]["dice"] == 0.7
     assert sorted(read_worst_masks(dest / "eval" / "isic2018_val" / WORST_FILE)) == ["B", "C"]
     assert (dest / "metrics.csv").read_text().startswith("epoch")
+    # try-out findings: a second import over it replaced metrics.csv and run.json but kept the old eval/ (mixed);
+    # a name with a folder in it wrote outside RESULTS/runs; an ONNX export beside model.pt broke the import
+    from dermoseg.experiments.collect import CollectError
+    before = (dest / "run.json").read_text()
+    with pytest.raises(CollectError, match="holds an imported run already"):
+        import_run("shipped", run, tmp_path / "results", eval_root=tmp_path / "eval")
+    assert (dest / "run.json").read_text() == before
+    with pytest.raises(CollectError, match="plain folder name"):
+        import_run("../escape", run, tmp_path / "results", eval_root=tmp_path / "eval")
+    assert not (tmp_path / "results" / "escape").exists()
+    (run / "model.onnx").write_bytes(b"an export beside the model: import reads the PyTorch network, not this")
+    assert import_run("exported", run, tmp_path / "results", eval_root=tmp_path / "eval").is_dir()
 
 
 def test_report_sections_and_paper_figures_come_from_the_config(tmp_path, data_root):

@@ -198,16 +198,22 @@ def import_run(name: str, run_dir: str | Path, results_dir: str | Path, n_worst:
     Raises
     ------
     CollectError
-        If ``run_dir`` has no ``metrics.csv`` or no ``model.pt``.
+        Before anything is written: if ``name`` is not a plain folder name, ``run_dir`` has no ``metrics.csv``
+        or no ``model.pt``, or ``results_dir/runs/<name>`` exists (an imported run is never replaced in part).
     """
     from dermoseg.segmentation.segmenter import Segmenter
+    if not name or name in (".", "..") or any(c in name for c in "/\\"):
+        raise CollectError(f"import name {name!r}: a plain folder name is needed (it becomes RESULTS/runs/NAME)")
     run_dir, dest = Path(run_dir), Path(results_dir) / "runs" / name
     for needed in ("metrics.csv", "model.pt"):
         if not (run_dir / needed).is_file():
             raise CollectError(f"{run_dir / needed}: not found (is the run finished?)")
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        raise CollectError(f"{dest}: holds an imported run already; remove that folder to replace it, or choose "
+                           "another NAME")
+    model = Segmenter.load(run_dir / "model.pt", engine="torch")  # the network itself: an ONNX export has none
+    dest.mkdir(parents=True)
     shutil.copyfile(run_dir / "metrics.csv", dest / "metrics.csv")
-    model = Segmenter.load(run_dir / "model.pt")
     meta = json.loads((run_dir / "model.json").read_text(encoding="utf-8")) if (run_dir / "model.json").is_file() else {}
     train_cfg = meta.get("config", {}).get("train_config", {})
     info = meta.get("info", {})
