@@ -256,6 +256,14 @@ def test_report_on_empty_folder_degrades(tmp_path):
     spec = load_report_config(REPO / "configs" / "report.yaml")
     text = write_report(spec, tmp_path / "empty", data_root=None).read_text()
     assert "## Missing inputs" in text and "table1_grid.csv" in text and "_missing_" in text
+    assert write_report(spec, tmp_path / "empty", data_root=None).read_text() == text  # its own README: replaced
+    # try-out finding: a README.md of the user's own in --results was replaced
+    from dermoseg.provenance import OutputFolderError
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("my notes\n")
+    with pytest.raises(OutputFolderError, match="not written by dermoseg report"):
+        write_report(spec, tmp_path / "mine", data_root=None)
+    assert (tmp_path / "mine" / "README.md").read_text() == "my notes\n"
 
 
 def test_model_key():

@@ -456,9 +456,10 @@ def _add_report(sub) -> None:
 
 def _run_report(args) -> int:
     from dermoseg.experiments.collect import import_run
-    from dermoseg.report import load_report_config, write_report
+    from dermoseg.report import check_results_folder, load_report_config, write_report
     spec = load_report_config(args.config)
     results = args.results or Path(spec["results_dir"])
+    check_results_folder(results)  # before any import copies into it
     for item in args.imports:
         name, sep, run_dir = item.partition("=")
         if not sep or not name or not run_dir:
