@@ -278,7 +278,9 @@ def test_train_names_the_file_of_a_bad_setting_before_loading_any_data(tmp_path,
              "weight.yaml": ("loss: {lesion_weight: -1}\n", "'loss.lesion_weight' must be a number >= 0"),
              "elastic.yaml": ("augment: {elastic_p: 2}\n", "'augment.elastic_p' must be a probability in [0, 1]"),
              "rotate.yaml": ("augment: {rotate_limit: -5}\n", "'augment.rotate_limit' must be a number of degrees"),
-             "scale.yaml": ("augment: {scale: 1.5}\n", "'augment.scale' must be a number in [0, 1)")}
+             "scale.yaml": ("augment: {scale: 1.5}\n", "'augment.scale' must be a number in [0, 1)"),
+             # a later try-out: an unknown loss was an "unexpected ValueError" without the file, after "Seed set"
+             "loss.yaml": ("loss: {name: dicee}\n", "unknown loss 'dicee' (choose from weighted_dice")}
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         code = main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run"),
@@ -305,7 +307,13 @@ def test_train_refuses_to_overwrite_a_run_and_resume_refuses_other_settings(tmp_
     assert main(["train", "--config", str(tmp_path / "other.yaml"), *run, "--resume"]) == 2
     assert "--resume with data.train_subset = 12, but the run being resumed used 16" in capsys.readouterr().err
     assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    onnx = tmp_path / "run" / "model.onnx"
+    assert main(["export", "--model", str(tmp_path / "run" / "model.pt"), "--out", str(onnx), "--data-root",
+                 str(data_root)]) == 0
+    capsys.readouterr()
     assert main(["train", "--config", str(tmp_path / "more.yaml"), *run, "--resume"]) == 0
+    # try-out finding: the export beside the new model.pt went stale without a word
+    assert f"warning: {onnx} is not an export of the new model.pt; remove it" in capsys.readouterr().err
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.csv").write_text("a,b\n")  # a user's file of the same name

@@ -321,6 +321,15 @@ def _run_train(args) -> int:
         from dermoseg.segmentation.task import train
         path = train(cfg, out, resume=args.resume)
     print(f"trained model written to {Path(path).resolve()}")
+    export = Path(path).with_suffix(".onnx")
+    if export.exists():  # exported from the model.pt this run replaced? the engine would refuse it as stale
+        from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
+        from dermoseg.io import file_sha256
+        try:
+            OrtRunner(export, threads=1).check_source(file_sha256(path))
+        except OnnxFileError:
+            print(f"warning: {export} is not an export of the new {Path(path).name}; remove it and run 'dermoseg "
+                  f"export --model {path} --out {export}' again", file=sys.stderr)
     return 0
 
 
@@ -348,13 +357,17 @@ def _network(cfg: dict):
 
 
 def _check_settings(cfg: dict, path: Path) -> None:
-    """Build the configured network once and check the optimizer section, so that an unknown architecture,
-    encoder, mask mode, optimizer or schedule is reported with its file before any data is loaded."""
+    """Build the configured network once and check the optimizer section and the segmentation loss's name, so
+    that an unknown architecture, encoder, mask mode, optimizer, schedule or loss is reported with its file before
+    any data is loaded."""
     from dermoseg.config import ConfigError
+    from dermoseg.segmentation.losses import get_loss
     from dermoseg.training import check_optimizer
     try:
         _network(cfg)
         check_optimizer(cfg["optimizer"], _task_class(cfg).warm_up)
+        if "name" in cfg["loss"]:  # the segmentation wing's (the classifier's loss is fixed: cross-entropy)
+            get_loss(cfg["loss"]["name"])
     except ValueError as exc:  # ConfigError is one too
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -105,7 +105,8 @@ class OrtRunner:
                              "engine='torch'")
 
     def check_source(self, sha256: str,
-                     advice: str = "export it again (dermoseg export) or use --engine torch") -> None:
+                     advice: str = "remove it and export again (dermoseg export never overwrites a file), or use "
+                                   "--engine torch") -> None:
         """Raise :class:`OnnxFileError` unless this file was exported from the model file with this sha256; the
         message ends with ``advice`` (what the calling command lets the user do about it)."""
         recorded = self.metadata.get("source_sha256")
