@@ -245,3 +245,17 @@ def test_a_limited_set_without_melanomas_says_why_it_has_no_auc(tmp_path, capsys
     assert summary["melanoma_vs_nevus"] is None and summary["images"] == 6
     assert summary["melanoma_vs_nevus_note"] == "not computed: 0 melanomas and 6 nevi among these images"
     assert summary["dataset"].startswith("the first 6 images only (--limit)")
+
+
+def test_a_refused_set_leaves_no_run_json_and_a_missing_mask_dir_is_named(tmp_path, capsys):
+    """Try-out findings: evaluate-diagnosis refused over a user's own OUT/ph2/predictions.csv left OUT/run.json
+    behind marked failed; a --mask-dir that does not exist was silently ignored."""
+    out = tmp_path / "eval"
+    (out / "ph2").mkdir(parents=True)
+    (out / "ph2" / "predictions.csv").write_text("mine\n")
+    assert main(["evaluate-diagnosis", "--dataset", "ph2", "--limit", "2", "--out", str(out)]) == 2
+    assert "predictions.csv: exists and was not written by dermoseg" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["ph2"] and (out / "ph2" / "predictions.csv").read_text() == "mine\n"
+    assert main(["evaluate-diagnosis", "--dataset", "ph2", "--mask-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "--mask-dir folder not found" in capsys.readouterr().err

@@ -563,9 +563,11 @@ def _add_evaluate_diagnosis(sub) -> None:
 def _run_evaluate_diagnosis(args) -> int:
     from dermoseg.classification import evaluate as evaluation
     from dermoseg.io import write_text
-    from dermoseg.provenance import model_record, start_run
+    from dermoseg.provenance import claim_outputs, model_record, start_run
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
+    if args.mask_dir is not None and not args.mask_dir.is_dir():
+        raise CommandError(f"{args.mask_dir}: --mask-dir folder not found")
     _check_out(args.out)
     model, segmenter = _load_classifier(args)
     models = [model_record("classifier", model.path, model.runner)] + (
@@ -576,11 +578,14 @@ def _run_evaluate_diagnosis(args) -> int:
     names = {"ham10000": [ham], "isic2018_task1": ["isic2018_task1"], "ph2": ["ph2"],
              "all": [ham, "isic2018_task1", "ph2"]}[args.dataset]
     results = {}
+    planned = {name: evaluation.set_outputs(args.out / name, name, model, args.reuse_logits, grayscale_copies=True)
+               for name in names}
+    for name in names:  # every set's files checked before the first run.json is written
+        claim_outputs(args.out / name, planned[name])
     overview = start_run(args.out, "evaluate-diagnosis", [args.out / "summary.csv"], settings, models)
     for name in names:
         out = args.out / name
-        planned = evaluation.set_outputs(out, name, model, args.reuse_logits, grayscale_copies=True)
-        record = start_run(out, "evaluate-diagnosis", planned, settings, models)
+        record = start_run(out, "evaluate-diagnosis", planned[name], settings, models)
         results[name] = evaluation.evaluate_set(name, model, args.data_root, out, segmenter, args.limit,
                                                 mask_dir=args.mask_dir if name == ham else None,
                                                 reuse_logits=args.reuse_logits, grayscale_copies=True)
