@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -314,6 +315,8 @@ def test_train_refuses_to_overwrite_a_run_and_resume_refuses_other_settings(tmp_
     assert main(["train", "--config", str(tmp_path / "more.yaml"), *run, "--resume"]) == 0
     # try-out finding: the export beside the new model.pt went stale without a word
     assert f"warning: {onnx} is not an export of the new model.pt; remove it" in capsys.readouterr().err
+    info = json.loads((tmp_path / "run" / "model.json").read_text())["info"]  # provenance of the model file
+    assert info["dermoseg_version"] and "more.yaml" in info["command_line"] and info["epochs_completed"] == 2
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.csv").write_text("a,b\n")  # a user's file of the same name

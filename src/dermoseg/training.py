@@ -97,11 +97,16 @@ class FitResult:
     initial_weights: dict[str, str] | None = None  # trainer.init_from: {"file", "sha256"}
 
     def info(self, score_name: str) -> dict[str, Any]:
-        """Provenance for an exported model file: time, score, epochs, machine and commit, and the file the run
-        started from (``init_from``, with its sha256) when it did."""
+        """Provenance for an exported model file: time, score, epochs, machine, commit, dermoseg version and
+        command line, and the file the run started from (``init_from``, with its sha256) when it did."""
+        import shlex
+
+        from dermoseg import __version__
+        from dermoseg.provenance import command_line
         return {"train_seconds_this_session": round(self.seconds, 1), f"best_{score_name}": self.best_score,
                 "epochs_completed": self.epochs_completed,
                 "machine": f"{platform.machine()} {torch.get_num_threads()} threads", "commit": git_commit(),
+                "dermoseg_version": __version__, "command_line": shlex.join(command_line()),
                 **({"init_from": self.initial_weights} if self.initial_weights else {})}
 
 
