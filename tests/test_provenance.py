@@ -95,6 +95,10 @@ def test_info_accepts_the_classifier_file(capsys):
     assert main(["info", "--model", str(shipped("classifier"))]) == 0
     out = capsys.readouterr().out
     assert "classifier.pt" in out and "parameters:" in out and "GMAC" in out
+    # try-out finding: a size the ensemble cannot take was an "unexpected ValueError"
+    assert main(["info", "--model", "classifier", "--size", "192", "192"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot count at --size 192 192" in err and "unexpected" not in err
 
 
 def test_info_takes_the_shipped_name_classifier_and_names_an_onnx_file(tmp_path, capsys):

@@ -415,7 +415,10 @@ def _run_info(args) -> int:
     h, w = args.size or (size, size)
     if h < 1 or w < 1:
         raise CommandError(f"--size must be positive, got {h} {w}")
-    macs = count_macs(network, h, w)
+    try:
+        macs = count_macs(network, h, w)
+    except (ValueError, RuntimeError) as exc:  # a size it cannot take: a fixed input size, or out of memory
+        raise CommandError(f"{name}: cannot count at --size {h} {w} ({exc})") from None
     print(f"model: {name}")
     print(f"parameters: {count_parameters(network):,}")
     print(f"multiply-accumulates at {h}x{w}: {macs:,} ({macs / 1e9:.3f} GMAC)")
