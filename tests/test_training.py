@@ -76,6 +76,9 @@ def test_a_misspelt_or_foreign_setting_is_an_error_naming_file_and_key(tmp_path)
         (tmp_path / name).write_text(text)
         with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
             load_config(tmp_path / name)
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04\xff\xfe binary")  # try-out: an unexpected UnicodeDecodeError
+    with pytest.raises(ConfigError, match="model.pt: not a YAML text file"):
+        load_config(tmp_path / "model.pt")
     # a misspelt line in a base file is reported against that base, not the file that names it
     (tmp_path / "base.yaml").write_text("optimizer: {lr: 0.01, sheduler: none}\n")
     (tmp_path / "child.yaml").write_text("base_config: base.yaml\nname: child\n")

@@ -211,6 +211,8 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "config file",
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}  # noqa: S506 (safe)
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a YAML text file (not UTF-8 text; a model or image file?)") from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a YAML mapping at the top level")
     return data
