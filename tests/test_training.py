@@ -323,6 +323,9 @@ def test_train_refuses_to_overwrite_a_run_and_resume_refuses_other_settings(tmp_
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "metrics.csv").write_text("a,b\n")  # a user's file of the same name
+    (tmp_path / "afile").write_text("x")  # try-out finding: '[Errno 17] File exists'
+    assert main(["train", "--config", str(tmp_path / "smoke.yaml"), "--out", str(tmp_path / "afile")]) == 2
+    assert "afile: is a file, not a folder" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "smoke.yaml"), "--out", str(mine), "--data-root",
                  str(data_root)]) == 2
     assert (mine / "metrics.csv").read_text() == "a,b\n"

@@ -314,6 +314,7 @@ def _run_train(args) -> int:
     cfg = load_config(args.config, overrides)
     _check_settings(cfg, args.config)
     out = args.out or Path("runs") / cfg["name"]
+    _check_out(out)  # a file in the way, or a folder that cannot be written: one line, before any data is read
     if cfg["task"] == "classification":
         from dermoseg.classification.task import train_classifier
         path = train_classifier(cfg, out, resume=args.resume)
