@@ -116,8 +116,9 @@ class ClassificationData(CachedData):
         kw = dict(mask_mode=mode, mask_dir=data["mask_dir"], margin=float(model["crop_margin"]),
                   shades_of_gray_p=model["shades_of_gray_p"],
                   normalisation=input_normalisation(model["encoder"]))
-        self.train_set = CachedClassificationDataset(train, size, augment=build_augmentation(self.cfg["augment"], size),
-                                                     desc="train set", cache_size=data["cache_size"], **kw)
+        augment = build_augmentation(self.cfg["augment"], size, seed=int(self.cfg["seed"]))
+        self.train_set = CachedClassificationDataset(train, size, augment=augment, desc="train set",
+                                                     cache_size=data["cache_size"], **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
 
     def train_dataloader(self) -> DataLoader:

@@ -47,7 +47,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(normalise(image))
 
 
-def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None) -> A.Compose | None:
+def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None,
+                       seed: int | None = None) -> A.Compose | None:
     """Training augmentation from the config's ``augment`` section.
 
     Keys (all optional): ``random_resized_crop`` (mapping with ``scale`` [min, max] share of the image area and
@@ -63,6 +64,8 @@ def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None) -
     Parameters
     ----------
     size : output side in pixels of ``random_resized_crop`` (required when that key is set).
+    seed : seed of the pipeline's own random generator (albumentations 2 does not draw from the global Python or
+        NumPy state that ``seed_everything`` seeds, so without it two runs with one config augment differently).
 
     Returns
     -------
@@ -104,4 +107,4 @@ def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None) -
         ops.append(A.GaussianBlur(blur_limit=0, sigma_limit=(0.3, 1.5), p=float(cfg["blur_p"])))
     if cfg.get("jpeg_p", 0):
         ops.append(A.ImageCompression(quality_range=(40, 95), p=float(cfg["jpeg_p"])))
-    return A.Compose(ops)
+    return A.Compose(ops, seed=seed)
