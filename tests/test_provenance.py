@@ -95,6 +95,9 @@ def test_info_accepts_the_classifier_file(capsys):
     assert main(["info", "--model", str(shipped("classifier"))]) == 0
     out = capsys.readouterr().out
     assert "classifier.pt" in out and "parameters:" in out and "GMAC" in out
+    # try-out finding: the classifier's shipped name where a segmentation model goes was "model file not found"
+    assert main(["combine-segmenters", "fast", "classifier", "--out", "x.pt"]) == 2
+    assert "classifier: the shipped classifier, not a segmentation model" in capsys.readouterr().err
     # try-out finding: a size the ensemble cannot take was an "unexpected ValueError"
     assert main(["info", "--model", "classifier", "--size", "192", "192"]) == 2
     err = capsys.readouterr().err

@@ -76,13 +76,17 @@ def resolve(model: str | Path | None, kind: str) -> Path:
     Raises
     ------
     ModelFileError
-        For a preset whose file is not shipped with this installation.
+        For a preset whose file is not shipped with this installation, or the classifier's shipped name given
+        for a segmentation model.
     """
     noun = _kind(kind)[1]
     if model is None or str(model) == "default" or (kind == "classifier" and str(model) == "classifier"):
         return shipped(kind)
     preset = PRESETS[kind].get(str(model))
     if preset is None:
+        if kind == "segmentation" and str(model) == "classifier" and not Path(model).exists():
+            raise ModelFileError("classifier: the shipped classifier, not a segmentation model (the shipped "
+                                 f"segmentation models are default and {', '.join(PRESETS[kind])})")
         return Path(model)
     path = WEIGHTS_DIR / preset
     if not path.is_file():
