@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,7 +163,7 @@ def test_a_stale_or_missing_onnx_file_is_refused(tmp_path, capsys, torch_classif
     with pytest.raises(OnnxFileError, match="not found"):
         make_runner(build, pt, engine="onnx")
     shutil.copy(onnx_path_for(modelfile.shipped("segmentation")), onnx_path_for(pt))
-    with pytest.raises(OnnxFileError, match="export it again"):
+    with pytest.raises(OnnxFileError, match="remove it and export again"):
         make_runner(build, pt)
     with pytest.raises(ValueError, match="unknown engine"):
         make_runner(build, pt, engine="tensorrt")
@@ -183,9 +182,10 @@ def test_model_names_resolve_to_shipped_files(tmp_path):
     assert modelfile.kind_of("classifier") == "classifier" and modelfile.kind_of(None) == "segmentation"
     assert modelfile.kind_of(str(modelfile.shipped("classifier"))) == "classifier"
     # "classifier" names the shipped classifier wherever a classifier is expected (diagnose --model, serve
-    # --classifier), as it does for info and export; as a segmentation model it is a (missing) file name
+    # --classifier), as it does for info and export; where a segmentation model goes it is named as such
     assert modelfile.resolve("classifier", "classifier") == modelfile.shipped("classifier")
-    assert modelfile.resolve("classifier", "segmentation") == Path("classifier")
+    with pytest.raises(ModelFileError, match="the shipped classifier, not a segmentation model"):
+        modelfile.resolve("classifier", "segmentation")
 
 
 def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path, isic_samples, ph2_samples, capsys):
