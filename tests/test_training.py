@@ -410,13 +410,17 @@ def test_train_locks_its_folder_and_a_run_that_never_started_leaves_nothing(tmp_
         holder.wait()
 
 
-def test_two_runs_of_one_config_train_identically(tmp_path, data_root):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_runs_of_one_config_train_identically(tmp_path, data_root, workers):
     """Try-out finding: five runs of configs/smoke.yaml (seed 0) gave five epoch-0 train Dice values; albumentations 2
-    draws from its own generator, which the run's seed did not reach. Two runs now log the same figures."""
+    draws from its own generator, which the run's seed did not reach. Two runs now log the same figures, also with
+    loader workers (each reseeds its copy of the augmentation)."""
     from dermoseg.cli import main
+    (tmp_path / "cfg.yaml").write_text(f"base_config: {REPO / 'configs' / 'smoke.yaml'}\n"
+                                       f"data: {{num_workers: {workers}}}\n")
     logs = []
     for run in ("a", "b"):
-        assert main(["train", "--config", str(REPO / "configs" / "smoke.yaml"), "--out", str(tmp_path / run),
+        assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "--out", str(tmp_path / run),
                      "--data-root", str(data_root)]) == 0
         with open(tmp_path / run / "metrics.csv", newline="") as fh:
             logs.append([(r["epoch"], r["train_loss"], r["train_dice"]) for r in csv.DictReader(fh)])

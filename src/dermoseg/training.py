@@ -11,6 +11,7 @@ resumes, and merges the per-session Lightning logs into one ``metrics.csv``. Dev
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import subprocess
@@ -47,6 +48,24 @@ def subset(samples: list, n: int | None, seed: int, setting: str = "data.train_s
     return [samples[i] for i in sorted(order[: int(n)])]
 
 
+AUGMENT_SEED_STRIDE = 10_007  # a prime apart per DDP rank; loader workers add 1, 2, ... within it
+
+
+def _seed_augmentation(dataset, seed: int) -> None:
+    """Seed ``dataset.augment`` (an albumentations pipeline, which draws from its own generator), if it has one."""
+    augment = getattr(dataset, "augment", None)
+    if augment is not None:
+        augment.set_random_seed(seed)
+
+
+def _seed_worker(base: int, rank: int, worker_id: int) -> None:
+    """``worker_init_fn`` of a loader worker: Lightning's own seeding of NumPy, ``random`` and torch in the worker
+    (which a loader with its own ``worker_init_fn`` does not get), then the worker's copy of the augmentation."""
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+    pl_worker_init_function(worker_id, rank)
+    _seed_augmentation(torch.utils.data.get_worker_info().dataset, base + 1 + worker_id)
+
+
 class CachedData(L.LightningDataModule):
     """Loaders over a ``train_set`` and a ``val_set`` that a subclass builds in ``setup``: batch size
     ``trainer.batch_size``, ``data.num_workers`` worker processes (default 0, the data are cached in memory)."""
@@ -58,10 +77,16 @@ class CachedData(L.LightningDataModule):
 
     def _loader(self, dataset, shuffle: bool, sampler=None) -> DataLoader:
         """Batches of ``dataset``: shuffled (or drawn by ``sampler``) with the last partial batch dropped when
-        ``shuffle``, else in order."""
+        ``shuffle``, else in order. A dataset's ``augment`` pipeline (seeded from the run's seed,
+        :func:`dermoseg.data.transforms.build_augmentation`) is reseeded for each DDP rank and each loader worker,
+        so that their copies do not repeat one another's draws."""
         workers = int(self.cfg["data"].get("num_workers", 0))
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        base = int(self.cfg["seed"]) + AUGMENT_SEED_STRIDE * rank
+        _seed_augmentation(dataset, base)
         return DataLoader(dataset, batch_size=int(self.cfg["trainer"]["batch_size"]), shuffle=shuffle and sampler is None,
-                          sampler=sampler, num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle)
+                          sampler=sampler, num_workers=workers, persistent_workers=workers > 0, drop_last=shuffle,
+                          worker_init_fn=functools.partial(_seed_worker, base, rank) if workers else None)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches; the last partial batch is dropped."""

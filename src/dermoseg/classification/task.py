@@ -116,7 +116,7 @@ class ClassificationData(CachedData):
         kw = dict(mask_mode=mode, mask_dir=data["mask_dir"], margin=float(model["crop_margin"]),
                   shades_of_gray_p=model["shades_of_gray_p"],
                   normalisation=input_normalisation(model["encoder"]))
-        augment = build_augmentation(self.cfg["augment"], size, seed=int(self.cfg["seed"]))
+        augment = build_augmentation(self.cfg["augment"], size)  # seeded by its loader
         self.train_set = CachedClassificationDataset(train, size, augment=augment, desc="train set",
                                                      cache_size=data["cache_size"], **kw)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)

@@ -65,7 +65,8 @@ def build_augmentation(cfg: Mapping[str, Any] | None, size: int | None = None,
     ----------
     size : output side in pixels of ``random_resized_crop`` (required when that key is set).
     seed : seed of the pipeline's own random generator (albumentations 2 does not draw from the global Python or
-        NumPy state that ``seed_everything`` seeds, so without it two runs with one config augment differently).
+        NumPy state that ``seed_everything`` seeds); training reseeds it per rank and loader worker from the run's
+        seed (:class:`dermoseg.training.CachedData`).
 
     Returns
     -------

@@ -88,7 +88,7 @@ class SegmentationData(CachedData):
             from dermoseg.preprocess import clean_image
             preprocess = lambda im: clean_image(im, self.cfg["preprocess"]).image  # noqa: E731
         size = int(data["image_size"])
-        augment = build_augmentation(self.cfg["augment"], seed=int(self.cfg["seed"]))
+        augment = build_augmentation(self.cfg["augment"])  # seeded by its loader
         self.train_set = CachedSegmentationDataset(train, size, augment, preprocess, "train set")
         self.val_set = CachedSegmentationDataset(val, size, None, preprocess, "val set")
 
