@@ -278,9 +278,10 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         for o in own[stem]:
             owner.setdefault(o, stem)
     planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
-    per_image = [o for _, stem in jobs for o in own[stem] if o.resolve() not in input_paths]
+    overwrites_input = {o for _, stem in jobs for o in own[stem] if o.resolve() in input_paths}  # resolved once
+    per_image = [o for _, stem in jobs for o in own[stem] if o not in overwrites_input]
     planned += per_image
-    clash = {stem: next((o for o in own[stem] if o.resolve() in input_paths), None) for _, stem in jobs}
+    clash = {stem: next((o for o in own[stem] if o in overwrites_input), None) for _, stem in jobs}
     if jobs and all(clash.values()):  # no image could be written: refused before any file is
         raise provenance.OutputFolderError(f"{out_dir}: every input's outputs would overwrite an input (e.g. "
                                            f"{clash[jobs[0][1]].name}); choose another --out")
