@@ -115,7 +115,8 @@ def remove_earlier_outputs(folder: str | os.PathLike, subfolder: str, planned: I
     inside = (folder / subfolder).resolve()
     for name in read_manifest(folder):
         path = folder / name
-        if path.resolve().parent == inside and path.resolve() not in keep and os.path.lexists(path):
+        resolved = path.resolve()
+        if resolved.parent == inside and resolved not in keep and os.path.lexists(path):
             path.unlink()
 
 
