@@ -131,9 +131,11 @@ def _add_segment(sub) -> None:
 def _run_segment(args) -> int:
     from dermoseg.batch import parse_shard
     from dermoseg.segmentation.job import segment_columns, segment_files
-    from dermoseg.segmentation.segmenter import Segmenter
-    if not 0.0 < args.threshold < 1.0:
-        raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}")
+    from dermoseg.segmentation.segmenter import Segmenter, check_threshold
+    try:
+        check_threshold(args.threshold)
+    except ValueError:
+        raise CommandError(f"--threshold must be in (0, 1), got {args.threshold}") from None
     if args.mm_per_pixel is not None and not args.measure:
         raise CommandError("--mm-per-pixel sizes the measurements, which --no-measure leaves out; drop one of them")
     if args.classifier is not None and not args.diagnose:
@@ -322,15 +324,11 @@ def _run_train(args) -> int:
         from dermoseg.segmentation.task import train
         path = train(cfg, out, resume=args.resume)
     print(f"trained model written to {Path(path).resolve()}")
-    export = Path(path).with_suffix(".onnx")
-    if export.exists():  # exported from the model.pt this run replaced? the engine would refuse it as stale
-        from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
-        from dermoseg.io import file_sha256
-        try:
-            OrtRunner(export, threads=1).check_source(file_sha256(path))
-        except OnnxFileError:
-            print(f"warning: {export} is not an export of the new {Path(path).name}; remove it and run 'dermoseg "
-                  f"export --model {path} --out {export}' again", file=sys.stderr)
+    from dermoseg.engine import onnx_path_for, stale_export
+    export = onnx_path_for(path)  # exported from the model.pt this run replaced? the engine would refuse it
+    if stale_export(path, "") is not None:
+        print(f"warning: {export} is not an export of the new {Path(path).name}; remove it and run 'dermoseg "
+              f"export --model {path} --out {export}' again", file=sys.stderr)
     return 0
 
 

@@ -199,7 +199,7 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         epochs than the run's ``last.ckpt`` has already trained, or what a resume without a checkpoint would
         replace.
     """
-    from dermoseg.config import TASK_DEFAULTS, ConfigError, first_difference, merge
+    from dermoseg.config import TASK_DEFAULTS, ConfigError, first_difference, merge, read_yaml_mapping
     from dermoseg.provenance import OutputFolderError
     if not _first_process():
         return
@@ -219,11 +219,10 @@ def check_run_folder(out_dir: Path, cfg: dict[str, Any], resume: bool) -> None:
         if not saved.is_file():
             print(f"note: {out_dir}: no training run to resume there; starting one", file=sys.stderr)
             return
-    import yaml
     try:
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        old = read_yaml_mapping(saved, "training config")
         old = merge(TASK_DEFAULTS[old.get("task", "segmentation")], old, str(saved))
-    except (OSError, yaml.YAMLError, ConfigError, KeyError, AttributeError) as exc:
+    except (ConfigError, KeyError) as exc:
         raise OutputFolderError(f"{saved}: unreadable as a training config ({exc}); choose another --out") from None
     if last.is_file():  # Lightning would refuse it only after the data had loaded, with its own words
         try:  # memory-mapped: only the epoch counter is read, not the weights and optimiser state

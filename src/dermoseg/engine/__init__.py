@@ -36,6 +36,22 @@ def onnx_path_for(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".onnx")
 
 
+def stale_export(model_path: str | Path, advice: str) -> str | None:
+    """Why the ONNX export beside ``model_path`` (:func:`onnx_path_for`) cannot run it — exported from another
+    file, or not loadable — as a message ending with ``advice``; None when it is that file's export or there is
+    none (PyTorch runs then)."""
+    from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
+    from dermoseg.io import file_sha256
+    onnx_file = onnx_path_for(model_path)
+    if not onnx_file.is_file():
+        return None
+    try:
+        OrtRunner(onnx_file, threads=1).check_source(file_sha256(model_path), advice)
+    except OnnxFileError as exc:
+        return str(exc)
+    return None
+
+
 def make_runner(build_network: Callable[[], object], model_path: str | Path, engine: str | None = None,
                 threads: int | None = None):
     """The runner of a model file.

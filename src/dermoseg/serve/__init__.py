@@ -84,18 +84,13 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, token: str 
 def _check_onnx_export(model_path: Path) -> None:
     """Raise :class:`ConfigError` if an ONNX export lies beside ``model_path`` but was exported from another file
     (the workers would refuse it after the server had announced itself); no export is fine (PyTorch runs)."""
-    from dermoseg.engine import onnx_path_for
-    from dermoseg.engine.ort_runner import OnnxFileError, OrtRunner
-    from dermoseg.io import file_sha256
-    onnx_file = onnx_path_for(model_path)
-    if not onnx_file.is_file():
-        return
+    from dermoseg.engine import onnx_path_for, stale_export
     advice = (f"serve runs a model on the ONNX export beside it: export it again (dermoseg export --model "
-              f"{model_path} --out {onnx_file}) or move that file away (the model then runs on PyTorch)")
-    try:
-        OrtRunner(onnx_file, threads=1).check_source(file_sha256(model_path), advice)
-    except OnnxFileError as exc:
-        raise ConfigError(str(exc)) from None
+              f"{model_path} --out {onnx_path_for(model_path)}) or move that file away (the model then runs on "
+              "PyTorch)")
+    problem = stale_export(model_path, advice)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _check_port_free(host: str, port: int) -> None:
