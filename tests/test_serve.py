@@ -187,6 +187,10 @@ def test_bad_uploads_get_json_errors_with_the_right_status(client, images):
         assert response.status_code == 422 and words in response.json()["detail"]
     response = client.post("/v1/segment", data={"threshold": "0.5"})
     assert response.status_code == 422 and "image" in response.json()["detail"]
+    two = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in images[:2]]
+    for route in ("/v1/segment", "/v1/diagnose", "/v1/analyze"):  # the parser kept the last part silently
+        response = client.post(route, files=two)
+        assert response.status_code == 422 and "2 'image' parts" in response.json()["detail"], response.text
     assert client.get("/v1/nothing").status_code == 404
 
 

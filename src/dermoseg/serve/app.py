@@ -335,9 +335,17 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             return out
         return work
 
-    v1 = [Depends(bearer)]
+    async def one_image(request: Request) -> None:
+        """Refuse (422) a form with more than one ``image`` part: which one the client meant would be a guess (the
+        form parser keeps the last)."""
+        parts = (await request.form()).getlist("image")
+        if len(parts) > 1:
+            raise HTTPException(422, f"one image per request: the form has {len(parts)} 'image' parts")
 
-    @app.post("/v1/segment", dependencies=v1, summary="segment and measure the lesion",
+    v1 = [Depends(bearer)]
+    upload = [*v1, Depends(one_image)]
+
+    @app.post("/v1/segment", dependencies=upload, summary="segment and measure the lesion",
               response_model=schemas.Segmentation, responses=schemas.UPLOAD_ERRORS)
     async def segment(image: ImageField, threshold: Threshold = 0.5, tta: Tta = None, preprocess: Preprocess = None,
                       mm_per_pixel: MmPerPixel = None) -> dict[str, Any]:
@@ -346,7 +354,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
         inputs, the model's name and sha256, seconds, and the ``results.csv`` row itself (``csv``)."""
         return await admitted(image, segment_work(image, threshold, tta, preprocess, mm_per_pixel, False))
 
-    @app.post("/v1/diagnose", dependencies=v1, summary="seven-class lesion probabilities (research use only)",
+    @app.post("/v1/diagnose", dependencies=upload, summary="seven-class lesion probabilities (research use only)",
               response_model=schemas.Diagnosis, responses=schemas.UPLOAD_ERRORS)
     async def diagnose(image: ImageField) -> dict[str, Any]:
         """The seven calibrated class probabilities (MEL, NV, BCC, AKIEC, BKL, DF, VASC, as ``dermoseg
@@ -360,7 +368,7 @@ def create_app(settings: ServeSettings | None = None, pipeline: Pipeline | None 
             return out
         return await admitted(image, work)
 
-    @app.post("/v1/analyze", dependencies=v1, summary="segment, measure and diagnose in one call",
+    @app.post("/v1/analyze", dependencies=upload, summary="segment, measure and diagnose in one call",
               response_model=schemas.Segmentation, responses=schemas.UPLOAD_ERRORS)
     async def analyze(image: ImageField, threshold: Threshold = 0.5, tta: Tta = None, preprocess: Preprocess = None,
                       mm_per_pixel: MmPerPixel = None) -> dict[str, Any]:

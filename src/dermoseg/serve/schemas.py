@@ -105,6 +105,6 @@ UPLOAD_ERRORS = {
     408: {"model": Error, "description": "the upload stalled: no part of it arrived for upload_timeout_seconds"},
     413: {"model": Error, "description": "upload larger than max_upload_bytes, or image with more than max_pixels"},
     415: {"model": Error, "description": "not an image (the content is decoded; the name and type are ignored)"},
-    422: {"model": Error, "description": "empty or truncated image, or an invalid option"},
+    422: {"model": Error, "description": "empty or truncated image, more than one image part, or an invalid option"},
     503: {"model": Error, "description": "the work queue is full; retry after the Retry-After seconds"},
 }
