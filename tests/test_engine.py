@@ -186,6 +186,15 @@ def test_model_names_resolve_to_shipped_files(tmp_path):
     assert modelfile.resolve("classifier", "classifier") == modelfile.shipped("classifier")
     with pytest.raises(ModelFileError, match="the shipped classifier, not a segmentation model"):
         modelfile.resolve("classifier", "segmentation")
+    # an ONNX export given as the model: the .pt beside it is named only when it exists (an export of a shipped
+    # model, written elsewhere, pointed at a .pt that was never there)
+    shipped_onnx = modelfile.WEIGHTS_DIR / "segmentation.onnx"
+    with pytest.raises(ModelFileError, match=r"give the \.pt file it was exported from \(segmentation\.pt\)"):
+        modelfile.kind_of(shipped_onnx)
+    copy = tmp_path / "fast.onnx"
+    copy.write_bytes(b"not read")
+    with pytest.raises(ModelFileError, match=r"exported from, or the shipped model's name \(default, fast"):
+        modelfile.kind_of(copy)
 
 
 def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path, isic_samples, ph2_samples, capsys):

@@ -97,8 +97,11 @@ def resolve(model: str | Path | None, kind: str) -> Path:
 def _refuse_onnx(path: Path) -> None:
     """Raise :class:`ModelFileError` for an ONNX export given where the ``.pt`` model file is expected."""
     if path.suffix.lower() == ".onnx":
-        raise ModelFileError(f"{path}: an ONNX export, not a model file; give the .pt file it was exported from "
-                             f"({path.with_suffix('.pt').name}): its export beside it is run by ONNX Runtime")
+        beside = path.with_suffix(".pt")
+        source = (f"the .pt file it was exported from ({beside.name})" if beside.is_file() else
+                  "the .pt file it was exported from, or the shipped model's name (default, fast, classifier)")
+        raise ModelFileError(f"{path}: an ONNX export, not a model file; give {source}: its export beside it is "
+                             "run by ONNX Runtime")
 
 
 def kind_of(model: str | Path | None) -> str:
