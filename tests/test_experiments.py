@@ -223,7 +223,7 @@ def _write_run(root: Path, name: str, arch: str, dice: float, with_eval: bool = 
             (e / "per_image.csv").write_text("image_id,dice,jaccard\nA,0.9,0.8\nB,0.5,0.4\nC,%s,%s\n" % (dice, dice - 0.1))
 
 
-def test_report_from_synthetic_logs_writes_tables_figures_and_names_what_is_missing(tmp_path):
+def test_report_from_synthetic_logs_writes_tables_figures_and_names_what_is_missing(tmp_path, capsys):
     root = tmp_path / "results"
     _write_run(root, "comparison/codec_paper", "codec", 0.85)
     _write_run(root, "comparison/unet", "unet", 0.80)
@@ -234,6 +234,8 @@ def test_report_from_synthetic_logs_writes_tables_figures_and_names_what_is_miss
     spec = load_report_config(REPO / "configs" / "report.yaml")
     out = write_report(spec, root, data_root=tmp_path / "no_data_here")
     text = out.read_text()
+    missing = text.split("## Missing inputs")[1].count("\n- ")
+    assert f"note: {missing} missing input(s), listed under 'Missing inputs'" in capsys.readouterr().err
     # the main table has both reduced-budget models with their numbers; the shipped codec is named missing
     assert "0.850" in text and "0.800" in text
     assert "`codec_mobilenet_v2`" in text.split("## Missing inputs")[1]
@@ -357,7 +359,7 @@ def test_report_sections_and_paper_figures_come_from_the_config(tmp_path, data_r
         load_report_config(tmp_path / "bad.yaml")
 
 
-def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root):
+def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root, capsys):
     from dermoseg.data.evalsets import dataset_samples
     from dermoseg.io import read_mask
     root = tmp_path / "results"
@@ -377,6 +379,11 @@ def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_pat
     text = write_report(spec, root, data_root=data_root).read_text()
     assert (root / "figures" / "worst_comparison__unet.png").stat().st_size > 10_000
     assert "](figures/worst_comparison__unet.png)" in text
+    capsys.readouterr()
+    # without the data folder the committed sheet is kept, and that is said on stderr, not only in the README
+    text = write_report(spec, root, data_root=None).read_text()
+    assert "_Sheet not regenerated (no data folder given); the committed one is shown._" in text
+    assert "note: figures/worst_comparison__unet.png not regenerated (no data folder given)" in capsys.readouterr().err
 
 
 def test_run_sweep_starts_no_cell_after_the_deadline(tmp_path, monkeypatch):

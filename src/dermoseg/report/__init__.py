@@ -13,6 +13,7 @@ the worst cases read the data folder; without it, a sheet already in ``figures/`
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -57,7 +58,8 @@ def write_report(spec: Mapping[str, Any], results_dir: str | Path, data_root: st
 
     Returns
     -------
-    Path of the README written. Missing inputs never raise: they are named in the report.
+    Path of the README written. Missing inputs never raise: they are named in the report, and their count on
+    stderr, with each committed figure shown without being remade.
 
     Raises
     ------
@@ -87,4 +89,9 @@ def write_report(spec: Mapping[str, Any], results_dir: str | Path, data_root: st
     parts += ["## Missing inputs", ""]
     parts += [f"- {m}" for m in res.missing] if res.missing else ["None: every input of this report was found."]
     parts += ["", DATA_NOTE, ""]
-    return write_text(readme, "\n".join(parts))
+    written = write_text(readme, "\n".join(parts))
+    for what in res.kept:
+        print(f"note: {what}", file=sys.stderr)
+    if res.missing:
+        print(f"note: {len(res.missing)} missing input(s), listed under 'Missing inputs' in {readme}", file=sys.stderr)
+    return written

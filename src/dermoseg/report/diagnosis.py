@@ -36,6 +36,12 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
                      fmt(mn.get("nevi_called_melanoma")), fmt(v.get("balanced_accuracy")), fmt(v.get("melanoma_auc"))])
     out += [md_table(["set", "images", "melanoma / nevus", "melanoma-vs-nevus AUC", "sensitivity at 90% specificity",
                       "nevi called melanoma", "balanced accuracy (7 classes)", "melanoma-vs-rest AUC"], rows), ""]
+    by_group = [(s, (v.get("melanoma_vs_nevus") or {}).get("auc_by_nevus_group")) for s, v in found.items()]
+    by_group = [f"`{s}` " + ", ".join(f"{g} {fmt(a)}" for g, a in groups.items()) for s, groups in by_group if groups]
+    if by_group:
+        out += ["**Melanoma vs each kind of nevus** (AUC; HAM10000's nevi by how the diagnosis was confirmed — "
+                "histo: excised, the kind other archives hold —, PH2's by clinical class): "
+                + "; ".join(by_group) + ".", ""]
     val = next((v for v in found.values() if v.get("ece_before") is not None), None)
     if val:
         out += [f"**Calibration** ({val['set']}, 15 bins): ECE {fmt(val['ece_before'])} before temperature scaling, "

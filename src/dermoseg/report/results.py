@@ -69,12 +69,18 @@ class Results:
         self.data_root = data_root
         self.labels = dict(labels or {})  # run name -> label of the main table
         self.missing: list[str] = []
+        self.kept: list[str] = []  # committed outputs shown as they were, because they could not be remade
         self._runs: dict[str, dict | None] = {}
 
     def note_missing(self, what: str) -> None:
         """Record a missing input once (listed at the end of the report)."""
         if what not in self.missing:
             self.missing.append(what)
+
+    def note_kept(self, what: str) -> None:
+        """Record a committed output shown without being remade (said on stderr by ``write_report``)."""
+        if what not in self.kept:
+            self.kept.append(what)
 
     def run(self, name: str) -> dict | None:
         """``run.json`` of a run, or None."""

@@ -50,6 +50,7 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
         elif (res.fig_dir / file).is_file():
             why = reason if not samples else "its predicted masks or per-image results are missing"
             out += [f"![{title}]({FIGURES}/{file})", "", f"_Sheet not regenerated ({why}); the committed one is shown._", ""]
+            res.note_kept(f"{FIGURES}/{file} not regenerated ({why}); the committed one is shown")
         else:
             why = reason if not samples else f"no predicted masks in {worst_file.relative_to(res.root)}"
             res.note_missing(f"overlay sheet of `{name}` ({why})")
