@@ -122,6 +122,24 @@ def test_a_missing_data_folder_points_at_data_root(tmp_path, capsys):
     assert "PH2 folder not found" in err and "--data-root" in err and str(tmp_path / "nowhere") in err
 
 
+def test_dermoseg_data_is_the_data_folder_when_data_root_is_not_given(tmp_path, data_root, monkeypatch, capsys):
+    """Try-out finding: the scripts read $DERMOSEG_DATA but the commands did not. Now it stands in for an absent
+    --data-root (a given one wins), and --pred/--truth do not count it as a --data-root given for nothing."""
+    monkeypatch.setenv("DERMOSEG_DATA", str(tmp_path / "elsewhere"))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("IMD002\n")
+    assert main(["evaluate", "--dataset", "ph2", "--subset", str(ids), "--no-tta"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "elsewhere" / "ph2") in err and "$DERMOSEG_DATA" in err
+    assert main(["evaluate", "--dataset", "ph2", "--subset", str(ids), "--no-tta", "--data-root", str(data_root),
+                 "--model", "fast"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("DERMOSEG_DATA", str(data_root))
+    assert main(["evaluate", "--dataset", "ph2", "--subset", str(ids), "--no-tta", "--model", "fast"]) == 0
+    assert main(["evaluate", "--pred", str(tmp_path / "p"), "--truth", str(tmp_path / "t")]) == 2
+    assert "prediction folder not found" in capsys.readouterr().err
+
+
 def test_a_run_stopped_after_it_began_is_not_left_running(tmp_path, pairs, monkeypatch, capsys):
     """Review finding: Ctrl-C while evaluate wrote its report (or any error after run.json was started) left
     run.json saying "running"; the command line now finishes every run it started, as interrupted or failed."""

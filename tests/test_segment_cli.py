@@ -100,6 +100,9 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys):
     for args, message in ((["segment", "x.jpg", "--out", str(tmp_path / "o"), "--classifier", "c.pt"], "--diagnose"),
                           (["evaluate", "--pred", "p", "--truth", "t", "--model", "m.pt", "--tta"],
                            "--model, --tta/--no-tta: only for --dataset"),
+                          (["evaluate", "--pred", "p", "--truth", "t", "--split", "val", "--data-root", "."],
+                           "--split, --data-root: only for --dataset"),  # even when given as their defaults
+                          (["evaluate", "--dataset", "ph2", "--split", "all"], "--split: only for --dataset isic2018"),
                           (["evaluate", "--dataset", "ph2", "--save-masks"], "add --out")):
         assert main(args) == 2
         assert message in capsys.readouterr().err

@@ -19,11 +19,24 @@ from dermoseg.engine import ENGINES
 from dermoseg.errors import DermosegError
 
 EPILOG = "Research tool, not a medical device."
+DATA_VARIABLE = "DERMOSEG_DATA"  # the data folder when --data-root is not given (scripts/quickstart.sh reads it too)
+DATA_ROOT_DEFAULT_TEXT = f"${DATA_VARIABLE} when set, else {DATA_ROOT_DEFAULT}"
 CLASSIFIER_HELP = "classifier file, or \"classifier\" for the shipped one (the default)"  # diagnose, serve
 
 
 class CommandError(DermosegError):
     """A user-facing error: printed as 'error: <message>', exit status 2."""
+
+
+def _env_data_root() -> Path | None:
+    """The data folder ``$DERMOSEG_DATA`` names, or None when it is unset or blank."""
+    value = os.environ.get(DATA_VARIABLE, "")
+    return Path(value) if value.strip() else None
+
+
+def _default_data_root() -> Path:
+    """A command's data folder when ``--data-root`` is not given: ``$DERMOSEG_DATA``, else ``../shared/data``."""
+    return _env_data_root() or Path(DATA_ROOT_DEFAULT)
 
 
 def _positive_int(text: str) -> int:
@@ -178,10 +191,9 @@ def _add_evaluate(sub) -> None:
                    help="model file for --dataset, or a shipped model: default, fast (default: default)")
     _add_engine_arguments(p)
     p.add_argument("--dataset", choices=["isic2018", "ph2"], help="evaluate a model on this dataset")
-    p.add_argument("--split", choices=["train", "val", "all"], default="val",
+    p.add_argument("--split", choices=["train", "val", "all"],
                    help="part of the committed ISIC split (default val; PH2 is always all 200)")
-    p.add_argument("--data-root", type=_path,
-                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--data-root", type=_path, help=f"data folder (default {DATA_ROOT_DEFAULT_TEXT})")
     p.add_argument("--out", type=_path, help="folder for per_image.csv and summary.json")
     p.add_argument("--tta", dest="tta", action="store_true", default=None, help="flip test-time augmentation")
     p.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation (default: the model file's setting)")
@@ -206,10 +218,14 @@ def _run_evaluate(args) -> int:
         unused = [flag for flag, value in (("--model", args.model), ("--engine", args.engine),
                                            ("--threads", args.threads), ("--tta/--no-tta", args.tta),
                                            ("--preprocess/--no-preprocess", args.preprocess),
-                                           ("--save-masks", args.save_masks or None)) if value is not None]
+                                           ("--save-masks", args.save_masks or None), ("--split", args.split),
+                                           ("--data-root", args.data_root)) if value is not None]
         if unused:
             raise CommandError(f"{', '.join(unused)}: only for --dataset (a model run); --pred/--truth scores "
                                "masks already made")
+    if args.dataset == "ph2" and args.split is not None:
+        raise CommandError("--split: only for --dataset isic2018 (PH2 is always scored whole, all 200 images)")
+    args.split, args.data_root = args.split or "val", args.data_root or _default_data_root()
     if args.save_masks and not args.out:
         raise CommandError("--save-masks writes the masks under OUT/masks/; add --out")
     if args.out:
@@ -251,7 +267,7 @@ def _run_evaluate(args) -> int:
 def _add_quality_arguments(p) -> None:
     p.add_argument("--model", type=_path, default=None, help="segmentation model file (default: the shipped model)")
     p.add_argument("--data-root", type=_path,
-                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+                   default=_default_data_root(), help=f"data folder (default {DATA_ROOT_DEFAULT_TEXT})")
     p.add_argument("--cache", type=_path, default=Path("docs/results/quality"),
                    help="folder of the per-image signals (computed once per model file, reused while its sha256 "
                    "matches) and of the figures (default docs/results/quality, which the report reads)")
@@ -306,12 +322,14 @@ def _add_train(sub) -> None:
     p.add_argument("--config", required=True, type=_path, help="YAML config (see configs/)")
     p.add_argument("--out", type=_path, help="run folder (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument("--data-root", type=_path, help="override the config's data root")
+    p.add_argument("--data-root", type=_path, help=f"override the config's data root (default ${DATA_VARIABLE} when "
+                   "set, else the config's)")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
     from dermoseg.config import load_config
+    args.data_root = args.data_root or _env_data_root()
     overrides = {"data": {"root": str(args.data_root)}} if args.data_root else None
     cfg = load_config(args.config, overrides)
     _check_settings(cfg, args.config)
@@ -434,7 +452,8 @@ def _add_sweep(sub) -> None:
     p.add_argument("--config", required=True, type=_path, help="sweep YAML file")
     p.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells")
     p.add_argument("--dry-run", action="store_true", help="list the cells that would run, train nothing")
-    p.add_argument("--data-root", type=_path, help="override every cell's data root")
+    p.add_argument("--data-root", type=_path, help=f"override every cell's data root (default ${DATA_VARIABLE} when "
+                   "set, else each cell's)")
     p.add_argument("--deadline", metavar="HH:MM", help="start no cell predicted to end after this local time today")
     p.set_defaults(func=_run_sweep)
 
@@ -442,6 +461,7 @@ def _add_sweep(sub) -> None:
 def _run_sweep(args) -> int:
     from dermoseg.experiments.sweep import load_sweep, parse_deadline, run_sweep
     deadline = parse_deadline(args.deadline) if args.deadline else None
+    args.data_root = args.data_root or _env_data_root()
     sweep = load_sweep(args.config, args.data_root)
     records = run_sweep(sweep, only=args.only, dry_run=args.dry_run, data_root=args.data_root, deadline=deadline)
     results = Path(sweep.options["results_dir"]) / f"{sweep.name}.csv"
@@ -460,8 +480,8 @@ def _add_report(sub) -> None:
     p.add_argument("--config", type=_path, default=Path("configs/report.yaml"), help="report layout and paper figures "
                    "(default configs/report.yaml)")
     p.add_argument("--results", type=_path, help="results folder (default: the config's results_dir)")
-    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT),
-                   help=f"data folder, for the overlay sheets of the worst cases (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--data-root", type=_path, default=_default_data_root(),
+                   help=f"data folder, for the overlay sheets of the worst cases (default {DATA_ROOT_DEFAULT_TEXT})")
     p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="NAME=RUN_DIR",
                    help="copy finished runs into RESULTS/runs/NAME before writing the report")
     p.add_argument("--eval-root", type=_path, default=Path("runs/eval"),
@@ -550,7 +570,7 @@ def _add_evaluate_diagnosis(sub) -> None:
                    help="what to score (default all three)")
     p.add_argument("--split", choices=["train", "val", "all"], default="val", help="HAM10000 split part (default val)")
     p.add_argument("--data-root", type=_path,
-                   default=Path(DATA_ROOT_DEFAULT), help=f"data folder (default {DATA_ROOT_DEFAULT})")
+                   default=_default_data_root(), help=f"data folder (default {DATA_ROOT_DEFAULT_TEXT})")
     p.add_argument("--out", type=_path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each set (quick checks)")
     p.add_argument("--reuse-logits", action="store_true", help="read OUT/<set>/logits.npz of an earlier run with "
@@ -681,9 +701,9 @@ def _add_export(sub) -> None:
     p.add_argument("--out", required=True, type=_path, help="X.onnx file to write (never overwritten)")
     p.add_argument("--check-images", nargs="+", type=_named,
                    metavar="IMAGE", help="real images for the check (files, folders, "
-                   f"globs; default: 8 spread over the ISIC 2018, PH2 and HAM10000 copies in {DATA_ROOT_DEFAULT})")
-    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT), help=f"data folder for the default "
-                   f"check images (default {DATA_ROOT_DEFAULT})")
+                   "globs; default: 8 spread over the ISIC 2018, PH2 and HAM10000 copies in --data-root)")
+    p.add_argument("--data-root", type=_path, default=_default_data_root(), help=f"data folder for the default "
+                   f"check images (default {DATA_ROOT_DEFAULT_TEXT})")
     p.set_defaults(func=_run_export)
 
 
@@ -726,8 +746,8 @@ def _add_combine_classifiers(sub) -> None:
                    "runs/NAME/model.pt from 'dermoseg train' (the shipped classifier is an ensemble already)")
     p.add_argument("--out", required=True, type=_path, help="ensemble file to write, X.pt (X.json and X.ood.json go "
                    "beside it; none is overwritten)")
-    p.add_argument("--data-root", type=_path, default=Path(DATA_ROOT_DEFAULT),
-                   help=f"data folder with ham10000/ (default {DATA_ROOT_DEFAULT})")
+    p.add_argument("--data-root", type=_path, default=_default_data_root(),
+                   help=f"data folder with ham10000/ (default {DATA_ROOT_DEFAULT_TEXT})")
     p.set_defaults(func=_run_combine_classifiers)
 
 
@@ -871,8 +891,8 @@ def _data_root_hint(args, exc: BaseException) -> str:
         return ""
     root = args.data_root
     where = "data.root of the config" if root is None else f"{root} = {Path(root).resolve()}"
-    return f" (the data folder is --data-root, here {where}; point it at the folder holding isic2018_task1/, " \
-        "ph2/ and ham10000/)"
+    return f" (the data folder is --data-root, else ${DATA_VARIABLE}, here {where}; point it at the folder " \
+        "holding isic2018_task1/, ph2/ and ham10000/)"
 
 
 if __name__ == "__main__":
