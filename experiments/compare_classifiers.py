@@ -2,8 +2,9 @@
 
 Reads two ``predictions.csv`` files in the ISIC 2018 Task 3 format (as written by ``dermoseg evaluate-diagnosis``
 or ``dermoseg diagnose``), takes the truth from the HAM10000 metadata, and prints for each model the balanced
-multi-class accuracy and the melanoma-vs-rest AUC, with the paired, class-stratified bootstrap 95% interval of
-the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`). Given several B files, B is their ensemble:
+multi-class accuracy, the melanoma-vs-rest AUC and the melanoma vs histopathology-confirmed (excised) nevus AUC
+(the melanomas and the nevi whose HAM10000 ``dx_type`` is "histo"), with the paired, class-stratified bootstrap 95%
+interval of the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`). Given several B files, B is their ensemble:
 the mean of their probabilities, image by image.
 
     .venv/bin/python experiments/compare_classifiers.py A/predictions.csv B/predictions.csv --out diff.json
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if set(pa) != set(pm):
             sys.exit(f"error: {args.a} and {path} hold different images ({len(set(pa) ^ set(pm))} differ)")
     pb = {i: np.mean([pm[i] for pm in members], axis=0) for i in pa}
-    truth = {s.image_id: s.label for s in load_ham10000(args.data_root / "ham10000")}
+    ham = {s.image_id: s for s in load_ham10000(args.data_root / "ham10000")}
+    truth = {i: s.label for i, s in ham.items()}
     ids = sorted(pa)
     missing = [i for i in ids if i not in truth]
     if missing:
@@ -56,13 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([truth[i] for i in ids])
     a, b = np.stack([pa[i] for i in ids]), np.stack([pb[i] for i in ids])
     mel = HAM_CLASSES.index("MEL")
+    excised = np.array([ham[i].label == mel or (HAM_CLASSES[ham[i].label] == "NV" and ham[i].dx_type == "histo")
+                        for i in ids])
     result = {
         "images": len(ids), "a": str(args.a), "b": " + ".join(map(str, args.b)), "resamples": args.resamples,
         "balanced_accuracy": cm.paired_bootstrap(labels, a, b, n_resamples=args.resamples),
         "melanoma_auc": cm.paired_bootstrap(labels, a, b, lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
                                             n_resamples=args.resamples),
+        "melanoma_vs_excised_nevus_auc": cm.paired_bootstrap(
+            labels[excised], a[excised], b[excised], lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
+            n_resamples=args.resamples),
     }
-    for name, r in (("balanced accuracy", result["balanced_accuracy"]), ("melanoma AUC", result["melanoma_auc"])):
+    for name, key in (("balanced accuracy", "balanced_accuracy"), ("melanoma AUC", "melanoma_auc"),
+                      ("melanoma vs excised nevus AUC", "melanoma_vs_excised_nevus_auc")):
+        r = result[key]
         print(f"{name}: A {r['a']:.4f}  B {r['b']:.4f}  B-A {r['difference']:+.4f}  "
               f"95% CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]  P(B-A <= 0) {r['p_b_not_better']:.3f}")
     if args.out:

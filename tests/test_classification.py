@@ -490,6 +490,56 @@ def test_class_balanced_sampling_draws_every_class_equally_often(data_root):
         data("oversample").train_dataloader()
 
 
+def test_histo_nevus_share_re_divides_the_nevus_draws_by_hand():
+    """Hand case: one melanoma, one excised nevus, two follow-up nevi, one BCC. With share 0.5 the excised nevus
+    carries half of the nevus class's weight (3 → 1.5 and 0.75 each); with class-balanced draws the class total
+    1 is divided the same way; the other classes keep their weights; a bad share or a split without both kinds
+    of nevi is refused."""
+    from dermoseg.classification.task import sampling_weights
+    from dermoseg.errors import ConfigError
+
+    mel, nv, bcc = (HAM_CLASSES.index(c) for c in ("MEL", "NV", "BCC"))
+    labels = np.array([mel, nv, nv, nv, bcc])
+    kinds = np.array(["histo", "histo", "follow_up", "follow_up", "histo"], dtype=object)
+    assert sampling_weights(labels, kinds, "shuffle") is None
+    np.testing.assert_allclose(sampling_weights(labels, kinds, "shuffle", 0.5), [1, 1.5, 0.75, 0.75, 1])
+    np.testing.assert_allclose(sampling_weights(labels, kinds, "shuffle", 0.25), [1, 0.75, 1.125, 1.125, 1])
+    np.testing.assert_allclose(sampling_weights(labels, kinds, "class_balanced", 0.5), [1, 0.5, 0.25, 0.25, 1])
+    np.testing.assert_allclose(sampling_weights(labels, kinds, "class_balanced"), [1, 1 / 3, 1 / 3, 1 / 3, 1])
+    for bad in (0, 1, 1.5, -0.2, True, "half"):
+        with pytest.raises(ConfigError, match="data.histo_nevus_share must be null or a number between 0 and 1"):
+            sampling_weights(labels, kinds, "shuffle", bad)
+    with pytest.raises(ConfigError, match="it has 0 and 3"):
+        sampling_weights(labels, np.array(["histo", "consensus", "follow_up", "follow_up", "histo"]), "shuffle", 0.5)
+
+
+def test_histo_nevus_share_draws_excised_nevi_as_often_as_the_others(data_root):
+    """On real HAM10000 training images (a seeded 1400), ``data.histo_nevus_share: 0.5`` draws excised nevi about
+    as often as all other nevi (they are about a quarter of the nevi) and draws each class as often as a shuffle
+    does; the share is checked before the images are loaded."""
+    from dermoseg.classification.task import ClassificationData
+    from dermoseg.config import load_config
+    from dermoseg.errors import ConfigError
+
+    def data(share):
+        return ClassificationData(load_config(REPO / "configs" / "classifier_mobilenet_v2.yaml", {
+            "data": {"root": str(data_root), "image_size": 16, "train_subset": 1400, "histo_nevus_share": share}}))
+    d = data(0.5)
+    d.setup()
+    labels, kinds = d.train_set.labels, d.train_dx_types
+    nevus = labels == HAM_CLASSES.index("NV")
+    assert 0.15 < (nevus & (kinds == "histo")).sum() / nevus.sum() < 0.35
+    drawn = np.array(list(d.train_dataloader().sampler))
+    assert len(drawn) == len(labels)
+    drawn_nevi = kinds[drawn[nevus[drawn]]]
+    histo = int((drawn_nevi == "histo").sum())
+    other = len(drawn_nevi) - histo
+    assert abs(histo - other) < 0.2 * (histo + other), (histo, other)
+    assert abs(nevus[drawn].sum() - nevus.sum()) < 0.1 * nevus.sum()
+    with pytest.raises(ConfigError, match="histo_nevus_share"):
+        data(2).setup()
+
+
 def test_the_ood_warning_never_reads_as_a_figure_above_itself():
     """Hand case: an entropy a hair above the threshold is printed with as many decimals as it takes to differ
     (two decimals gave '1.34 nats is above 1.34'); an entropy at the threshold is not flagged."""

@@ -172,6 +172,10 @@ def test_isic_diagnosis_metadata_and_named_sets(data_root, tmp_path):
     ph2 = diagnosis_samples("ph2", data_root)
     assert _count(s.group for s in ph2) == {"melanoma": 40, "atypical nevus": 80, "common nevus": 80}
     assert all((s.label == MEL) == (s.group == "melanoma") for s in ph2)
+    ham = diagnosis_samples("ham10000_val", data_root)  # nevi grouped by how they were confirmed (dx_type)
+    nevus_groups = {s.group for s in ham if HAM_CLASSES[s.label] == "NV"}
+    assert {"NV (histo)", "NV (follow_up)"} <= nevus_groups and all(g.startswith("NV (") for g in nevus_groups)
+    assert {s.group for s in ham if HAM_CLASSES[s.label] != "NV"} == set(HAM_CLASSES) - {"NV"}
     bad = tmp_path / "isic"
     bad.mkdir()
     (bad / "metadata.csv").write_text("image_id,diagnosis\nISIC_1,NV\nISIC_2,SCC\n")

@@ -106,6 +106,7 @@ class ClassificationData(CachedData):
         data, model = self.cfg["data"], self.cfg["model"]
         if data["sampling"] not in SAMPLINGS:  # checked before minutes of image caching
             raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {data['sampling']!r}")
+        check_histo_nevus_share(data["histo_nevus_share"])
         samples = load_ham10000(Path(data["root"]) / "ham10000")
         split = read_split(data["split"] or HAM_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
@@ -119,22 +120,80 @@ class ClassificationData(CachedData):
         augment = build_augmentation(self.cfg["augment"], size)  # seeded by its loader
         self.train_set = CachedClassificationDataset(train, size, augment=augment, desc="train set",
                                                      cache_size=data["cache_size"], **kw)
+        self.train_dx_types = np.array([s.dx_type for s in train], dtype=object)
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
 
     def train_dataloader(self) -> DataLoader:
-        """Augmented training batches. ``data.sampling``: "shuffle" (each image once per epoch) or
-        "class_balanced" (as many images per epoch, drawn with replacement with probability ∝ 1/n_c of their class,
-        so every class is equally likely in a batch: oversampling, Buda et al., "A systematic study of the class
-        imbalance problem in convolutional neural networks", Neural Networks 106, 2018; pair it with
-        ``loss.class_weight_power: 0``, or the rare classes are favoured twice).
+        """Augmented training batches drawn as :func:`sampling_weights` says: each image once per epoch in a
+        shuffled order when it gives no weights, else as many images per epoch drawn with replacement with
+        probability ∝ their weight.
 
-        The value is checked by :meth:`setup`."""
-        if self.cfg["data"]["sampling"] == "shuffle":
+        ``data.sampling`` and ``data.histo_nevus_share`` are checked by :meth:`setup`."""
+        data = self.cfg["data"]
+        weights = sampling_weights(self.train_set.labels, self.train_dx_types, data["sampling"],
+                                   data["histo_nevus_share"])
+        if weights is None:
             return super().train_dataloader()
-        labels = self.train_set.labels
-        weights = 1.0 / np.bincount(labels, minlength=len(HAM_CLASSES))[labels]
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64), len(labels), replacement=True)
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.float64), len(weights), replacement=True)
         return self._loader(self.train_set, True, sampler)
+
+
+def check_histo_nevus_share(share: Any) -> None:
+    """Raise ConfigError unless ``data.histo_nevus_share`` is null or a number strictly between 0 and 1."""
+    if share is None:
+        return
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < float(share) < 1.0:
+        raise ConfigError(f"data.histo_nevus_share must be null or a number between 0 and 1 (exclusive), got {share!r}")
+
+
+def sampling_weights(labels: np.ndarray, dx_types: np.ndarray, sampling: str,
+                     histo_nevus_share: float | None = None) -> np.ndarray | None:
+    """Per-image drawing weights of a classifier's training epoch, or None for a plain shuffle.
+
+    ``sampling``: "shuffle" (weight 1 each) or "class_balanced" (weight 1/n_c, so every class is equally likely in
+    a batch: oversampling, Buda et al., "A systematic study of the class imbalance problem in convolutional neural
+    networks", Neural Networks 106, 2018; pair it with ``loss.class_weight_power: 0``, or the rare classes are
+    favoured twice).
+
+    ``histo_nevus_share`` (in (0, 1), or None) re-divides the nevus class's total weight among its images so that
+    the histopathology-confirmed nevi (``dx_type`` "histo") carry that share and the other nevi the rest; the class's
+    total, and so the class mix of an epoch, is unchanged. In HAM10000 (Tschandl et al., Sci. Data 5, 180161, 2018)
+    most nevi were confirmed by digital follow-up on one device, while excised nevi — the hard negatives for
+    melanoma, and the nevi of other archives — are a quarter of the class.
+
+    Parameters
+    ----------
+    labels : (N,) int classes (indices into :data:`HAM_CLASSES`); dx_types : (N,) str, HAM10000's ``dx_type``.
+
+    Returns
+    -------
+    (N,) float64 weights > 0, or None when ``sampling`` is "shuffle" and ``histo_nevus_share`` is None.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``sampling``, a share outside (0, 1), or a share when the training nevi are all
+        histopathology-confirmed or none is.
+    """
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    check_histo_nevus_share(histo_nevus_share)
+    if sampling == "shuffle" and histo_nevus_share is None:
+        return None
+    labels = np.asarray(labels)
+    weights = np.ones(len(labels)) if sampling == "shuffle" else \
+        1.0 / np.bincount(labels, minlength=len(HAM_CLASSES))[labels]
+    if histo_nevus_share is not None:
+        nevus = labels == HAM_CLASSES.index("NV")
+        histo = nevus & (np.asarray(dx_types, dtype=object) == "histo")
+        other = nevus & ~histo
+        if not histo.any() or not other.any():
+            raise ConfigError(f"data.histo_nevus_share needs histopathology-confirmed and other nevi in the training "
+                              f"split; it has {int(histo.sum())} and {int(other.sum())}")
+        total = weights[nevus].sum()
+        weights[histo] *= histo_nevus_share * total / weights[histo].sum()
+        weights[other] *= (1.0 - histo_nevus_share) * total / weights[other].sum()
+    return weights
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float = 1.0) -> torch.Tensor:

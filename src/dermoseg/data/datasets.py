@@ -180,18 +180,22 @@ def load_ph2_diagnosis(root: str | Path) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ClassificationSample:
-    """One HAM10000 image with its lesion id and class label (index into :data:`HAM_CLASSES`)."""
+    """One HAM10000 image with its lesion id, class label (index into :data:`HAM_CLASSES`) and how the diagnosis
+    was confirmed (HAM10000's ``dx_type``: ``histo`` histopathology, ``follow_up`` unchanged at digital follow-up,
+    ``consensus`` expert consensus, ``confocal`` reflectance confocal microscopy; Tschandl et al. 2018)."""
 
     image_id: str
     lesion_id: str
     image_path: Path
     label: int
+    dx_type: str
 
 
 def load_ham10000(root: str | Path) -> list[ClassificationSample]:
     """List HAM10000 images with their diagnosis (ISIC 2018 Task 3 training data).
 
-    Layout: ``root/images/ISIC_x.jpg`` and ``root/HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...).
+    Layout: ``root/images/ISIC_x.jpg`` and ``root/HAM10000_metadata.csv`` (lesion_id, image_id, dx, dx_type, ...;
+    an absent ``dx_type`` column leaves it empty).
     Rows whose image is not present are skipped (the shared copy holds one image per lesion).
 
     Raises
@@ -212,7 +216,8 @@ def load_ham10000(root: str | Path) -> list[ClassificationSample]:
                 raise DatasetError(f"{meta}: image {row['image_id']} has unknown dx '{row['dx']}'")
             path = image_dir / f"{row['image_id']}.jpg"
             if path.is_file():
-                samples.append(ClassificationSample(row["image_id"], row["lesion_id"], path, HAM_CLASSES.index(dx)))
+                samples.append(ClassificationSample(row["image_id"], row["lesion_id"], path, HAM_CLASSES.index(dx),
+                                                    (row.get("dx_type") or "").strip()))
     if not samples:
         raise DatasetError(f"{image_dir}: no images listed in {meta}")
     return sorted(samples, key=lambda s: s.image_id)

@@ -37,12 +37,21 @@ PH2_GROUPS = {0: "common nevus", 1: "atypical nevus", 2: "melanoma"}
 @dataclass(frozen=True)
 class DiagnosisSample:
     """One labelled image of a diagnosis set: ``label`` indexes :data:`HAM_CLASSES` (PH2 melanoma → MEL, nevus →
-    NV); ``group`` is the finest truth the set has (the class name, or PH2's common/atypical nevus, melanoma)."""
+    NV); ``group`` is the finest truth the set has (the class name, HAM10000's nevi by how they were confirmed, or
+    PH2's common/atypical nevus, melanoma)."""
 
     image_id: str
     image_path: Path
     label: int
     group: str
+
+
+def ham_group(label: int, dx_type: str) -> str:
+    """The finest truth of a HAM10000 image: its class name, and for a nevus how the diagnosis was confirmed
+    (``"NV (histo)"``, ``"NV (follow_up)"``, ...; Tschandl et al., Sci. Data 5, 180161, 2018), so that melanoma vs
+    nevus is also scored against the excised nevi alone. ``label`` indexes :data:`HAM_CLASSES`."""
+    name = HAM_CLASSES[label]
+    return f"{name} ({dx_type})" if name == "NV" and dx_type else name
 
 
 def dataset_samples(dataset: str, data_root: str | Path, split: str = "val",
@@ -108,7 +117,7 @@ def diagnosis_samples(name: str, data_root: str | Path) -> list[DiagnosisSample]
     root = Path(data_root)
     if name.startswith("ham10000_") and name in DIAGNOSIS_SETS:
         ham = select(load_ham10000(root / "ham10000"), read_split(HAM_SPLIT), name.removeprefix("ham10000_"))
-        return [DiagnosisSample(s.image_id, s.image_path, s.label, HAM_CLASSES[s.label]) for s in ham]
+        return [DiagnosisSample(s.image_id, s.image_path, s.label, ham_group(s.label, s.dx_type)) for s in ham]
     if name == "isic2018_task1":
         dx = load_isic2018_diagnosis(root / "isic2018_task1")
         return [DiagnosisSample(s.image_id, s.image_path, HAM_CLASSES.index(dx[s.image_id]), dx[s.image_id])
