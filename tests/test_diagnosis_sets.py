@@ -249,6 +249,13 @@ def test_a_limited_set_without_melanomas_says_why_it_has_no_auc(tmp_path, capsys
     assert summary["melanoma_vs_nevus"] is None and summary["images"] == 6
     assert summary["melanoma_vs_nevus_note"] == "not computed: 0 melanomas and 6 nevi among these images"
     assert summary["dataset"].startswith("the first 6 images only (--limit)")
+    row = pd.read_csv(out / "summary.csv").iloc[0]  # the counts are there even without an AUC (they were empty)
+    assert (row["set"], row["melanoma"], row["nevus"]) == ("ph2", 0, 6)
+    capsys.readouterr()
+    # another set into the same folder: the earlier set's folder is not in this summary.csv, and that is said
+    assert main(["evaluate-diagnosis", "--dataset", "isic2018_task1", "--limit", "2", "--out", str(out)]) == 0
+    assert f"note: {out / 'ph2'} holds an earlier evaluation" in capsys.readouterr().err
+    assert list(pd.read_csv(out / "summary.csv")["set"]) == ["isic2018_task1"]
 
 
 def test_a_refused_set_leaves_no_run_json_and_a_missing_mask_dir_is_named(tmp_path, capsys):

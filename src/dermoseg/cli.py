@@ -616,6 +616,11 @@ def _run_evaluate_diagnosis(args) -> int:
     overview.finish("complete")
     print(json.dumps(results, indent=2))
     print(f"reports in {args.out.resolve()}")
+    from dermoseg.data.evalsets import DIAGNOSIS_SETS
+    for other in sorted(set(DIAGNOSIS_SETS) - set(names)):  # an earlier run's set, maybe of another model
+        if (args.out / other / "summary.json").is_file():
+            print(f"note: {args.out / other} holds an earlier evaluation, not this run's (summary.csv lists "
+                  f"{', '.join(names)} only)", file=sys.stderr)
     return 0
 
 

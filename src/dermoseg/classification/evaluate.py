@@ -368,6 +368,7 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
         plot_reliability(labels, logits, model.temperature, out_dir / "reliability.png")
     summary.setdefault("accuracy", float(np.mean(cm.predicted_labels(probs) == labels)))
     mel, nv = (labels == HAM_CLASSES.index("MEL")).sum(), (labels == HAM_CLASSES.index("NV")).sum()
+    summary.update(melanoma=int(mel), nevus=int(nv))
     summary["melanoma_vs_nevus"] = melanoma_vs_nevus(labels, groups, probs) if mel and nv else None
     if not (mel and nv):
         summary["melanoma_vs_nevus_note"] = f"not computed: {mel} melanomas and {nv} nevi among these images"
@@ -437,8 +438,8 @@ def overview_csv(summaries: dict[str, dict[str, Any]]) -> str:
     rows = []
     for name, s in summaries.items():
         mn, o = s["melanoma_vs_nevus"] or {}, s.get("ood", {})
-        rows.append({"set": name, "role": s["role"], "images": s["images"], "melanoma": mn.get("melanoma"),
-                     "nevus": mn.get("nevus"), "melanoma_vs_nevus_auc": mn.get("auc"),
+        rows.append({"set": name, "role": s["role"], "images": s["images"], "melanoma": s.get("melanoma"),
+                     "nevus": s.get("nevus"), "melanoma_vs_nevus_auc": mn.get("auc"),
                      "sensitivity_at_90_specificity": mn.get("sensitivity_at_90_specificity"),
                      "nevi_called_melanoma": mn.get("nevi_called_melanoma"),
                      "balanced_accuracy": s.get("balanced_accuracy"), "melanoma_vs_rest_auc": s.get("melanoma_auc"),
