@@ -263,32 +263,39 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
         A fresh run then removes the earlier outputs of the images it will process before the first one.
     """
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
-    provenance.check_unlocked(out_dir)  # "another run is writing here" comes before what its files would suggest
-    scan = scan_inputs(list(inputs), extra_skip=is_own_output)
-    files = scan.files
-    input_paths = {p.resolve() for p in files}
-    sources = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
-    jobs = list(zip(files, unique_stems(files, _earlier_inputs(sources, tables) if resume else None)))
-    if shard is not None:
-        index, count = shard
-        jobs = jobs[index - 1::count]
-    own = {stem: (outputs(stem) if outputs else []) for _, stem in jobs}  # each input's output files
-    owner: dict[Path, str] = {}  # output file -> the first input (stem) writing it
-    for _, stem in jobs:
-        for o in own[stem]:
-            owner.setdefault(o, stem)
-    planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
-    overwrites_input = {o for _, stem in jobs for o in own[stem] if o.resolve() in input_paths}  # resolved once
-    per_image = [o for _, stem in jobs for o in own[stem] if o not in overwrites_input]
-    planned += per_image
-    clash = {stem: next((o for o in own[stem] if o in overwrites_input), None) for _, stem in jobs}
-    if jobs and all(clash.values()):  # no image could be written: refused before any file is
-        raise provenance.OutputFolderError(f"{out_dir}: every input's outputs would overwrite an input (e.g. "
-                                           f"{clash[jobs[0][1]].name}); choose another --out")
-    if not resume:
-        _refuse_stale_outputs(out_dir, own, planned, input_paths)
-    record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs,
-                                  sources={**sources, **{stem: path.resolve() for path, stem in jobs}})
+    # the lock first: "another run is writing here" comes before what its files would suggest; start_run keeps it
+    took = provenance.acquire_folder(out_dir)
+    try:  # released if the run cannot start; once started, its record holds the lock until it finishes
+        scan = scan_inputs(list(inputs), extra_skip=is_own_output)
+        files = scan.files
+        input_paths = {p.resolve() for p in files}
+        sources = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
+        jobs = list(zip(files, unique_stems(files, _earlier_inputs(sources, tables) if resume else None)))
+        if shard is not None:
+            index, count = shard
+            jobs = jobs[index - 1::count]
+        own = {stem: (outputs(stem) if outputs else []) for _, stem in jobs}  # each input's output files
+        owner: dict[Path, str] = {}  # output file -> the first input (stem) writing it
+        for _, stem in jobs:
+            for o in own[stem]:
+                owner.setdefault(o, stem)
+        planned = [*(t.path for t in tables), out_dir / "failures.csv", *extra_outputs]
+        overwrites_input = {o for _, stem in jobs for o in own[stem] if o.resolve() in input_paths}  # resolved once
+        per_image = [o for _, stem in jobs for o in own[stem] if o not in overwrites_input]
+        planned += per_image
+        clash = {stem: next((o for o in own[stem] if o in overwrites_input), None) for _, stem in jobs}
+        if jobs and all(clash.values()):  # no image could be written: refused before any file is
+            raise provenance.OutputFolderError(f"{out_dir}: every input's outputs would overwrite an input (e.g. "
+                                               f"{clash[jobs[0][1]].name}); choose another --out")
+        if not resume:
+            _refuse_stale_outputs(out_dir, own, planned, input_paths)
+        record = provenance.start_run(out_dir, desc, planned, settings or {}, models or [], after=extra_outputs,
+                                      sources={**sources, **{stem: path.resolve() for path, stem in jobs}},
+                                      took_lock=took)
+    except BaseException:
+        if took:
+            provenance.release_folders([out_dir])
+        raise
     if not resume:  # a fresh run replaces the earlier outputs of its images now, not one by one, so that an
         for o in per_image:  # interrupted or failed run never leaves another run's masks beside its own rows
             if os.path.lexists(o):  # (start_run checked that dermoseg wrote each of them)

@@ -247,14 +247,6 @@ def acquire_folder(folder: str | os.PathLike, warn: bool = True) -> bool:
     raise OutputFolderError(f"{folder}: could not take {lock}; other runs keep taking it")
 
 
-def check_unlocked(folder: str | os.PathLike) -> None:
-    """Raise :class:`OutputFolderError` naming the holder when another process holds ``folder``'s lock now: a
-    probe (the lock is taken and dropped at once) before checks whose advice would be wrong while another run
-    writes there; :func:`start_run` takes the lock for the run itself."""
-    if acquire_folder(folder, warn=False):  # start_run warns when the file system cannot lock
-        release_folders([folder])
-
-
 def held_folders() -> set[Path]:
     """The folders (resolved) whose lock (:func:`acquire_folder`) this process holds now."""
     return {lock.parent for lock in _held_locks}
@@ -382,19 +374,27 @@ def finish_open_runs(status: str, keep: Iterable["RunRecord"] = ()) -> None:
 
 def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.PathLike],
               settings: dict[str, Any], models: list[dict[str, str]],
-              after: Iterable[str | os.PathLike] = (), sources: dict[str, Path] | None = None) -> RunRecord:
+              after: Iterable[str | os.PathLike] = (), sources: dict[str, Path] | None = None,
+              took_lock: bool | None = None) -> RunRecord:
     """Before any work: check ``folder`` is writable (:func:`ensure_writable`), take its lock
     (:func:`acquire_folder`, released by :meth:`RunRecord.finish`), check that none of ``paths`` would replace a
     file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
-    ``after``, ``sources``: as in :class:`RunRecord`.
+    ``after``, ``sources``: as in :class:`RunRecord`. ``took_lock``: the result of the caller's own
+    :func:`acquire_folder` on ``folder`` (taken before its own checks), handed to the record instead of taking
+    the lock here; it is released here if the record cannot be started.
 
     Raises
     ------
     OutputFolderError
         As :func:`ensure_writable`, :func:`acquire_folder` and :func:`claim_outputs`.
     """
-    folder = ensure_writable(folder)
-    took = acquire_folder(folder)
+    try:
+        folder = ensure_writable(folder)
+    except BaseException:
+        if took_lock:
+            release_folders([folder])
+        raise
+    took = acquire_folder(folder) if took_lock is None else took_lock
     try:
         record = RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
                            {_relative(folder, Path(p)) for p in after}, sources)
