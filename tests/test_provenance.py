@@ -224,6 +224,31 @@ def test_a_locked_folder_is_named_before_what_its_files_suggest(tmp_path, one_im
         holder.wait()
 
 
+def test_a_batch_takes_its_folder_lock_once_and_keeps_it_until_it_ends(tmp_path, one_image, monkeypatch):
+    """Review finding: the lock was probed (taken and dropped) and then taken again by start_run, leaving a window
+    in which another run could take the folder. It is taken once now, held while the images are processed, and
+    gone after the run."""
+    from dermoseg import provenance
+    taken, held_during = [], []
+    acquire = provenance.acquire_folder
+
+    def counting(folder, *args, **kwargs):
+        took = acquire(folder, *args, **kwargs)
+        taken.append(took)
+        return took
+    monkeypatch.setattr(provenance, "acquire_folder", counting)
+    read = __import__("dermoseg.batch", fromlist=["read_image"]).read_image
+
+    def reading(path):
+        held_during.append(set(provenance.held_folders()))
+        return read(path)
+    monkeypatch.setattr("dermoseg.batch.read_image", reading)
+    out = tmp_path / "out"
+    assert main(["segment", str(one_image), "--out", str(out), "--no-tta", "--no-measure", "--model", "fast"]) == 0
+    assert taken == [True] and held_during == [{out.resolve()}]
+    assert out.resolve() not in provenance.held_folders() and not (out / provenance.LOCK_FILE).exists()
+
+
 def test_two_runs_never_write_into_one_folder_at_once(tmp_path, one_image, capsys):
     """Try-out finding: a second segment into a folder another one was still writing gave 41 rows for 40 images.
     A run holds a lock on its folder: while another process holds it, a run is refused naming that process;
