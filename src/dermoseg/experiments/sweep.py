@@ -23,7 +23,6 @@ holds all epochs and ``train_wall_cumulative_s`` the wall time a run from scratc
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import os
@@ -38,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dermoseg.config import ConfigError, dotted, load_config, merge, read_yaml_mapping
+from dermoseg.config import ConfigError, dotted, first_difference, load_config, merge, read_yaml_mapping
 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "name": None,                     # default: the sweep file's stem
@@ -202,29 +201,10 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def _same_except_epochs(a: Mapping, b: Mapping) -> bool:
-    a, b = copy.deepcopy(dict(a)), copy.deepcopy(dict(b))
-    for c in (a, b):
-        c["trainer"] = {k: v for k, v in c["trainer"].items() if k != "epochs"}
-        c.pop("name", None)
-    return a == b
-
-
-def _agree(a: Mapping, b: Mapping) -> bool:
-    """Whether two configs give the same value to every key both have (nested); a key only one has is a setting
-    added or dropped by another version of dermoseg, with its default then."""
-    for key in set(a) & set(b):
-        if isinstance(a[key], Mapping) and isinstance(b[key], Mapping):
-            if not _agree(a[key], b[key]):
-                return False
-        elif a[key] != b[key]:
-            return False
-    return True
-
-
 def _committed_record(cell: Cell, sweep: Sweep) -> dict | None:
     """The cell's record among the committed results (``<results_dir>/runs/<sweep>/<cell>/run.json``, a copy of
-    its ``cell.json``) when it was made with this cell's config (the data root aside; :func:`_agree`), else None:
+    its ``cell.json``) when it was made with this cell's config (the data root aside, and the settings only one
+    of the two has, :func:`dermoseg.config.first_difference`), else None:
     a fresh clone has the committed results but not the git-ignored run folders."""
     path = Path(sweep.options["results_dir"]) / "runs" / sweep.name / cell.name / "run.json"
     try:
@@ -234,7 +214,8 @@ def _committed_record(cell: Cell, sweep: Sweep) -> dict | None:
     if not (isinstance(record, dict) and record.get("kind") == "sweep" and isinstance(record.get("config"), dict)):
         return None
     data = {k: v for k, v in cell.config.get("data", {}).items() if k != "root"}
-    return record if _agree(record["config"], {**cell.config, "data": data}) else None
+    same = first_difference(record["config"], {**cell.config, "data": data}, common_only=True) is None
+    return record if same else None
 
 
 def _predecessor(cell: Cell, done: dict[str, dict], sweep: Sweep) -> Cell | None:
@@ -247,8 +228,8 @@ def _predecessor(cell: Cell, done: dict[str, dict], sweep: Sweep) -> Cell | None
     best = None
     for other in sweep.cells:
         e = int(other.config["trainer"]["epochs"])
-        if other.name in done and e < epochs and _same_except_epochs(other.config, cell.config) \
-                and (runs / other.name / "checkpoints" / "last.ckpt").is_file():
+        same = first_difference(other.config, cell.config, ("trainer.epochs", "name")) is None
+        if other.name in done and e < epochs and same and (runs / other.name / "checkpoints" / "last.ckpt").is_file():
             if best is None or e > int(best.config["trainer"]["epochs"]):
                 best = other
     return best
