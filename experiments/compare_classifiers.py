@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
                                             n_resamples=args.resamples),
         "melanoma_vs_excised_nevus_auc": cm.paired_bootstrap(
             labels[excised], a[excised], b[excised], lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
-            n_resamples=args.resamples),
+            n_resamples=args.resamples) if 0 < (labels[excised] == mel).sum() < excised.sum() else None,
     }
     for name, key in (("balanced accuracy", "balanced_accuracy"), ("melanoma AUC", "melanoma_auc"),
                       ("melanoma vs excised nevus AUC", "melanoma_vs_excised_nevus_auc")):
         r = result[key]
+        if r is None:
+            print(f"{name}: not computed (these images lack melanomas or excised nevi)")
+            continue
         print(f"{name}: A {r['a']:.4f}  B {r['b']:.4f}  B-A {r['difference']:+.4f}  "
               f"95% CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]  P(B-A <= 0) {r['p_b_not_better']:.3f}")
     if args.out:

@@ -428,7 +428,10 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     everything = sorted(load_ham10000(data_root / "ham10000"), key=lambda s: s.image_id)
-    samples = [s for c in range(len(HAM_CLASSES)) for s in [x for x in everything if x.label == c][:6]]
+    nevus = HAM_CLASSES.index("NV")
+    samples = [s for c in range(len(HAM_CLASSES)) if c != nevus for s in [x for x in everything if x.label == c][:6]]
+    samples += [x for x in everything if x.label == nevus and x.dx_type == "histo"][:3]  # excised nevi
+    samples += [x for x in everything if x.label == nevus and x.dx_type != "histo"][:3]
 
     def write(name: str, probs) -> Path:
         path = tmp_path / f"{name}.csv"
@@ -445,7 +448,13 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
     out = tmp_path / "diff.json"
     assert module.main([str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
                         "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["balanced_accuracy"]["b"] == 0.0
+    result = json.loads(out.read_text())
+    assert result["balanced_accuracy"]["b"] == 0.0
+    # melanoma (6) vs the 3 excised nevi: the right model ranks every melanoma first (AUC 1); the wrong one puts
+    # 0.6 on the class after the truth, so P(MEL) is 0.4/6 for melanomas and nevi alike: all ties, AUC 0.5
+    excised = result["melanoma_vs_excised_nevus_auc"]
+    assert (excised["a"], excised["b"]) == (1.0, 0.5)
+
     assert module.main([str(wrong), str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
                         "--out", str(out)]) == 0
     result = json.loads(out.read_text())["balanced_accuracy"]
