@@ -3,7 +3,8 @@
 Reads two ``predictions.csv`` files in the ISIC 2018 Task 3 format (as written by ``dermoseg evaluate-diagnosis``
 or ``dermoseg diagnose``), takes the truth from the HAM10000 metadata, and prints for each model the balanced
 multi-class accuracy, the melanoma-vs-rest AUC and the melanoma vs histopathology-confirmed (excised) nevus AUC
-(the melanomas and the nevi whose HAM10000 ``dx_type`` is "histo"), with the paired, class-stratified bootstrap 95%
+(the melanomas and the nevi whose HAM10000 ``dx_type`` is "histo"; score P(MEL) / (P(MEL) + P(NV)),
+:func:`dermoseg.classification.evaluate.melanoma_score`), with the paired, class-stratified bootstrap 95%
 interval of the difference B - A (:func:`dermoseg.metrics.paired_bootstrap`). Given several B files, B is their ensemble:
 the mean of their probabilities, image by image.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dermoseg import metrics as cm
+from dermoseg.classification.evaluate import melanoma_score
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.io import write_text
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "melanoma_auc": cm.paired_bootstrap(labels, a, b, lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
                                             n_resamples=args.resamples),
         "melanoma_vs_excised_nevus_auc": cm.paired_bootstrap(
-            labels[excised], a[excised], b[excised], lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
+            labels[excised], a[excised], b[excised], lambda y, p: cm.binary_auc(y == mel, melanoma_score(p)),
             n_resamples=args.resamples) if 0 < (labels[excised] == mel).sum() < excised.sum() else None,
     }
     for name, key in (("balanced accuracy", "balanced_accuracy"), ("melanoma AUC", "melanoma_auc"),

@@ -67,6 +67,20 @@ def test_melanoma_vs_nevus_hand_case():
         melanoma_vs_nevus(labels[:10], groups[:10], probs[:10])  # no melanoma
 
 
+def test_melanoma_score_is_p_mel_given_melanoma_or_nevus_by_hand():
+    """A melanoma whose probability the model spreads over BKL (P(MEL) 0.3, P(NV) 0.1, P(BKL) 0.6) and a nevus
+    with P(MEL) 0.4, P(NV) 0.6: the plain P(MEL) ranks the nevus first (AUC 0), the score 0.3 / 0.4 = 0.75
+    against 0.4 ranks the melanoma first (AUC 1); an image with neither class scores 0.5."""
+    from dermoseg.classification.evaluate import melanoma_score
+    probs = np.zeros((3, len(HAM_CLASSES)))
+    probs[0, [MEL, NV, HAM_CLASSES.index("BKL")]] = 0.3, 0.1, 0.6
+    probs[1, [MEL, NV]] = 0.4, 0.6
+    probs[2, HAM_CLASSES.index("DF")] = 1.0
+    np.testing.assert_allclose(melanoma_score(probs), [0.75, 0.4, 0.5])
+    s = melanoma_vs_nevus(np.array([MEL, NV]), ["melanoma", "nevus"], probs[:2])
+    assert (s["auc"], s["auc_p_mel"]) == (1.0, 0.0)
+
+
 # --------------------------------------------------------------------------- cross-fitted ECE, by hand
 def test_cross_fitted_ece_hand_case():
     # Two folds of a two-class problem. Fold A: logits (2, 0), 3 of 4 labelled 0 -> its own NLL-optimal T solves
@@ -198,8 +212,9 @@ def test_evaluate_diagnosis_on_isic_images_and_its_logit_cache(tmp_path, data_ro
     dx = load_isic2018_diagnosis(data_root / "isic2018_task1")
     labels = np.array([HAM_CLASSES.index(dx[i]) for i in pred["image"]])
     from sklearn.metrics import roc_auc_score
-    auc = roc_auc_score(labels == MEL, pred["MEL"])
+    auc = roc_auc_score(labels == MEL, pred["MEL"] / (pred["MEL"] + pred["NV"]))
     assert summary["melanoma_vs_nevus"]["auc"] == pytest.approx(auc, abs=1e-6)
+    assert summary["melanoma_vs_nevus"]["auc_p_mel"] == pytest.approx(roc_auc_score(labels == MEL, pred["MEL"]), abs=1e-6)
     assert summary["melanoma_vs_nevus"]["nevi_called_melanoma"] == int(
         ((pred[list(HAM_CLASSES)].to_numpy().argmax(1) == MEL) & (labels == NV)).sum())
     overview = list(csv.DictReader(open(out / "summary.csv")))

@@ -450,10 +450,11 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
                         "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["balanced_accuracy"]["b"] == 0.0
-    # melanoma (6) vs the 3 excised nevi: the right model ranks every melanoma first (AUC 1); the wrong one puts
-    # 0.6 on the class after the truth, so P(MEL) is 0.4/6 for melanomas and nevi alike: all ties, AUC 0.5
+    # melanoma (6) vs the 3 excised nevi on P(MEL) / (P(MEL) + P(NV)): the right model ranks every melanoma first
+    # (AUC 1); the wrong one puts 0.6 on the class after the truth, so a melanoma scores (0.4/6) / (0.4/6 + 0.6)
+    # = 0.1 and a nevus (0.4/6) / (0.4/6 + 0.4/6) = 0.5: every nevus first, AUC 0
     excised = result["melanoma_vs_excised_nevus_auc"]
-    assert (excised["a"], excised["b"]) == (1.0, 0.5)
+    assert (excised["a"], excised["b"]) == (1.0, 0.0)
 
     assert module.main([str(wrong), str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
                         "--out", str(out)]) == 0

@@ -231,8 +231,33 @@ def _per_class_csv(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def melanoma_score(probs: np.ndarray) -> np.ndarray:
+    """The melanoma-vs-nevus score of each image: P(MEL) / (P(MEL) + P(NV)), the calibrated probability of
+    melanoma given that the lesion is one of the two (Bayes' rule on the seven-class output; 0.5 where both are 0).
+
+    Chosen over the plain P(MEL) on the HAM10000 validation split (session 14; the shipped ensemble, paired
+    class-stratified bootstrap, 2000 resamples): melanoma vs nevus AUC 0.959 vs 0.934 (difference +0.024, 95%
+    interval +0.009 to +0.041), vs the excised nevi alone 0.857 vs 0.777 (+0.080, +0.025 to +0.139). The plain
+    P(MEL) ranks down a melanoma whose probability the model spreads over other classes (BKL, BCC), which says
+    nothing about melanoma vs nevus.
+
+    Parameters
+    ----------
+    probs : (N, 7) float probabilities in the order of :data:`HAM_CLASSES`.
+
+    Returns
+    -------
+    (N,) float64 in [0, 1].
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    mel, nv = probs[:, HAM_CLASSES.index("MEL")], probs[:, HAM_CLASSES.index("NV")]
+    total = mel + nv
+    return np.divide(mel, total, out=np.full_like(mel, 0.5), where=total > 0)
+
+
 def melanoma_vs_nevus(labels: np.ndarray, groups: Sequence[str], probs: np.ndarray) -> dict[str, Any]:
-    """Melanoma vs nevus on the MEL and NV cases of a labelled set; the score is the calibrated P(MEL).
+    """Melanoma vs nevus on the MEL and NV cases of a labelled set; the score is :func:`melanoma_score`
+    (P(MEL) / (P(MEL) + P(NV)) of the calibrated probabilities).
 
     Parameters
     ----------
@@ -243,10 +268,11 @@ def melanoma_vs_nevus(labels: np.ndarray, groups: Sequence[str], probs: np.ndarr
 
     Returns
     -------
-    ``melanoma``, ``nevus`` (counts), ``auc``, ``sensitivity_at_90_specificity`` and its P(MEL) threshold
-    (:func:`dermoseg.metrics.sensitivity_at_specificity`), ``nevi_called_melanoma`` and
-    ``melanomas_called_melanoma`` (counts, 7-class arg-max = MEL), ``argmax_called_mel`` (share per group) and
-    ``auc_by_nevus_group`` (melanoma vs each nevus group; empty for a single group).
+    ``melanoma``, ``nevus`` (counts), ``auc``, ``sensitivity_at_90_specificity`` and its score threshold
+    (:func:`dermoseg.metrics.sensitivity_at_specificity`), ``auc_p_mel`` (the AUC of the plain P(MEL), the score
+    before session 14, for comparison), ``nevi_called_melanoma`` and ``melanomas_called_melanoma`` (counts,
+    seven-class arg-max = MEL), ``argmax_called_mel`` (share per group) and ``auc_by_nevus_group`` (melanoma vs
+    each nevus group; empty for a single group).
 
     Raises
     ------
@@ -256,17 +282,19 @@ def melanoma_vs_nevus(labels: np.ndarray, groups: Sequence[str], probs: np.ndarr
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     mel, nv = HAM_CLASSES.index("MEL"), HAM_CLASSES.index("NV")
     keep = (labels == mel) | (labels == nv)
-    positive, p_mel = labels[keep] == mel, probs[keep, mel]
+    positive, score = labels[keep] == mel, melanoma_score(probs[keep])
     groups = np.asarray(groups, dtype=object)[keep]
     called = cm.predicted_labels(probs[keep]) == mel
-    sens90, thr90 = cm.sensitivity_at_specificity(positive, p_mel, 0.9)
+    sens90, thr90 = cm.sensitivity_at_specificity(positive, score, 0.9)
     nevus_groups = sorted(set(groups[~positive]))
-    return {"melanoma": int(positive.sum()), "nevus": int((~positive).sum()), "score": "calibrated P(MEL)",
-            "auc": cm.binary_auc(positive, p_mel), "sensitivity_at_90_specificity": sens90,
-            "threshold_at_90_specificity": thr90, "nevi_called_melanoma": int(called[~positive].sum()),
+    return {"melanoma": int(positive.sum()), "nevus": int((~positive).sum()),
+            "score": "P(MEL) / (P(MEL) + P(NV)), calibrated", "auc": cm.binary_auc(positive, score),
+            "sensitivity_at_90_specificity": sens90, "threshold_at_90_specificity": thr90,
+            "auc_p_mel": cm.binary_auc(positive, probs[keep, mel]),
+            "nevi_called_melanoma": int(called[~positive].sum()),
             "melanomas_called_melanoma": int(called[positive].sum()),
             "argmax_called_mel": {g: float(called[groups == g].mean()) for g in sorted(set(groups))},
-            "auc_by_nevus_group": {g: cm.binary_auc(positive[positive | (groups == g)], p_mel[positive | (groups == g)])
+            "auc_by_nevus_group": {g: cm.binary_auc(positive[positive | (groups == g)], score[positive | (groups == g)])
                                    for g in nevus_groups} if len(nevus_groups) > 1 else {}}
 
 
@@ -407,7 +435,7 @@ def grayscale_summary(labels: np.ndarray, gray_logits: np.ndarray, model: Classi
 
 
 def _plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path, title: str) -> Path:
-    """ROC PNG of melanoma vs nevus on P(MEL), with the point of 90% specificity."""
+    """ROC PNG of melanoma vs nevus on :func:`melanoma_score`, with the point of 90% specificity."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -415,7 +443,7 @@ def _plot_roc(labels: np.ndarray, probs: np.ndarray, path: Path, title: str) -> 
     s = melanoma_vs_nevus(labels, ["-"] * len(labels), probs)
     mel, nv = HAM_CLASSES.index("MEL"), HAM_CLASSES.index("NV")
     keep = (labels == mel) | (labels == nv)
-    fpr, tpr, _ = roc_curve(labels[keep] == mel, probs[keep, mel])
+    fpr, tpr, _ = roc_curve(labels[keep] == mel, melanoma_score(probs[keep]))
     fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=120)
     ax.plot(fpr, tpr, lw=2, label=f"AUC = {s['auc']:.3f}")
     ax.plot([0, 1], [0, 1], "k--", lw=1)

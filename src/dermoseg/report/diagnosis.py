@@ -26,7 +26,8 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
     found = {s: v for s, v in summaries.items() if v}
     out += [f"Measured by `{d.get('command', 'dermoseg evaluate-diagnosis')}`. External test sets are never trained "
             "or chosen on; the epoch, the temperature and the flag's threshold come from the HAM10000 validation "
-            "split. Score for melanoma vs nevus: the calibrated P(MEL); \"called melanoma\" is the seven-class "
+            "split. Score for melanoma vs nevus: P(MEL) / (P(MEL) + P(NV)) of the calibrated probabilities "
+            "(chosen over the plain P(MEL) on the validation split, session 14); \"called melanoma\" is the seven-class "
             "arg-max. **Research tool, not a medical device.**", ""]
     rows = []
     for s, v in found.items():
