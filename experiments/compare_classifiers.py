@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     excised = np.array([ham[i].label == mel or (HAM_CLASSES[ham[i].label] == "NV" and ham[i].dx_type == "histo")
                         for i in ids])
     result = {
-        "images": len(ids), "a": str(args.a), "b": " + ".join(map(str, args.b)), "resamples": args.resamples,
+        "images": len(ids), "excised_nevi": int((excised & (labels != mel)).sum()), "a": str(args.a),
+        "b": " + ".join(map(str, args.b)), "resamples": args.resamples,
         "balanced_accuracy": cm.paired_bootstrap(labels, a, b, n_resamples=args.resamples),
         "melanoma_auc": cm.paired_bootstrap(labels, a, b, lambda y, p: cm.binary_auc(y == mel, p[:, mel]),
                                             n_resamples=args.resamples),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install whatever is missing, then run the whole test suite on the real data in ../shared/data.
+# Install whatever is missing, then run the whole test suite on the real data in $DERMOSEG_DATA, else ../shared/data.
 # The browser test drives Debian's chromium (installed here with apt when missing) through Playwright's Python
 # package (a test extra); Playwright's own browser download is never used.
 set -euo pipefail

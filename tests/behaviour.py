@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -29,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
+DATA_ROOT = Path(os.environ.get("DERMOSEG_DATA", "").strip() or REPO / ".." / "shared" / "data").resolve()  # as conftest
 ISIC_IDS = ("ISIC_0000021", "ISIC_0000032")  # two of the committed validation split
 PH2_IDS = ("IMD002", "IMD004")
 PH2_IMAGES = Path("ph2") / "PH2Dataset" / "PH2 Dataset images"

@@ -1,18 +1,23 @@
-"""Shared fixtures: the real data in ../shared/data (tests fail, not skip, when it is absent)."""
+"""Shared fixtures: the real data in $DERMOSEG_DATA, else ../shared/data (tests fail, not skip, when it is absent).
+
+The commands read the same variable for their data folder when ``--data-root`` is not given, so a test calling
+``main()`` without it and a test using :func:`data_root` see the same data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = (REPO / ".." / "shared" / "data").resolve()
+DATA_ROOT = Path(os.environ.get("DERMOSEG_DATA", "").strip() or REPO / ".." / "shared" / "data").resolve()
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    assert DATA_ROOT.is_dir(), f"real data expected at {DATA_ROOT} (../shared/data beside the checkout)"
+    assert DATA_ROOT.is_dir(), (f"real data expected at {DATA_ROOT} ($DERMOSEG_DATA, else ../shared/data beside the "
+                                "checkout)")
     return DATA_ROOT
 
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from dermoseg.batch import BatchItemError, rows_to_csv, run_batch, unique_stems
-from dermoseg.provenance import OutputFolderError
+from dermoseg.provenance import OutputFolderError, held_folders
 
 
 def test_unique_stems_and_csv_hand_made(tmp_path):
@@ -77,6 +77,11 @@ def test_own_outputs_skipped_and_files_not_written_by_dermoseg_never_overwritten
     with pytest.raises(OutputFolderError, match="a_out.jpg: exists and was not written by dermoseg"):
         run_batch([str(folder)], folder, lambda p, s, im: seen.append(s) or {"id": s}, **kwargs)
     assert seen == [] and (folder / "a_out.jpg").read_bytes() == before  # refused before any work
+    # a refusal raised before the run record starts (every output would overwrite an input) releases the lock
+    with pytest.raises(OutputFolderError, match="every input's outputs would overwrite an input"):
+        run_batch([str(folder / "a.jpg")], folder, lambda p, s, im: {"id": s}, desc="t", progress=False,
+                  outputs=lambda stem: [folder / f"{stem}.jpg"])
+    assert not held_folders()
     # once a dermoseg run.json lists it as an output, it is skipped as an input and may be replaced
     (folder / "run.json").write_text(json.dumps({"tool": "dermoseg", "outputs": ["a_out.jpg"]}))
     def write(p, s, im):  # the command writes its output (a fresh run removed the earlier one first)

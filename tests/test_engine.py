@@ -193,8 +193,10 @@ def test_model_names_resolve_to_shipped_files(tmp_path):
         modelfile.kind_of(shipped_onnx)
     copy = tmp_path / "fast.onnx"
     copy.write_bytes(b"not read")
-    with pytest.raises(ModelFileError, match=r"exported from, or the shipped model's name \(default, fast"):
+    with pytest.raises(ModelFileError, match=r"exported from, or the shipped model's name \(default, fast, classifier\)"):
         modelfile.kind_of(copy)
+    with pytest.raises(ModelFileError, match=r"shipped model's name \(default, classifier\)"):  # no segmentation preset
+        modelfile.read(copy, "classifier")
 
 
 def test_export_command_writes_a_checked_file_and_refuses_to_overwrite(tmp_path, isic_samples, ph2_samples, capsys):

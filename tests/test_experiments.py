@@ -189,6 +189,20 @@ sweep: {{runs_dir: {tmp_path / 'runs'}, results_dir: {tmp_path / 'results'}, eva
     assert [r["cell"] for r in sw.run_sweep(sw.load_sweep(p), only=["e2_lr0.01"], log=lambda s: None)] == \
         ["e2_lr0.01"]
     assert [c[0] for c in calls if c[0] != "export"] == ["g/e2_lr0.01"]
+    # a committed record made before a setting existed counts as made with its default (review finding: it
+    # matched whatever the cell set) ...
+    p.write_text(p.read_text().replace(", weight_decay: 0.001}", "}"))  # the committed settings again
+    record_file = tmp_path / "results" / "runs" / "g" / "e4_lr0.05" / "run.json"
+    record = json.loads(record_file.read_text())
+    del record["config"]["loss"]["smooth"]
+    record_file.write_text(json.dumps(record))
+    calls.clear()
+    sw.run_sweep(sw.load_sweep(p), only=["e4_lr0.05"], log=lambda s: None)
+    assert calls == []
+    # ... so a cell that sets it to another value is not that record's: retrained
+    p.write_text(p.read_text().replace("optimizer: {scheduler: none}", "optimizer: {scheduler: none}\nloss: {smooth: 2.0}"))
+    sw.run_sweep(sw.load_sweep(p), only=["e4_lr0.05"], log=lambda s: None)
+    assert [c[0] for c in calls if c[0] != "export"] == ["g/e4_lr0.05"]
 
 
 # --------------------------------------------------------------------------------------------------- logs
@@ -454,13 +468,51 @@ def test_compare_classifiers_averages_several_b_files_into_an_ensemble(tmp_path,
     # (AUC 1); the wrong one puts 0.6 on the class after the truth, so a melanoma scores (0.4/6) / (0.4/6 + 0.6)
     # = 0.1 and a nevus (0.4/6) / (0.4/6 + 0.4/6) = 0.5: every nevus first, AUC 0
     excised = result["melanoma_vs_excised_nevus_auc"]
-    assert (excised["a"], excised["b"]) == (1.0, 0.0)
-
+    assert (excised["a"], excised["b"]) == (1.0, 0.0) and result["excised_nevi"] == 3  # the 3 follow-up ones left out
     assert module.main([str(wrong), str(right), str(wrong), "--data-root", str(data_root), "--resamples", "100",
                         "--out", str(out)]) == 0
     result = json.loads(out.read_text())["balanced_accuracy"]
     assert result["a"] == 0.0 and result["b"] == 1.0
 
+
+def test_melanoma_score_choice_by_hand_and_on_validation_images_only(tmp_path, data_root, capsys):
+    """experiments/melanoma_score_choice.py on 7 real validation images with hand-made probabilities: melanomas
+    spread over BKL (P(MEL) 0.3, P(NV) 0.1, P(BKL) 0.6: two-class score 0.75), excised nevi at P(MEL) 0.4 / P(NV)
+    0.6 (score 0.4), follow-up nevi at P(MEL) 0.05 / P(NV) 0.95. On the plain P(MEL) every melanoma is below both
+    excised nevi and above both follow-up ones (AUC 0.5 against all nevi, 0 against the excised); on the two-class
+    score above all (1 and 1). Predictions with a training image are refused."""
+    import importlib.util
+
+    from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
+    from dermoseg.data.splits import HAM_SPLIT, read_split, select
+
+    spec = importlib.util.spec_from_file_location("melanoma_score_choice", REPO / "experiments" / "melanoma_score_choice.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ham = load_ham10000(data_root / "ham10000")
+    val = select(ham, read_split(HAM_SPLIT), "val")
+    mel, nv, bkl = (HAM_CLASSES.index(c) for c in ("MEL", "NV", "BKL"))
+    rows = [(s, {mel: 0.3, nv: 0.1, bkl: 0.6}) for s in [x for x in val if x.label == mel][:3]]
+    rows += [(s, {mel: 0.4, nv: 0.6}) for s in [x for x in val if x.label == nv and x.dx_type == "histo"][:2]]
+    rows += [(s, {mel: 0.05, nv: 0.95}) for s in [x for x in val if x.label == nv and x.dx_type == "follow_up"][:2]]
+
+    def write(path, items):
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["image", *HAM_CLASSES])
+            for s, p in items:
+                w.writerow([s.image_id, *(p.get(c, 0.0) for c in range(len(HAM_CLASSES)))])
+    write(tmp_path / "val.csv", rows)
+    assert module.main([str(tmp_path / "val.csv"), "--data-root", str(data_root), "--resamples", "100",
+                        "--out", str(tmp_path / "choice.json")]) == 0
+    result = json.loads((tmp_path / "choice.json").read_text())
+    assert (result["melanoma"], result["nevus"], result["excised_nevus"]) == (3, 4, 2)
+    assert (result["all_nevi"]["a"], result["all_nevi"]["b"]) == (0.5, 1.0)
+    assert (result["excised_nevi"]["a"], result["excised_nevi"]["b"]) == (0.0, 1.0)
+    train = select(ham, read_split(HAM_SPLIT), "train")[0]
+    write(tmp_path / "mixed.csv", rows + [(train, {nv: 1.0})])
+    with pytest.raises(SystemExit, match="not in the HAM10000 validation split"):
+        module.main([str(tmp_path / "mixed.csv"), "--data-root", str(data_root)])
 
 def test_adabn_reestimates_batch_norm_statistics_on_unlabelled_images_only(data_root, tmp_path):
     """experiments/adabn_classifier.py: the images it adapts to never include the 609 external test images (those

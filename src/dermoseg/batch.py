@@ -265,7 +265,7 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     out_dir = provenance.ensure_writable(out_dir)  # before the input search, which can take a while
     # the lock first: "another run is writing here" comes before what its files would suggest; start_run keeps it
     took = provenance.acquire_folder(out_dir)
-    try:  # released if the run cannot start; once started, its record holds the lock until it finishes
+    try:  # released here if the run cannot start (start_run included); once started, its record holds it
         scan = scan_inputs(list(inputs), extra_skip=is_own_output)
         files = scan.files
         input_paths = {p.resolve() for p in files}

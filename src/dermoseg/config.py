@@ -97,15 +97,14 @@ def dotted(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], allowed: Iterable[str] = (),
-                     common_only: bool = False) -> tuple[str, Any, Any] | None:
+def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], allowed: Iterable[str] = ()
+                     ) -> tuple[str, Any, Any] | None:
     """``(dotted key, old value, new value)`` of the first setting (in sorted order of :func:`dotted` keys) that
-    differs between two nested mappings, leaving out the keys in ``allowed`` and, with ``common_only``, the keys
-    only one of them has (a setting added or dropped by another version of dermoseg); None if they agree. Values
-    are compared as JSON would give them back (a tuple equals a list)."""
+    differs between two nested mappings, leaving out the keys in ``allowed``; None if they agree. Values are
+    compared as JSON would give them back (a tuple equals a list)."""
     a, b = dotted(json.loads(json.dumps(old))), dotted(json.loads(json.dumps(new)))
     skip = set(allowed)
-    for key in sorted(set(a) & set(b) if common_only else set(a) | set(b)):
+    for key in sorted(set(a) | set(b)):
         if key not in skip and a.get(key) != b.get(key):
             return key, a.get(key), b.get(key)
     return None

@@ -94,12 +94,21 @@ def resolve(model: str | Path | None, kind: str) -> Path:
     return path
 
 
-def _refuse_onnx(path: Path) -> None:
-    """Raise :class:`ModelFileError` for an ONNX export given where the ``.pt`` model file is expected."""
+def _shipped_names(kind: str | None) -> list[str]:
+    """The names a ``--model`` value may give for the shipped models of ``kind`` (of either kind when None)."""
+    if kind is None:
+        return ["default", *PRESETS["segmentation"], "classifier"]
+    return ["default", *(["classifier"] if kind == "classifier" else []), *PRESETS[kind]]
+
+
+def _refuse_onnx(path: Path, kind: str | None) -> None:
+    """Raise :class:`ModelFileError` for an ONNX export given where the ``.pt`` model file (of ``kind``, or of
+    either kind when None) is expected."""
     if path.suffix.lower() == ".onnx":
         beside = path.with_suffix(".pt")
         source = (f"the .pt file it was exported from ({beside.name})" if beside.is_file() else
-                  "the .pt file it was exported from, or the shipped model's name (default, fast, classifier)")
+                  "the .pt file it was exported from, or the shipped model's name "
+                  f"({', '.join(_shipped_names(kind))})")
         raise ModelFileError(f"{path}: an ONNX export, not a model file; give {source}: its export beside it is "
                              "run by ONNX Runtime")
 
@@ -120,7 +129,7 @@ def kind_of(model: str | Path | None) -> str:
         return "segmentation"
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
-    _refuse_onnx(path)
+    _refuse_onnx(path, None)
     try:
         tag = torch.load(path, map_location="cpu", weights_only=False).get("format")
     except Exception as exc:  # torch raises many kinds on a corrupt file
@@ -151,10 +160,9 @@ def read(model: str | Path | None, kind: str) -> tuple[Path, dict[str, Any]]:
     tag, noun, file_noun, _ = _kind(kind)
     path = resolve(model, kind)
     if not path.is_file():
-        names = ["default", *(["classifier"] if kind == "classifier" else []), *PRESETS[kind]]
         raise ModelFileError(f"{path}: {file_noun} not found (a path to a .pt file, or a shipped {noun}: "
-                             f"{', '.join(names)})")
-    _refuse_onnx(path)
+                             f"{', '.join(_shipped_names(kind))})")
+    _refuse_onnx(path, kind)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many kinds on a corrupt file

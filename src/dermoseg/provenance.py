@@ -381,25 +381,20 @@ def start_run(folder: str | os.PathLike, command: str, paths: Iterable[str | os.
     file dermoseg did not write (:func:`claim_outputs`), and write the starting ``run.json``.
     ``after``, ``sources``: as in :class:`RunRecord`. ``took_lock``: the result of the caller's own
     :func:`acquire_folder` on ``folder`` (taken before its own checks), handed to the record instead of taking
-    the lock here; it is released here if the record cannot be started.
+    the lock here; if the record cannot be started, that lock stays the caller's to release.
 
     Raises
     ------
     OutputFolderError
         As :func:`ensure_writable`, :func:`acquire_folder` and :func:`claim_outputs`.
     """
-    try:
-        folder = ensure_writable(folder)
-    except BaseException:
-        if took_lock:
-            release_folders([folder])
-        raise
+    folder = ensure_writable(folder)
     took = acquire_folder(folder) if took_lock is None else took_lock
     try:
         record = RunRecord(folder, command, settings, models, claim_outputs(folder, paths),
                            {_relative(folder, Path(p)) for p in after}, sources)
     except BaseException:
-        if took:
+        if took and took_lock is None:
             release_folders([folder])
         raise
     record.holds_lock = took

@@ -237,7 +237,7 @@ def melanoma_score(probs: np.ndarray) -> np.ndarray:
 
     Chosen over the plain P(MEL) on the HAM10000 validation split (session 14; the shipped ensemble, paired
     class-stratified bootstrap, 2000 resamples): melanoma vs nevus AUC 0.959 vs 0.934 (difference +0.024, 95%
-    interval +0.009 to +0.041), vs the excised nevi alone 0.857 vs 0.777 (+0.080, +0.025 to +0.139). The plain
+    interval +0.009 to +0.041), vs the excised nevi alone 0.857 vs 0.777 (+0.080, +0.026 to +0.138). The plain
     P(MEL) ranks down a melanoma whose probability the model spreads over other classes (BKL, BCC), which says
     nothing about melanoma vs nevus.
 

@@ -100,19 +100,23 @@ class ClassificationData(CachedData):
         """Load the split and cache the train and validation images (once; later calls do nothing).
 
         Raises DatasetError / SplitError if the data folder or split is missing or they disagree, ConfigError for
-        an unknown ``data.sampling``, and ValueError if a mask mode is set without ``data.mask_dir``."""
+        an unknown ``data.sampling`` or a ``data.histo_nevus_share`` :func:`sampling_weights` refuses (both before
+        any image is read), and ValueError if a mask mode is set without ``data.mask_dir``."""
         if self.train_set is not None:
             return
         data, model = self.cfg["data"], self.cfg["model"]
         if data["sampling"] not in SAMPLINGS:  # checked before minutes of image caching
             raise ConfigError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {data['sampling']!r}")
-        check_histo_nevus_share(data["histo_nevus_share"])
+        check_histo_nevus_share(data["histo_nevus_share"])  # before the data is read
         samples = load_ham10000(Path(data["root"]) / "ham10000")
         split = read_split(data["split"] or HAM_SPLIT)
         train, val = select(samples, split, "train"), select(samples, split, "val")
         if data["train_subset"]:
             train = subset(train, data["train_subset"], self.cfg["seed"])
             val = val[: max(50, int(data["train_subset"]) // 4)]
+        dx_types = np.array([s.dx_type for s in train], dtype=object)
+        labels = np.array([s.label for s in train])
+        sampling_weights(labels, dx_types, data["sampling"], data["histo_nevus_share"])  # refused before the caching
         size, mode = int(data["image_size"]), model["mask_mode"]
         kw = dict(mask_mode=mode, mask_dir=data["mask_dir"], margin=float(model["crop_margin"]),
                   shades_of_gray_p=model["shades_of_gray_p"],
@@ -120,7 +124,7 @@ class ClassificationData(CachedData):
         augment = build_augmentation(self.cfg["augment"], size)  # seeded by its loader
         self.train_set = CachedClassificationDataset(train, size, augment=augment, desc="train set",
                                                      cache_size=data["cache_size"], **kw)
-        self.train_dx_types = np.array([s.dx_type for s in train], dtype=object)
+        self.train_dx_types = dx_types
         self.val_set = CachedClassificationDataset(val, size, desc="val set", **kw)
 
     def train_dataloader(self) -> DataLoader:
@@ -159,7 +163,10 @@ def sampling_weights(labels: np.ndarray, dx_types: np.ndarray, sampling: str,
     the histopathology-confirmed nevi (``dx_type`` "histo") carry that share and the other nevi the rest; the class's
     total, and so the class mix of an epoch, is unchanged. In HAM10000 (Tschandl et al., Sci. Data 5, 180161, 2018)
     most nevi were confirmed by digital follow-up on one device, while excised nevi — the hard negatives for
-    melanoma, and the nevi of other archives — are a quarter of the class.
+    melanoma, and the nevi of other archives — are a quarter of the class. Weights switch an epoch from a shuffle
+    (each image once) to draws with replacement (about 63% of the images, some several times), a second change
+    beside the re-division; a control is ``histo_nevus_share`` at the split's own share of excised nevi (0.25 in
+    HAM10000's training split), which draws with replacement and re-divides nothing.
 
     Parameters
     ----------

@@ -188,7 +188,7 @@ class ClassificationSample:
     lesion_id: str
     image_path: Path
     label: int
-    dx_type: str
+    dx_type: str = ""
 
 
 def load_ham10000(root: str | Path) -> list[ClassificationSample]:

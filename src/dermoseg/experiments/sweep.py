@@ -37,7 +37,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from dermoseg.config import ConfigError, dotted, first_difference, load_config, merge, read_yaml_mapping
+from dermoseg.config import (TASK_DEFAULTS, ConfigError, dotted, first_difference, load_config, merge,
+                             read_yaml_mapping)
 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "name": None,                     # default: the sweep file's stem
@@ -203,9 +204,10 @@ def load_sweep(path: str | Path, data_root: str | Path | None = None) -> Sweep:
 # ------------------------------------------------------------------------------------------------ running
 def _committed_record(cell: Cell, sweep: Sweep) -> dict | None:
     """The cell's record among the committed results (``<results_dir>/runs/<sweep>/<cell>/run.json``, a copy of
-    its ``cell.json``) when it was made with this cell's config (the data root aside, and the settings only one
-    of the two has, :func:`dermoseg.config.first_difference`), else None:
-    a fresh clone has the committed results but not the git-ignored run folders."""
+    its ``cell.json``) when it was made with this cell's config, else None: a fresh clone has the committed
+    results but not the git-ignored run folders. The data root aside, every setting is compared
+    (:func:`dermoseg.config.first_difference`), the record's filled with today's defaults first (a setting added
+    since counts as its default there); a setting the record has and today's dermoseg dropped is passed over."""
     path = Path(sweep.options["results_dir"]) / "runs" / sweep.name / cell.name / "run.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -213,8 +215,13 @@ def _committed_record(cell: Cell, sweep: Sweep) -> dict | None:
         return None
     if not (isinstance(record, dict) and record.get("kind") == "sweep" and isinstance(record.get("config"), dict)):
         return None
-    data = {k: v for k, v in cell.config.get("data", {}).items() if k != "root"}
-    same = first_difference(record["config"], {**cell.config, "data": data}, common_only=True) is None
+    defaults = TASK_DEFAULTS.get(cell.config.get("task", "segmentation"), {})
+    dropped = set(dotted(record["config"])) - set(dotted(defaults))  # settings of another version of dermoseg
+    try:
+        made = merge(defaults, record["config"], where=str(path))
+    except ConfigError:  # a record whose settings do not have today's shape: not this cell's
+        return None
+    same = first_difference(made, cell.config, allowed={"data.root", *dropped}) is None
     return record if same else None
 
 

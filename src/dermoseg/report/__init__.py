@@ -58,8 +58,8 @@ def write_report(spec: Mapping[str, Any], results_dir: str | Path, data_root: st
 
     Returns
     -------
-    Path of the README written. Missing inputs never raise: they are named in the report, and their count on
-    stderr, with each committed figure shown without being remade.
+    Path of the README written. Missing inputs never raise: they are named in the report. On stderr: how many
+    inputs are missing, and a note for each committed figure the report shows without having remade it.
 
     Raises
     ------

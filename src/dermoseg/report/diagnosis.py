@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dermoseg.report.results import Results, fmt, md_table
+from dermoseg.report.results import Results, fmt, md_table, melanoma_vs_nevus_cell
 
 
 def _pct(value: Any) -> str:
@@ -27,13 +27,15 @@ def section(spec: Mapping[str, Any], res: Results) -> str:
     out += [f"Measured by `{d.get('command', 'dermoseg evaluate-diagnosis')}`. External test sets are never trained "
             "or chosen on; the epoch, the temperature and the flag's threshold come from the HAM10000 validation "
             "split. Score for melanoma vs nevus: P(MEL) / (P(MEL) + P(NV)) of the calibrated probabilities "
-            "(chosen over the plain P(MEL) on the validation split, session 14); \"called melanoma\" is the seven-class "
+            "(chosen over the plain P(MEL) on the validation split, session 14; an AUC scored on the plain P(MEL) "
+            "is marked so); \"called melanoma\" is the seven-class "
             "arg-max. **Research tool, not a medical device.**", ""]
     rows = []
     for s, v in found.items():
         mn = v.get("melanoma_vs_nevus") or {}
-        rows.append([f"`{s}` ({v['role']})", fmt(v["images"]), f"{fmt(mn.get('melanoma'))} / {fmt(mn.get('nevus'))}",
-                     fmt(mn.get("auc")), fmt(mn.get("sensitivity_at_90_specificity")),
+        counts = (v.get("melanoma", mn.get("melanoma")), v.get("nevus", mn.get("nevus")))  # top level since session 14
+        rows.append([f"`{s}` ({v['role']})", fmt(v["images"]), f"{fmt(counts[0])} / {fmt(counts[1])}",
+                     melanoma_vs_nevus_cell(v), fmt(mn.get("sensitivity_at_90_specificity")),
                      fmt(mn.get("nevi_called_melanoma")), fmt(v.get("balanced_accuracy")), fmt(v.get("melanoma_auc"))])
     out += [md_table(["set", "images", "melanoma / nevus", "melanoma-vs-nevus AUC", "sensitivity at 90% specificity",
                       "nevi called melanoma", "balanced accuracy (7 classes)", "melanoma-vs-rest AUC"], rows), ""]

@@ -145,3 +145,19 @@ class Results:
         if (record or {}).get("label") and record.get("label") != name:
             return str(record["label"])
         return self.labels.get(name, name)
+
+
+OLD_SCORE_MARK = "(P(MEL))"
+
+
+def melanoma_vs_nevus_cell(summary: Mapping[str, Any] | None) -> str:
+    """A set's melanoma-vs-nevus AUC as a table cell, marked when it was scored on the plain P(MEL) (every
+    summary written before session 14; those written before the external sets joined evaluate-diagnosis keep it
+    at the top level); a dash when the set was not scored."""
+    if not summary:
+        return "—"
+    mn = summary.get("melanoma_vs_nevus") or summary
+    if mn.get("auc") is None:
+        return "—"
+    plain = "P(MEL) /" not in str(mn.get("score", ""))
+    return f"{fmt(mn['auc'])} {OLD_SCORE_MARK}" if plain else fmt(mn["auc"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dermoseg.report.results import Results, fmt, md_table
+from dermoseg.report.results import OLD_SCORE_MARK, Results, fmt, md_table, melanoma_vs_nevus_cell
 
 
 def _minutes(seconds: Any) -> str:
@@ -50,7 +50,7 @@ def _classification(v: Mapping[str, Any], res: Results) -> list[str]:
                 if s == "ham10000_val" or (res.root / r["dir"] / s / "summary.json").is_file() else None
                 for s in ("ham10000_val", "isic2018_task1", "ph2")}
         val = sets["ham10000_val"] or {}
-        auc = {s: _melanoma_vs_nevus_auc(sets[s]) for s in ("isic2018_task1", "ph2")}
+        auc = {s: melanoma_vs_nevus_cell(sets[s]) for s in ("isic2018_task1", "ph2")}
         rows.append([r["label"], fmt(val.get("balanced_accuracy")), fmt(val.get("melanoma_auc")),
                      auc["isic2018_task1"], auc["ph2"], r.get("verdict", "")])
     out += [md_table(["variant", "val balanced accuracy", "val melanoma AUC", "ISIC Task 1 MEL-vs-NV AUC",
@@ -59,21 +59,6 @@ def _classification(v: Mapping[str, Any], res: Results) -> list[str]:
             "P(MEL) / (P(MEL) + P(NV)) on the validation split; the others on that score.", ""]
     return out
 
-
-OLD_SCORE_MARK = "(P(MEL))"
-
-
-def _melanoma_vs_nevus_auc(summary: Mapping[str, Any] | None) -> str:
-    """A set's melanoma-vs-nevus AUC as a table cell, marked when it was scored on the plain P(MEL) (every
-    summary written before session 14; those written before the external sets joined evaluate-diagnosis keep it
-    at the top level); a dash when the set was not scored."""
-    if not summary:
-        return "—"
-    mn = summary.get("melanoma_vs_nevus") or summary
-    if mn.get("auc") is None:
-        return "—"
-    plain = "P(MEL) /" not in str(mn.get("score", ""))
-    return f"{fmt(mn['auc'])} {OLD_SCORE_MARK}" if plain else fmt(mn["auc"])
 
 
 def section(spec: Mapping[str, Any], res: Results) -> str:
