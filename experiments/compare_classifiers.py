@@ -72,17 +72,24 @@ def main(argv: list[str] | None = None) -> int:
             labels[excised], a[excised], b[excised], lambda y, p: cm.binary_auc(y == mel, melanoma_score(p)),
             n_resamples=args.resamples) if 0 < (labels[excised] == mel).sum() < excised.sum() else None,
     }
-    for name, key in (("balanced accuracy", "balanced_accuracy"), ("melanoma AUC", "melanoma_auc"),
-                      ("melanoma vs excised nevus AUC", "melanoma_vs_excised_nevus_auc")):
+    print_and_write(result, {"balanced accuracy": "balanced_accuracy", "melanoma AUC": "melanoma_auc",
+                             "melanoma vs excised nevus AUC": "melanoma_vs_excised_nevus_auc"}, args.out)
+    return 0
+
+
+def print_and_write(result: dict, shown: dict[str, str], out: Path | None) -> None:
+    """Print one line per comparison (``{printed name: key of result}``, each a
+    :func:`dermoseg.metrics.paired_bootstrap` result, or None when it could not be computed), then write
+    ``result`` as JSON to ``out`` when given."""
+    for name, key in shown.items():
         r = result[key]
         if r is None:
-            print(f"{name}: not computed (these images lack melanomas or excised nevi)")
+            print(f"{name}: not computed (these images lack one of the two groups)")
             continue
         print(f"{name}: A {r['a']:.4f}  B {r['b']:.4f}  B-A {r['difference']:+.4f}  "
               f"95% CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]  P(B-A <= 0) {r['p_b_not_better']:.3f}")
-    if args.out:
-        write_text(args.out, json.dumps(result, indent=2) + "\n")
-    return 0
+    if out:
+        write_text(out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

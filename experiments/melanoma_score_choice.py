@@ -14,7 +14,6 @@ predictions may be given: the external test sets never choose.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,10 +23,9 @@ from dermoseg import metrics as cm
 from dermoseg.classification.evaluate import melanoma_score
 from dermoseg.data.datasets import HAM_CLASSES, load_ham10000
 from dermoseg.data.splits import HAM_SPLIT, read_split
-from dermoseg.io import write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_classifiers import read_predictions  # noqa: E402
+from compare_classifiers import print_and_write, read_predictions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
               "all_nevi": cm.paired_bootstrap(labels, plain, two_class, auc, n_resamples=args.resamples),
               "excised_nevi": cm.paired_bootstrap(labels[excised], plain[excised], two_class[excised], auc,
                                                   n_resamples=args.resamples)}
-    for name in ("all_nevi", "excised_nevi"):
-        r = result[name]
-        print(f"melanoma vs {name.replace('_', ' ')}: P(MEL) {r['a']:.4f}  two-class {r['b']:.4f}  "
-              f"difference {r['difference']:+.4f}  95% CI [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]")
-    if args.out:
-        write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print("A: P(MEL), B: P(MEL) / (P(MEL) + P(NV))")
+    print_and_write(result, {"melanoma vs all nevi AUC": "all_nevi", "melanoma vs excised nevi AUC": "excised_nevi"},
+                    args.out)
     return 0
 
 
