@@ -129,6 +129,35 @@ def test_preprocess_and_diagnose_tables_survive_an_interruption(tmp_path, four_i
     assert [r["image"] for r in _rows(tmp_path / "dx" / "predictions.csv")] == ["im0", "im1", "im2", "im3"]
 
 
+@pytest.mark.parametrize("command, tables", [("diagnose", ["predictions.csv", "image_sources.csv"]),
+                                             ("segment", ["results.csv"])])
+def test_ctrl_c_while_a_row_is_appended_takes_effect_after_all_tables(tmp_path, four_images, monkeypatch, command,
+                                                                     tables):
+    """Try-out finding: Ctrl-C landing while an image's row was being written (after the fsync, before the run
+    noted the row) left predictions.csv one row longer than image_sources.csv, and segment's clean-up removed
+    the mask and overlay of an image whose row was on disk. The interruption now takes effect after the image's
+    rows are in every table: the tables agree, and every row's outputs exist."""
+    from dermoseg.tables import CsvTable
+    original, calls = CsvTable.append, []
+
+    def append_then_ctrl_c(self, row):
+        original(self, row)
+        calls.append(self.path.name)
+        if len(calls) == 1:  # the first table of the first image: Ctrl-C arrives now
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs in the main thread meanwhile
+
+    monkeypatch.setattr(CsvTable, "append", append_then_ctrl_c)
+    out = tmp_path / "out"
+    assert main([command, str(four_images), "--out", str(out), *(["--no-measure"] if command == "segment" else [])]) \
+        == 130
+    keys = [[r.get("image", r.get("image_id")) for r in _rows(out / t)] for t in tables]
+    assert all(k == ["im0"] for k in keys), keys  # the first image's rows in every table, and no other
+    if command == "segment":
+        assert sorted(p.name for p in out.glob("im0_*")) == ["im0_overlay.jpg", "im0_segmentation.png"]
+    assert json.loads((out / "run.json").read_text())["counts"]["processed"] == 1
+
+
 @pytest.mark.parametrize("command", ["segment", "preprocess", "diagnose"])
 def test_a_file_name_that_is_not_utf8_fails_alone(tmp_path, isic_samples, command, capsys):
     folder = tmp_path / "in"

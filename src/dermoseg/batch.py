@@ -32,7 +32,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from dermoseg import provenance
+from dermoseg import interrupts, provenance
 from dermoseg.engine.pipeline import run_ordered
 from dermoseg.errors import DermosegError
 from dermoseg.inputs import display_name, name_problem, scan_inputs
@@ -387,10 +387,11 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
                 row.setdefault("seconds", round(seconds, 3))
                 if row.get("warning"):
                     report.warnings.append((str(path), row["warning"]))
-                for t in tables:
-                    t.append(row)
-                report.rows.append(row)
-                tabled.add(stem)
+                with interrupts.deferred():  # Ctrl-C now would leave a row in one table only, or a row whose
+                    for t in tables:  # outputs the clean-up below removes: it takes effect after this step
+                        t.append(row)
+                    report.rows.append(row)
+                    tabled.add(stem)
         status = "complete"
     finally:
         if status != "complete":  # Ctrl-C: an image caught between its writes and its row leaves no orphan files

@@ -865,10 +865,14 @@ class Terminated(KeyboardInterrupt):
 
 def _first_interrupt(signum, frame) -> None:
     """SIGINT/SIGTERM handler: raise KeyboardInterrupt (Terminated for SIGTERM) once, and ignore both signals
-    while the clean-up runs."""
+    while the clean-up runs; inside a :func:`dermoseg.interrupts.deferred` section (an image's rows being appended
+    to its tables) it is raised when the section ends."""
+    from dermoseg import interrupts
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    exc = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    if not interrupts.hold(exc):
+        raise exc
 
 
 def _main(argv: list[str]) -> int:
