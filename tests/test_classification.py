@@ -131,6 +131,10 @@ def test_sensitivity_at_specificity_hand_case():
     truth = np.r_[np.zeros(10, bool), np.ones(4, bool)]
     sens, thr = cm.sensitivity_at_specificity(truth, np.r_[neg, pos], 0.9)
     assert sens == 0.75 and thr == 8.5
+    # 4 negatives, one scored above every positive: only "nothing is positive" keeps specificity >= 0.9; the
+    # threshold is None there, not the ROC's infinity (try-out: "Infinity" in summary.json is not JSON)
+    assert cm.sensitivity_at_specificity(np.array([0, 0, 0, 0, 1], bool), np.array([0.1, 0.2, 0.3, 0.9, 0.5])) \
+        == (0.0, None)
     # AUC = share of (positive, negative) pairs ranked right: 8.5 beats 9 negatives, 9.5 beats 10, 3.5 beats 4,
     # 20 beats 10 -> 33 / 40
     assert cm.binary_auc(truth, np.r_[neg, pos]) == pytest.approx(33 / 40)

@@ -214,7 +214,8 @@ def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(positive, np.asarray(score, dtype=np.float64)))
 
 
-def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specificity: float = 0.9) -> tuple[float, float]:
+def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specificity: float = 0.9
+                               ) -> tuple[float, float | None]:
     """Highest sensitivity among thresholds whose specificity is at least ``specificity``.
 
     Parameters
@@ -223,7 +224,14 @@ def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specific
 
     Returns
     -------
-    (sensitivity, threshold): a case is positive when ``score >= threshold``.
+    (sensitivity, threshold): a case is positive when ``score >= threshold``; the threshold is None when only
+    calling no case positive reaches the specificity (sensitivity 0; with few negatives and a negative scored
+    highest), where the ROC's threshold is infinite (not a JSON number).
+
+    Raises
+    ------
+    ValueError
+        If every case, or none, is positive, or ``specificity`` is outside (0, 1].
     """
     from sklearn.metrics import roc_curve
     positive = np.asarray(positive, dtype=bool)
@@ -234,7 +242,7 @@ def sensitivity_at_specificity(positive: np.ndarray, score: np.ndarray, specific
     fpr, tpr, thr = roc_curve(positive, np.asarray(score, dtype=np.float64), drop_intermediate=False)
     ok = (1.0 - fpr) >= specificity - 1e-12
     i = int(np.argmax(np.where(ok, tpr, -1.0)))
-    return float(tpr[i]), float(thr[i])
+    return float(tpr[i]), (float(thr[i]) if np.isfinite(thr[i]) else None)
 
 
 def paired_bootstrap(labels: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, metric=balanced_accuracy,
