@@ -229,9 +229,11 @@ def test_evaluate_diagnosis_on_isic_images_and_its_logit_cache(tmp_path, data_ro
     assert main(args + ["--reuse-logits"]) == 0
     tampered = json.loads((out / "isic2018_task1" / "summary.json").read_text())["melanoma_vs_nevus"]["auc"]
     assert tampered == 1.0
-    # ... but not when they were made by another model file: then the network runs again
+    # ... but not when they were made by another model file: then the network runs again, and that is said
     np.savez(npz, ids=ids, logits=logits, model_sha256=np.array("0" * 64))
+    capsys.readouterr()
     assert main(args + ["--reuse-logits"]) == 0
+    assert f"note: {npz}: not reused, it was made by another model file; running the network" in capsys.readouterr().err
     again = json.loads((out / "isic2018_task1" / "summary.json").read_text())["melanoma_vs_nevus"]["auc"]
     assert again == pytest.approx(auc, abs=1e-6)
 

@@ -574,7 +574,8 @@ def _add_evaluate_diagnosis(sub) -> None:
     p.add_argument("--out", type=_path, default=Path("out/diagnosis"), help="output folder (default out/diagnosis)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of each set (quick checks)")
     p.add_argument("--reuse-logits", action="store_true", help="read OUT/<set>/logits.npz of an earlier run with "
-                   "the same model file and images instead of running the network again")
+                   "the same model file and images instead of running the network again (a note on stderr says "
+                   "when a file does not match and the network runs)")
     p.add_argument("--mask-dir", type=_path, default=None,
                    help="for classifiers that use the lesion mask: HAM10000 masks already written by 'dermoseg "
                    "segment' (<image_id>_segmentation.png), instead of segmenting again; the external sets are "

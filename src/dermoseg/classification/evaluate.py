@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -307,12 +308,20 @@ def grayscale(image: np.ndarray) -> np.ndarray:
 
 def cached_logits(path: Path, model: Classifier, samples, compute, reuse: bool) -> np.ndarray:
     """Logits of ``samples`` from ``compute()``, saved to ``path`` (``.npz``: ``ids``, ``logits``, ``model_sha256``);
-    with ``reuse``, an existing file made by the same model file for the same ids is read instead."""
+    with ``reuse``, an existing file made by the same model file for the same ids is read instead, and a note on
+    stderr says why the network runs when there is none or it does not match."""
     ids = np.array([s.image_id for s in samples])
-    if reuse and path.is_file():
-        with np.load(path) as cached:
-            if str(cached["model_sha256"]) == model.sha256 and np.array_equal(cached["ids"], ids):
-                return cached["logits"]
+    if reuse:
+        why = "there is none"
+        if path.is_file():
+            with np.load(path) as cached:
+                if str(cached["model_sha256"]) != model.sha256:
+                    why = "it was made by another model file"
+                elif not np.array_equal(cached["ids"], ids):
+                    why = f"it holds other images ({len(cached['ids'])} cached, {len(ids)} asked for)"
+                else:
+                    return cached["logits"]
+        print(f"note: {path}: not reused, {why}; running the network", file=sys.stderr)
     logits = compute()
     buf = io.BytesIO()
     np.savez(buf, ids=ids, logits=logits, model_sha256=np.array(model.sha256))
