@@ -287,3 +287,13 @@ def test_a_refused_set_leaves_no_run_json_and_a_missing_mask_dir_is_named(tmp_pa
     assert main(["evaluate-diagnosis", "--dataset", "ph2", "--mask-dir", str(tmp_path / "none"),
                  "--out", str(tmp_path / "other")]) == 2
     assert "--mask-dir folder not found" in capsys.readouterr().err
+    # try-out findings: the mask options given to the shipped classifier (no mask) were silently ignored, and a
+    # wrong data folder left OUT/run.json and OUT/ph2/run.json marked failed
+    (tmp_path / "masks").mkdir()
+    for extra in (["--mask-dir", str(tmp_path / "masks")], ["--segmentation-model", "fast"]):
+        assert main(["evaluate-diagnosis", "--dataset", "ph2", "--limit", "2", "--out", str(tmp_path / "m"), *extra]) == 2
+        assert "this classifier does not use the lesion mask" in capsys.readouterr().err
+    assert main(["evaluate-diagnosis", "--dataset", "ph2", "--limit", "2", "--out", str(tmp_path / "w"),
+                 "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "PH2_dataset.txt not found" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "w").exists()

@@ -515,9 +515,15 @@ def _add_classifier_arguments(p) -> None:
 
 
 def _load_classifier(args):
-    """The classifier of ``--model`` and, when it uses the lesion mask, the segmenter of ``--segmentation-model``."""
+    """The classifier of ``--model`` and, when it uses the lesion mask, the segmenter of ``--segmentation-model``;
+    the mask options are refused for a classifier that does not use the mask (they would be ignored)."""
     from dermoseg.classification.classifier import Classifier
     model = Classifier.load(args.model, args.engine, args.threads)
+    unused = [flag for flag, value in (("--segmentation-model", args.segmentation_model),
+                                       ("--mask-dir", getattr(args, "mask_dir", None))) if value is not None]
+    if unused and not model.uses_mask:
+        raise CommandError(f"{', '.join(unused)}: this classifier does not use the lesion mask (mask_mode none), "
+                           "so it would be ignored")
     segmenter = None
     if model.uses_mask:
         from dermoseg.segmentation.segmenter import Segmenter
@@ -600,6 +606,8 @@ def _run_evaluate_diagnosis(args) -> int:
     ham = f"ham10000_{args.split}"
     names = {"ham10000": [ham], "isic2018_task1": ["isic2018_task1"], "ph2": ["ph2"],
              "all": [ham, "isic2018_task1", "ph2"]}[args.dataset]
+    from dermoseg.data.evalsets import DIAGNOSIS_SETS, diagnosis_samples
+    samples = {name: diagnosis_samples(name, args.data_root) for name in names}  # a missing data folder: no run.json
     results = {}
     planned = {name: evaluation.set_outputs(args.out / name, name, model, args.reuse_logits, grayscale_copies=True)
                for name in names}
@@ -611,13 +619,13 @@ def _run_evaluate_diagnosis(args) -> int:
         record = start_run(out, "evaluate-diagnosis", planned[name], settings, models)
         results[name] = evaluation.evaluate_set(name, model, args.data_root, out, segmenter, args.limit,
                                                 mask_dir=args.mask_dir if name == ham else None,
-                                                reuse_logits=args.reuse_logits, grayscale_copies=True)
+                                                reuse_logits=args.reuse_logits, grayscale_copies=True,
+                                                samples=samples[name])
         record.finish("complete")
     write_text(args.out / "summary.csv", evaluation.overview_csv(results))
     overview.finish("complete")
     print(json.dumps(results, indent=2))
     print(f"reports in {args.out.resolve()}")
-    from dermoseg.data.evalsets import DIAGNOSIS_SETS
     for other in sorted(set(DIAGNOSIS_SETS) - set(names)):  # an earlier run's set, maybe of another model
         if (args.out / other / "summary.json").is_file():
             print(f"note: {args.out / other} holds an earlier evaluation, not this run's (summary.csv lists "

@@ -347,7 +347,7 @@ def set_outputs(out_dir: str | Path, name: str, model: Classifier, reuse_logits:
 
 def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: str | Path, segmenter=None,
                  limit: int | None = None, mask_dir: str | Path | None = None, reuse_logits: bool = False,
-                 grayscale_copies: bool = False) -> dict[str, Any]:
+                 grayscale_copies: bool = False, samples: list | None = None) -> dict[str, Any]:
     """Score the classifier on a named diagnosis set (:data:`dermoseg.data.evalsets.DIAGNOSIS_SETS`) and write its
     report files into ``out_dir``.
 
@@ -372,6 +372,8 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
         the network again.
     grayscale_copies : also score gray copies of the images (:func:`grayscale`): what the classifier says, and
         how many its flag catches.
+    samples : the set's samples when the caller has read them already
+        (:func:`dermoseg.data.evalsets.diagnosis_samples`), before ``limit``.
 
     Returns
     -------
@@ -384,7 +386,7 @@ def evaluate_set(name: str, model: Classifier, data_root: str | Path, out_dir: s
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    every = diagnosis_samples(name, data_root)
+    every = diagnosis_samples(name, data_root) if samples is None else samples
     samples = every[: int(limit) if limit else None]
     role, description = DIAGNOSIS_SETS[name]
     logits = cached_logits(out_dir / "logits.npz", model, samples,
