@@ -72,7 +72,9 @@ def test_all_good_exit_zero_and_no_sheet_unless_asked(tmp_path, two_real):
 def test_missing_folder_is_reported(tmp_path, capsys):
     code = main(["preprocess", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     assert code == 1
-    assert "no such file or folder" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "no such file or folder" in captured.err and "no image found to process, nothing written" in captured.out
+    assert not (tmp_path / "out").exists()  # try-out finding: an output folder with empty tables was left
 
 
 def test_output_that_would_overwrite_an_input_is_refused(tmp_path, two_real, capsys):

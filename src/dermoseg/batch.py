@@ -90,7 +90,10 @@ class BatchReport:
         return 1 if self.failures or self.found == 0 else 0
 
     def summary_line(self, verb: str, what: str, where: Path) -> str:
-        """The command's last line: "<verb> N image(s)[, M already done], K failed; <what> in <where>"."""
+        """The command's last line: "<verb> N image(s)[, M already done], K failed; <what> in <where>", or, when the
+        search found no image, that nothing was written."""
+        if self.found == 0:
+            return f"{verb} 0 image(s), {len(self.failures)} failed; no image found to process, nothing written"
         resumed = f", {self.resumed} already done" if self.resumed else ""
         return f"{verb} {len(self.rows)} image(s){resumed}, {len(self.failures)} failed; {what} in {where}"
 
@@ -268,6 +271,14 @@ def run_batch(inputs: Sequence[str], out_dir: str | Path,
     try:  # released here if the run cannot start (start_run included); once started, its record holds it
         scan = scan_inputs(list(inputs), extra_skip=is_own_output)
         files = scan.files
+        if not files:  # nothing to do: said, and nothing written (no tables, no run.json; exit status 1)
+            if took:
+                provenance.release_folders([out_dir])
+            for line in scan.summary_lines():
+                print(line, file=sys.stderr)
+            report = BatchReport(out_dir, failures=list(scan.problems), found=0)
+            print_messages(report)
+            return report
         input_paths = {p.resolve() for p in files}
         sources = provenance.check_resumable(out_dir, desc, settings or {}, models or []) if resume else {}
         jobs = list(zip(files, unique_stems(files, _earlier_inputs(sources, tables) if resume else None)))

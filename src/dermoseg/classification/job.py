@@ -147,5 +147,6 @@ def diagnose_files(inputs: Sequence[str], out_dir: str | Path, model: Classifier
                        settings={"temperature": model.temperature, "tta": model.tta, "mask_mode": model.mask_mode,
                                  "image_size": model.image_size}, models=models,
                        extra_outputs=[out_dir / "README.txt"])
-    write_text(out_dir / "README.txt", readme_text(model))
+    if report.found != 0:  # the search found no image: nothing is written
+        write_text(out_dir / "README.txt", readme_text(model))
     return report
