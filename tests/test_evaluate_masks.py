@@ -122,6 +122,21 @@ def test_a_missing_data_folder_points_at_data_root(tmp_path, capsys):
     assert "PH2 folder not found" in err and "--data-root" in err and str(tmp_path / "nowhere") in err
 
 
+def test_subset_files_as_users_write_them(tmp_path):
+    """Try-out finding: a CSV saved by Excel (byte-order mark, CRLF) gave the id '\\ufeffimage_id', and segment's
+    own results.csv (first column ``file``) gave the id 'file'. A plain list, a list with comments, a CSV with an
+    ``image_id`` or ``image`` column, with or without the mark, all give the ids."""
+    from dermoseg.segmentation.evaluate import read_subset
+    cases = {"plain.txt": "IMD002\nIMD004\n\n# a comment\nIMD002\n",
+             "excel.csv": "\ufeffimage_id,x\r\nIMD002,1\r\nIMD004,2\r\n",
+             "results.csv": "file,image_id,width\nin/IMD002.jpg,IMD002,767\nin/IMD004.jpg,IMD004,767\n",
+             "predictions.csv": "image,MEL,NV\nIMD002,0.1,0.9\nIMD004,0.2,0.8\n",
+             "first_column.csv": "IMD002,0.1\nIMD004,0.2\n"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert read_subset(tmp_path / name) == ["IMD002", "IMD004"], name
+
+
 def test_dermoseg_data_is_the_data_folder_when_data_root_is_not_given(tmp_path, data_root, monkeypatch, capsys):
     """Try-out finding: the scripts read $DERMOSEG_DATA but the commands did not. Now it stands in for an absent
     --data-root (a given one wins), and --pred/--truth do not count it as a --data-root given for nothing."""

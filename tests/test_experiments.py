@@ -373,6 +373,13 @@ def test_report_sections_and_paper_figures_come_from_the_config(tmp_path, data_r
         load_report_config(tmp_path / "bad.yaml")
 
 
+def test_report_command_refuses_a_results_folder_that_does_not_exist(tmp_path, capsys):
+    """Try-out finding: a mistyped --results made that folder and a report of nothing but missing inputs, exit 0."""
+    from dermoseg.cli import main
+    assert main(["report", "--config", str(REPO / "configs" / "report.yaml"), "--results", str(tmp_path / "nope")]) == 2
+    assert "nope: results folder not found" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+
+
 def test_report_draws_overlay_sheet_from_committed_masks_and_real_images(tmp_path, data_root, capsys):
     from dermoseg.data.evalsets import dataset_samples
     from dermoseg.io import read_mask

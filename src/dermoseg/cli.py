@@ -494,6 +494,9 @@ def _run_report(args) -> int:
     from dermoseg.report import check_results_folder, load_report_config, write_report
     spec = load_report_config(args.config)
     results = args.results or Path(spec["results_dir"])
+    if not results.is_dir():  # a mistyped --results gave a report of nothing but missing inputs, exit 0
+        raise CommandError(f"{results}: results folder not found (the folder of committed results, "
+                           f"{spec['results_dir']} by default; create it first for a new one)")
     check_results_folder(results)  # before any import copies into it
     for item in args.imports:
         name, sep, run_dir = item.partition("=")

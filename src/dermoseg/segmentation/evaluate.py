@@ -11,6 +11,7 @@ and by the sweeps.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import sys
@@ -59,8 +60,10 @@ def _index_masks(folder: Path, what: str) -> dict[str, Path]:
 
 
 def read_subset(path: str | Path) -> list[str]:
-    """Image ids from a subset file: the first comma-separated field of each line; blank lines, ``#`` comments
-    and a header ``image_id``/``image`` are skipped.
+    """Image ids from a subset file: one id per line, or a CSV. Blank lines and ``#`` comments are skipped, and a
+    byte-order mark (a CSV saved by Excel) is ignored. A CSV whose header has an ``image_id`` (else ``image``)
+    column gives that column (``results.csv`` of ``dermoseg segment``, ``predictions.csv`` of ``diagnose``);
+    otherwise the first field of each line is the id.
 
     Raises
     ------
@@ -68,11 +71,16 @@ def read_subset(path: str | Path) -> list[str]:
         If the file is unreadable or lists no id.
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise EvaluationError(f"{path}: cannot read the subset file ({exc})") from None
-    ids = [ln.split(",")[0].strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    ids = [i for i in ids if i not in ("image_id", "image")]
+    rows = [[cell.strip() for cell in row] for row in csv.reader(ln for ln in lines
+                                                                  if ln.strip() and not ln.lstrip().startswith("#"))]
+    column = next((rows[0].index(name) for name in ("image_id", "image") if rows and name in rows[0]), None)
+    if column is None:
+        ids = [row[0] for row in rows if row]
+    else:
+        ids = [row[column] for row in rows[1:] if len(row) > column]
     if not ids:
         raise EvaluationError(f"{path}: the subset file lists no image id")
     return list(dict.fromkeys(ids))
