@@ -259,7 +259,7 @@ def _run_evaluate(args) -> int:
         record.finish("complete", images=len(rows), skipped=len(summary.get("skipped", [])))
     print(json.dumps(summary, indent=2))
     if args.out:
-        print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}")
+        print(f"per-image figures in {(args.out / 'per_image.csv').resolve()}", file=sys.stderr)  # stdout: the JSON alone
     return 0
 
 
@@ -628,7 +628,7 @@ def _run_evaluate_diagnosis(args) -> int:
     write_text(args.out / "summary.csv", evaluation.overview_csv(results))
     overview.finish("complete")
     print(json.dumps(results, indent=2))
-    print(f"reports in {args.out.resolve()}")
+    print(f"reports in {args.out.resolve()}", file=sys.stderr)  # stdout: the JSON alone
     for other in sorted(set(DIAGNOSIS_SETS) - set(names)):  # an earlier run's set, maybe of another model
         if (args.out / other / "summary.json").is_file():
             print(f"note: {args.out / other} holds an earlier evaluation, not this run's (summary.csv lists "
